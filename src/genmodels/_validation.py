@@ -1,0 +1,144 @@
+"""Input checks shared by every user-facing entry point.
+
+Each raises ``ValueError`` saying what was wrong and where, so nothing downstream fails
+silently as NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def as_tensor(
+    x: Any,
+    *,
+    name: str = "X",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    allow_nan: bool = False,
+) -> Tensor:
+    """Convert a NumPy array, pandas object, list or tensor to a floating tensor.
+
+    Integer and boolean input becomes ``dtype`` (default float64; float tensors keep their dtype
+    unless ``dtype`` is given). Raises ``ValueError`` for object/string data and, unless
+    ``allow_nan``, for NaN or infinite entries (reporting the first offending index).
+    """
+    if hasattr(x, "to_numpy") and not isinstance(x, Tensor):  # pandas DataFrame / Series
+        x = x.to_numpy()
+    if isinstance(x, Tensor):
+        t = x.detach()
+    else:
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}.")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if not (t.is_floating_point()):
+        t = t.to(dtype or torch.float64)
+    elif dtype is not None:
+        t = t.to(dtype)
+    if device is not None:
+        t = t.to(device)
+    if not allow_nan:
+        check_finite(t, name)
+    return t
+
+
+def check_finite(t: Tensor, name: str = "X") -> None:
+    """Raise ``ValueError`` naming the first NaN/inf entry of ``t``."""
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+        kind = "NaN" if bool(torch.isnan(t[idx])) else "infinite"
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} non-finite value(s); the first is {kind} at "
+            f"index {idx}. Remove or impute missing values before fitting."
+        )
+
+
+def check_data_matrix(
+    X: Any,
+    *,
+    name: str = "X",
+    min_samples: int = 1,
+    n_features: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Validate a design matrix: 2-D, finite, at least ``min_samples`` rows, and (when given)
+    ``n_features`` columns. Returns it as a tensor of shape (N, D)."""
+    t = as_tensor(X, name=name, dtype=dtype, device=device)
+    if t.dim() != 2:
+        raise ValueError(
+            f"{name} must be 2-dimensional (n_samples, n_features), got shape {tuple(t.shape)}. "
+            "Reshape a single feature with X.reshape(-1, 1) or a single sample with "
+            "X.reshape(1, -1)."
+        )
+    if t.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {t.shape[0]} sample(s), but at least {min_samples} are required."
+        )
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features; at least one is required.")
+    if n_features is not None and t.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {t.shape[1]} features, but the model was fitted with {n_features}."
+        )
+    return t
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum`` (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_nonnegative_float(value: Any, name: str, *, strictly: bool = False) -> float:
+    """``value`` as a finite float ≥ 0 (or > 0 when ``strictly``)."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(float(value)))
+    if not ok or value < 0 or (strictly and value == 0):
+        rel = "> 0" if strictly else ">= 0"
+        raise ValueError(f"{name} must be a finite number {rel}, got {value!r}.")
+    return float(value)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+    return str(value)
+
+
+def resolve_dtype(dtype: Any) -> torch.dtype:
+    """Accept ``torch.float64``, ``"float64"``, ``np.float32`` ... and return a torch dtype."""
+    out: Any = None
+    if isinstance(dtype, torch.dtype):
+        out = dtype
+    elif dtype is not None:
+        out = getattr(torch, np.dtype(dtype).name, None)
+    if out not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise ValueError(f"dtype must be a floating dtype, got {dtype!r}.")
+    return out
+
+
+def make_generator(
+    seed: Any, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """A ``torch.Generator`` from a seed (None → nondeterministic seed drawn from torch)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        if isinstance(seed, np.random.RandomState):  # scikit-learn style random_state
+            seed = int(seed.randint(0, 2**31 - 1))
+        g.manual_seed(int(seed))
+    return g

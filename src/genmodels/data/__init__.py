@@ -1,0 +1,186 @@
+"""Real data sets that ship inside installed packages, files by path, and synthetic data.
+
+``load_dataset(name)`` returns a ``Dataset``. The real data sets come from packages listed in the
+``peers`` extra; if the package is missing the error names the extra to install.
+
+==============  =========================================  ===============================
+name            what                                        from
+==============  =========================================  ===============================
+digits          1797 8×8 handwritten digits, 16 grey levels  scikit-learn
+iris            150 flowers × 4 measurements, 3 species     scikit-learn
+wine            178 wines × 13 chemical measurements        scikit-learn
+breast_cancer   569 tumours × 30 features, benign/malignant  scikit-learn
+china, flower   427×640 RGB photographs, pixels as rows     scikit-learn (sample images)
+nile            annual Nile flow at Aswan, 1871–1970        statsmodels
+==============  =========================================  ===============================
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genmodels._validation import as_tensor
+
+
+@dataclass
+class Dataset:
+    """A data set as tensors.
+
+    X: (N, D) observations (rows are samples; the book writes samples as columns).
+    y: (N,) labels or targets, if any.
+    image_shape: (H, W) or (H, W, C) when each row of X is an image.
+    """
+
+    name: str
+    X: Tensor
+    y: Tensor | None = None
+    description: str = ""
+    feature_names: list[str] = field(default_factory=list)
+    image_shape: tuple[int, ...] | None = None
+    index: Tensor | None = None  # e.g. the years of a time series
+
+
+def _require(module: str, extra: str = "peers") -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        pkg = module.split(".")[0]
+        raise ModuleNotFoundError(
+            f"this data set needs the package '{pkg}', which is not installed; install it with "
+            f"`pip install 'genmodels[{extra}]'` (or `pip install {pkg}`)."
+        ) from err
+
+
+def _sklearn(loader: str, name: str, image_shape: tuple[int, ...] | None = None) -> Dataset:
+    datasets = _require("sklearn.datasets")
+    b = getattr(datasets, loader)()
+    return Dataset(
+        name=name,
+        X=torch.as_tensor(np.asarray(b.data, dtype=np.float64)),
+        y=torch.as_tensor(np.asarray(b.target)),
+        description=str(b.DESCR).split("\n\n")[0].strip(),
+        feature_names=[str(f) for f in getattr(b, "feature_names", [])],
+        image_shape=image_shape,
+    )
+
+
+def _sample_image(filename: str) -> Dataset:
+    datasets = _require("sklearn.datasets")
+    img = np.asarray(datasets.load_sample_image(filename), dtype=np.float64) / 255.0
+    h, w, c = img.shape
+    return Dataset(
+        name=filename.removesuffix(".jpg"),
+        X=torch.as_tensor(img.reshape(h * w, c)),
+        description=f"scikit-learn sample photograph {filename}: {h}×{w} RGB, pixels as rows "
+        "scaled to [0, 1].",
+        feature_names=["red", "green", "blue"],
+        image_shape=(h, w, c),
+    )
+
+
+def _nile() -> Dataset:
+    nile = _require("statsmodels.api").datasets.nile.load_pandas().data
+    return Dataset(
+        name="nile",
+        X=torch.as_tensor(nile["volume"].to_numpy(dtype=np.float64)[:, None]),
+        description="Annual flow of the Nile at Aswan, 1871–1970, in 10⁸ m³ (Durbin & Koopman).",
+        feature_names=["volume"],
+        index=torch.as_tensor(nile["year"].to_numpy(dtype=np.int64)),
+    )
+
+
+_LOADERS: dict[str, Callable[[], Dataset]] = {
+    "digits": lambda: _sklearn("load_digits", "digits", (8, 8)),
+    "iris": lambda: _sklearn("load_iris", "iris"),
+    "wine": lambda: _sklearn("load_wine", "wine"),
+    "breast_cancer": lambda: _sklearn("load_breast_cancer", "breast_cancer"),
+    "china": lambda: _sample_image("china.jpg"),
+    "flower": lambda: _sample_image("flower.jpg"),
+    "nile": _nile,
+}
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by ``load_dataset``."""
+    return sorted(_LOADERS)
+
+
+def register_dataset(name: str, loader: Callable[[], Dataset]) -> None:
+    """Add a named data set (used by the modules that need more real data)."""
+    _LOADERS[name] = loader
+
+
+def load_dataset(name: str) -> Dataset:
+    """Load a bundled real data set by name, or a ``.csv``/``.npy`` file by path."""
+    if name in _LOADERS:
+        return _LOADERS[name]()
+    if Path(name).suffix in (".csv", ".npy", ".txt"):
+        return load_file(name)
+    raise ValueError(
+        f"unknown data set {name!r}; choose one of {available_datasets()} or give a path to a "
+        ".csv or .npy file."
+    )
+
+
+def load_file(path: str | Path, *, target_column: int | None = None) -> Dataset:
+    """Load a numeric ``.csv`` (comma separated, optional header row) or ``.npy`` file.
+
+    target_column: a column to split off as ``y``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"data file {p} does not exist.")
+    names: list[str] = []
+    if p.suffix == ".npy":
+        arr = np.load(p, allow_pickle=False)
+    else:
+        with p.open() as f:
+            first = f.readline()
+        try:
+            [float(v) for v in first.strip().split(",")]
+            skip = 0
+        except ValueError:
+            names = [v.strip() for v in first.strip().split(",")]
+            skip = 1
+        arr = np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    X = as_tensor(arr, name=str(p), dtype=torch.float64)
+    y = None
+    if target_column is not None:
+        y = X[:, target_column]
+        X = torch.cat([X[:, :target_column], X[:, target_column + 1 :]], dim=1)
+    return Dataset(name=p.stem, X=X, y=y, description=f"loaded from {p}", feature_names=names)
+
+
+def synthetic(model: Any, n: int, *, seed: int | None = 0) -> Dataset:
+    """Sample ``n`` observations from any genmodels model with ``sample(n, generator=...)``.
+
+    The model's ``sample`` may return the observations or a (latents, observations) pair; the
+    latents become ``y``.
+    """
+    g = torch.Generator()
+    g.manual_seed(0 if seed is None else seed)
+    out = model.sample(n, generator=g)
+    if isinstance(out, tuple):
+        latents, obs = out
+        return Dataset(name=f"synthetic-{type(model).__name__}", X=obs, y=latents)
+    return Dataset(name=f"synthetic-{type(model).__name__}", X=out)
+
+
+__all__ = [
+    "Dataset",
+    "available_datasets",
+    "load_dataset",
+    "load_file",
+    "register_dataset",
+    "synthetic",
+]
