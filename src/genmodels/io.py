@@ -99,8 +99,13 @@ def save(obj: Savable, path: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
-    """Load an object saved with ``save``: ``genmodels.load("report/model")``."""
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
+         allow_external: bool = False) -> Any:
+    """Load an object saved with ``save``: ``genmodels.load("report/model")``.
+
+    The class named in config.json is imported; only genmodels' own classes unless
+    ``allow_external`` (loading a folder you trust that holds a model class of your own).
+    """
     from safetensors.torch import load_file
 
     folder = Path(path)
@@ -109,8 +114,9 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
         raise ValueError(f"{folder} is not a saved genmodels model: no config.json in it.")
     meta = json.loads(cfg_file.read_text())
     module_name, _, qualname = meta["class"].partition(":")
-    if not module_name.startswith("genmodels"):
-        raise ValueError(f"refusing to load class {meta['class']!r} from outside genmodels.")
+    if not (module_name.split(".")[0] == "genmodels" or allow_external):
+        raise ValueError(f"refusing to load class {meta['class']!r} from outside genmodels; "
+                         "pass allow_external=True if you trust this folder.")
     cls: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         cls = getattr(cls, part)

@@ -90,10 +90,10 @@ def _nile() -> Dataset:
     nile = _require("statsmodels.api").datasets.nile.load_pandas().data
     return Dataset(
         name="nile",
-        X=torch.as_tensor(nile["volume"].to_numpy(dtype=np.float64)[:, None]),
+        X=torch.tensor(nile["volume"].to_numpy(dtype=np.float64)[:, None]),
         description="Annual flow of the Nile at Aswan, 1871–1970, in 10⁸ m³ (Durbin & Koopman).",
         feature_names=["volume"],
-        index=torch.as_tensor(nile["year"].to_numpy(dtype=np.int64)),
+        index=torch.tensor(nile["year"].to_numpy(dtype=np.int64)),
     )
 
 
