@@ -37,7 +37,10 @@ def as_tensor(
         arr = np.asarray(x)
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}.")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # e.g. pandas' copy-on-write views; torch needs writable
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if not (t.is_floating_point()):
         t = t.to(dtype or torch.float64)
     elif dtype is not None:
