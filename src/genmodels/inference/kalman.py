@@ -26,7 +26,12 @@ Two forms of each recursion, equal to rounding:
   products, which is what makes long sequences fast in torch (a loop pays torch's per-call
   overhead T times).
 
-``method="auto"`` picks ``parallel`` for T > ``PARALLEL_THRESHOLD``.
+* ``steady``: for a time-invariant model with nothing missing, the covariance recursion runs
+  only until it converges (to a few ulps); the means then follow a constant-matrix linear
+  recurrence evaluated in blocks (one GEMM per level). Falls back to ``parallel`` otherwise.
+
+``method="auto"`` picks ``steady`` (hence ``parallel`` when it does not apply) for
+T > ``PARALLEL_THRESHOLD``, else ``sequential``.
 
 Numerics: covariances are updated in Joseph form and symmetrised; every inverse is a Cholesky
 (or, in the parallel filter's combination step, an LU) solve; Σ_{y|x} and the innovation
@@ -53,7 +58,7 @@ from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky, symmetrize
 #: Sequences longer than this use the parallel (associative-scan) forms under method="auto".
 PARALLEL_THRESHOLD = 128
 
-_METHODS = ("auto", "sequential", "parallel")
+_METHODS = ("auto", "sequential", "parallel", "steady")
 
 
 class LGSSMParams(NamedTuple):
@@ -95,6 +100,8 @@ class GaussianFiltered(NamedTuple):
     predicted_covariances: Υ_{t|t−1} (Υ_{1|0} = Σ_1), (*batch, T, K, K)
     log_normalizers: log p̂(y_t | y_{1:t−1}) (Eq. 2.40 factors), (*batch, T)
     log_marginal: log p̂(y_{1:T}) = Σ_t log_normalizers, (*batch,)
+    steady_from: diagnostic; the step from which the covariances are constant (steady state),
+        when the filter found one, else None.
     """
 
     means: Tensor
@@ -103,6 +110,7 @@ class GaussianFiltered(NamedTuple):
     predicted_covariances: Tensor
     log_normalizers: Tensor
     log_marginal: Tensor
+    steady_from: int | None = None
 
 
 class GaussianSmoothed(NamedTuple):
@@ -284,6 +292,9 @@ def _prepare(
 
 
 def _mv(A: Tensor, x: Tensor) -> Tensor:
+    """A x over the last dim, broadcasting; a single GEMM when A is one matrix."""
+    if A.dim() == 2 or A.shape[:-2].numel() == 1:
+        return x @ A.reshape(A.shape[-2:]).mT
     return (A @ x[..., None])[..., 0]
 
 
@@ -556,6 +567,236 @@ def _smooth_parallel(filt: GaussianFiltered, A: Tensor, Q: Tensor
 
 
 # --------------------------------------------------------------------------------------------
+# Steady-state blocked forms (time-invariant model, no missing data)
+# --------------------------------------------------------------------------------------------
+#
+# Without missing data the covariances, gains and innovation covariances of a time-invariant
+# model do not depend on the data, and the Riccati recursion converges geometrically. We run
+# the covariance recursion (small, unbatched) until two successive predicted covariances agree
+# to a few ulps; from then on every step uses the same gain, so the means obey a linear
+# recurrence with a *constant* matrix, x_t = F x_{t−1} + g_t, which ``linear_recurrence``
+# evaluates in blocks: the within-block part is one GEMM with a block-Toeplitz matrix of powers
+# of F, the carries between blocks recurse on F^L. The result equals the sequential recursion
+# to rounding (the tolerance for "converged" is a few ulps).
+
+#: Block length of ``linear_recurrence`` (work ∝ T·L·K², depth ∝ log_L T).
+BLOCK = 32
+#: Relative change below which the Riccati recursion counts as converged (a few ulps).
+STEADY_RTOL = 16.0
+
+
+def linear_recurrence(F: Tensor, g: Tensor, x0: Tensor, *, block: int = BLOCK) -> Tensor:
+    """x_t = F x_{t−1} + g_t for t = 1..n, from x_0 = x0, in blocks of length ``block``.
+
+    F: (K, K) constant; g: (n, *batch, K); x0: (*batch, K) → x_{1..n}: (n, *batch, K).
+    """
+    n, K = g.shape[0], g.shape[-1]
+    batch = g.shape[1:-1]
+    B = int(torch.tensor(batch).prod()) if batch else 1
+    gf = g.reshape(n, B, K)
+    L = min(block, n)
+    nc = -(-n // L)
+    if nc * L != n:
+        gf = torch.cat([gf, gf.new_zeros(nc * L - n, B, K)], 0)
+    powers = [torch.eye(K, dtype=F.dtype, device=F.device)]
+    for _ in range(L):
+        powers.append(F @ powers[-1])
+    Pw = torch.stack(powers)  # (L+1, K, K): F^0..F^L
+    j = torch.arange(L, device=F.device)
+    lag = j[:, None] - j[None, :]  # (L, L): j − i
+    toe = Pw[lag.clamp_min(0)] * (lag >= 0).to(F.dtype)[..., None, None]  # (L, L, K, K)
+    toe = toe.permute(0, 2, 1, 3).reshape(L * K, L * K)
+    G2 = gf.reshape(nc, L, B, K).permute(1, 3, 0, 2).reshape(L * K, nc * B)
+    local = (toe @ G2).reshape(L, K, nc, B).permute(2, 0, 3, 1)  # (nc, L, B, K)
+    x0f = x0.expand(*batch, K).reshape(B, K)
+    if nc > 1:
+        carries = linear_recurrence(Pw[L], local[:-1, -1], x0f, block=block)  # (nc−1, B, K)
+        starts = torch.cat([x0f[None], carries], 0)
+    else:
+        starts = x0f[None]
+    x = local + torch.einsum("jkl,cbl->cjbk", Pw[1:], starts)
+    return x.reshape(nc * L, B, K)[:n].reshape(n, *batch, K)
+
+
+def _cov_update(P: Tensor, C: Tensor, R: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Covariance half of Eq. 2.47: (Υ_{t|t}, gain K_t, Cholesky factor of S_t)."""
+    CP = C @ P
+    L = safe_cholesky(symmetrize(CP @ C.mT + R))
+    gain = torch.cholesky_solve(CP, L).mT
+    IKC = _eye_like(P) - gain @ C
+    return symmetrize(IKC @ P @ IKC.mT + gain @ R @ gain.mT), gain, L
+
+
+def _converged(new: Tensor, old: Tensor) -> bool:
+    tol = STEADY_RTOL * eps_of(new) * float(new.abs().amax())
+    return float((new - old).abs().amax()) <= tol
+
+
+def eps_of(t: Tensor) -> float:
+    return float(torch.finfo(t.dtype).eps)
+
+
+def _filter_steady(p: _Prepared, diffuse: bool) -> GaussianFiltered | None:
+    """The filter through the steady-state gain, or None when it does not apply."""
+    T = p.y.shape[0]
+    if (p.n_missing is not None or p.C.shape[0] != 1 or any(
+            d != 1 for t in (p.A, p.Q, p.C[0], p.R[0], p.P1) for d in t.shape[:-2])):
+        return None
+    K = p.A.shape[-1]
+    kk = (K, K)
+    A, Q = p.A.reshape(kk), p.Q.reshape(kk)
+    C, R = p.C[0].reshape(p.C.shape[-2:]), p.R[0].reshape(p.R.shape[-2:])
+    # covariance (Riccati) pass until convergence
+    Pp, Pf, gains, Ls = [], [], [], []
+    first = _first_update(p, diffuse)
+    steady = -1
+    P = p.P1.reshape(kk)
+    for t in range(T):
+        if t == 0 and diffuse:
+            Pp.append(torch.full_like(P, float("inf")))
+            Pf.append(first.cov.reshape(-1, K, K)[0])
+            gains.append(P.new_zeros(K, C.shape[0]))
+            Ls.append(P.new_zeros(C.shape[0], C.shape[0]))
+        else:
+            Pp.append(P)
+            Pt, Kt, Lt = _cov_update(P, C, R)
+            Pf.append(Pt)
+            gains.append(Kt)
+            Ls.append(Lt)
+        if t >= 2 and _converged(Pf[-1], Pf[-2]) and _converged(Pp[-1], Pp[-2]):
+            steady = t
+            break
+        P = symmetrize(A @ Pf[-1] @ A.mT + Q)  # Eq. 2.48
+    if steady < 0:
+        return None
+    s = steady
+    # transient means, sequentially (batched over sequences)
+    batch = p.batch
+    means = [first.mean.expand(*batch, K)]
+    for t in range(1, s + 1):
+        m_pred = _mv(A, means[-1]) + p.u[t]
+        means.append(m_pred + _mv(gains[t], p.y[t] - _mv(C, m_pred)))  # Eq. 2.47
+    mf = torch.stack(means, 0)
+    if T > s + 1:
+        Kg = gains[s]
+        IKC = _eye_like(A) - Kg @ C
+        F = IKC @ A
+        g = _mv(IKC, p.u[s + 1:]) + _mv(Kg, p.y[s + 1:])
+        mf = torch.cat([mf, linear_recurrence(F, g, mf[-1])], 0)
+    n_rest = T - s - 1
+    Pf_all = torch.cat([torch.stack(Pf), Pf[s].expand(n_rest, K, K)], 0)
+    Pp_all = torch.cat([torch.stack(Pp), Pp[s].expand(n_rest, K, K)], 0)
+    m_pred = _mv(A, mf[:-1]) + p.u[1:]
+    v = p.y[1:] - _mv(C, m_pred)  # innovations, (T−1, *batch, M)
+    Mdim = C.shape[0]
+    lead = (slice(None),) + (None,) * len(batch)
+    parts = [first.log_norm.expand(1, *batch)]
+    if s >= 1:  # transient steps 1..s, each with its own S_t
+        Lt = torch.stack(Ls[1:s + 1])[lead]
+        z = torch.linalg.solve_triangular(Lt, v[:s, ..., None], upper=False)[..., 0]
+        parts.append(-0.5 * (Mdim * LOG_TAU + cholesky_logdet(Lt) + z.square().sum(-1)))
+    if n_rest > 0:  # steady steps: one S, one triangular solve with many right-hand sides
+        vr = v[s:].reshape(-1, Mdim)
+        z = torch.linalg.solve_triangular(Ls[s], vr.mT, upper=False)
+        quad = z.square().sum(0).reshape(n_rest, *batch)
+        parts.append(-0.5 * (Mdim * LOG_TAU + cholesky_logdet(Ls[s]) + quad))
+    logs = torch.cat(parts, 0)
+    if diffuse:
+        pm0 = first.mean.expand(*batch, K)
+    else:
+        pm0 = p.mu1.expand(*batch, K)
+    pm = torch.cat([pm0[None], m_pred], 0)
+    exp_c = (T, *batch, K, K)
+    return GaussianFiltered(
+        mf.movedim(0, -2), Pf_all[lead].expand(exp_c).movedim(0, -3), pm.movedim(0, -2),
+        Pp_all[lead].expand(exp_c).movedim(0, -3), logs.movedim(0, -1), logs.sum(0), s)
+
+
+def _steady_start(X: Tensor) -> int | None:
+    """First index from which the (T, K, K) sequence X is constant to a few ulps, else None."""
+    d = (X[1:] - X[-1:]).abs().amax((-1, -2))
+    tol = STEADY_RTOL * eps_of(X) * float(X[-1].abs().amax())
+    bad = torch.nonzero(d > tol)
+    return 0 if bad.numel() == 0 else int(bad[-1]) + 1
+
+
+def _smooth_steady(filt: GaussianFiltered, A: Tensor, Q: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """The RTS smoother with a constant gain where the filter is steady, or None.
+
+    Returns time-first (means, covariances, gains, cross-covariances).
+    """
+    Pf_b, Pp_b = filt.covariances, filt.predicted_covariances
+    nb = Pf_b.dim() - 3
+    if any(st != 0 for st in Pf_b.stride()[:nb]) and Pf_b.shape[:nb].numel() != 1:
+        return None  # covariances differ across sequences (missing data)
+    if any(d != 1 for d in A.shape[:-2]) or any(d != 1 for d in Q.shape[:-2]):
+        return None
+    K = A.shape[-1]
+    A2 = A.reshape(K, K)
+    Pf = Pf_b.reshape(-1, *Pf_b.shape[-3:])[0]  # (T, K, K)
+    Pp = Pp_b.reshape(-1, *Pp_b.shape[-3:])[0]
+    T = Pf.shape[0]
+    if filt.steady_from is not None:
+        s = filt.steady_from
+    else:
+        sf, sp = _steady_start(Pf), _steady_start(Pp[1:])
+        if sf is None or sp is None:
+            return None
+        s = max(sf, sp + 1)
+    if s > T - 2:
+        return None
+    # gains J_t (Eq. 2.53) for the transient t < s, and the constant one
+    APf = A2 @ Pf[: s + 1]
+    J_distinct = torch.cholesky_solve(APf, safe_cholesky(Pp[1: s + 2])).mT
+    Js = J_distinct[s]
+    # smoothed covariances (Eq. 2.54), backward: constant coefficients until converged (the
+    # tail near T), a constant stretch, then the transient head t < s
+    tail = [Pf[-1]]
+    t = T - 2
+    Pc = None
+    while t >= s:
+        nxt = symmetrize(Pf[s] + Js @ (tail[-1] - Pp[s + 1]) @ Js.mT)
+        if _converged(nxt, tail[-1]):
+            Pc = nxt
+            break
+        tail.append(nxt)
+        t -= 1
+    k = t + 1  # steps k..T−1 are in ``tail``; s..k−1 equal Pc (if any)
+    n_const = k - s if Pc is not None else 0
+    prev = Pc if Pc is not None else tail[-1]
+    head = []
+    for t in range(s - 1, -1, -1):
+        prev = symmetrize(Pf[t] + J_distinct[t] @ (prev - Pp[t + 1]) @ J_distinct[t].mT)
+        head.append(prev)
+    pieces = [torch.stack(head[::-1])] if head else []
+    if n_const:
+        assert Pc is not None
+        pieces.append(Pc.expand(n_const, K, K))
+    pieces.append(torch.stack(tail[::-1]))
+    Ps = torch.cat(pieces, 0)  # (T, K, K)
+    J = torch.cat([J_distinct[:s], Js.expand(T - 1 - s, K, K)], 0)  # (T−1, K, K)
+    cross = Ps.new_empty(T - 1, K, K)  # Eq. 2.55, computed once per distinct pair
+    cross[:s] = Ps[1: s + 1] @ J_distinct[:s].mT
+    kk = max(k - 1, s)
+    if kk > s:
+        assert Pc is not None
+        cross[s:kk] = Pc @ Js.mT
+    cross[kk:] = Ps[kk + 1:] @ Js.mT
+    # smoothed means: m_{t|T} = J_t m_{t+1|T} + (m_{t|t} − J_t m_{t+1|t})     (Eq. 2.54)
+    mf = filt.means.movedim(-2, 0)
+    mp = filt.predicted_means.movedim(-2, 0)
+    g_tail = mf[s:-1] - _mv(Js, mp[s + 1:])  # (T−1−s, *batch, K)
+    tail_m = linear_recurrence(Js, g_tail.flip(0), mf[-1]).flip(0)  # t = s..T−2
+    ms = [tail_m[0]]
+    for t in range(s - 1, -1, -1):
+        ms.append(_mv(J_distinct[t], ms[-1] - mp[t + 1]) + mf[t])
+    head_m = torch.stack(ms[1:][::-1], 0) if s > 0 else tail_m[:0]
+    means = torch.cat([head_m, tail_m, mf[-1:]], 0)
+    return means, Ps, J, cross
+
+
+# --------------------------------------------------------------------------------------------
 # Public kernels
 # --------------------------------------------------------------------------------------------
 
@@ -564,7 +805,7 @@ def _resolve_method(method: str, T: int) -> str:
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
     if method == "auto":
-        return "parallel" if T > PARALLEL_THRESHOLD else "sequential"
+        return "steady" if T > PARALLEL_THRESHOLD else "sequential"
     return method
 
 
@@ -583,11 +824,20 @@ def kalman_filter(
     y: (*batch, T, M), NaN where missing (or give ``mask``: True where observed).
     inputs: (*batch, T, U) controls u_t (u_{t−1} drives x_t; u_t drives y_t), or None.
     diffuse: exact diffuse initial state (ignores μ_1, Σ_1; see the module docstring).
-    method: "sequential", "parallel" or "auto" (parallel for T > PARALLEL_THRESHOLD).
+    method: "sequential" (the book's recursion), "parallel" (associative scan), "steady"
+        (steady-state gain with blocked means when the model is time-invariant and nothing is
+        missing, else parallel) or "auto" ("steady" for T > PARALLEL_THRESHOLD, else
+        "sequential"). All agree to rounding.
     validate: check the parameters (shapes, symmetry, PSD); turn off inside tight loops.
     """
     p = _prepare(params, y, inputs, mask, validate)
-    if _resolve_method(method, p.y.shape[0]) == "parallel":
+    chosen = _resolve_method(method, p.y.shape[0])
+    if chosen == "steady":
+        out = _filter_steady(p, diffuse)
+        if out is not None:
+            return out
+        chosen = "parallel"
+    if chosen == "parallel":
         return _filter_parallel(p, diffuse)
     return _filter_sequential(p, diffuse)
 
@@ -609,7 +859,18 @@ def rts_smoother(
         empty = filtered.covariances.new_zeros((*filtered.means.shape[:-2], 0, K, K))
         return GaussianSmoothed(filtered.means, filtered.covariances, empty, empty,
                                 filtered.log_marginal, filtered)
-    if _resolve_method(method, T) == "parallel":
+    chosen = _resolve_method(method, T)
+    steady = _smooth_steady(filtered, A, Q) if chosen == "steady" else None
+    if steady is not None:
+        ms, Ps, J, cross = steady
+        batch = tuple(ms.shape[1:-1])
+        lead = (slice(None),) + (None,) * len(batch)
+        K = ms.shape[-1]
+        return GaussianSmoothed(
+            ms.movedim(0, -2), Ps[lead].expand(T, *batch, K, K).movedim(0, -3),
+            cross[lead].expand(T - 1, *batch, K, K).movedim(0, -3),
+            J[lead].expand(T - 1, *batch, K, K).movedim(0, -3), filtered.log_marginal, filtered)
+    if chosen in ("parallel", "steady"):
         ms, Ps, J = _smooth_parallel(filtered, A, Q)
     else:
         ms, Ps, J = _smooth_sequential(filtered, A, Q)
