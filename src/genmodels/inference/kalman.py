@@ -257,6 +257,7 @@ def _prepare(
     def lift(t: Tensor, trailing: int) -> Tensor:
         return _expand_rank(t, nb, trailing)
 
+    assert params.dynamics_offset is not None and params.emission_offset is not None
     A = lift(params.dynamics, 2)
     C0 = lift(params.emission, 2)
     R0 = lift(params.emission_covariance, 2)
@@ -944,6 +945,7 @@ def sample_lgssm(
     zk = torch.randn((T, *batch_shape, K), generator=generator, dtype=dtype, device=device)
     zm = torch.randn((T, *batch_shape, M), generator=generator, dtype=dtype, device=device)
     lift = _expand_rank
+    assert params.dynamics_offset is not None and params.emission_offset is not None
     u = lift(params.dynamics_offset, nb, 1).expand(T, *batch_shape, K)
     yoff = lift(params.emission_offset, nb, 1).expand(T, *batch_shape, M)
     if inputs is not None:

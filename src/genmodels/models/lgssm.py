@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from genmodels._validation import check_nonnegative_float, check_positive_int, make_generator
 from genmodels.inference.kalman import (
@@ -92,6 +92,17 @@ class LinearGaussianSSM(SavableModule):
     reg_covar: added to the diagonal of every re-estimated covariance (0 by default; the book
     notes Σ_1 can be singular with one sequence of fully observed states).
     """
+
+    initial_mean: Tensor
+    initial_covariance: Tensor
+    dynamics: Tensor
+    dynamics_covariance: Tensor
+    emission: Tensor
+    emission_covariance: Tensor
+    dynamics_offset: Tensor
+    emission_offset: Tensor
+    dynamics_input: Tensor
+    emission_input: Tensor
 
     def __init__(
         self,
