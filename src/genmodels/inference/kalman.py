@@ -56,7 +56,7 @@ from torch import Tensor
 from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky, symmetrize
 
 #: Sequences longer than this use the parallel (associative-scan) forms under method="auto".
-PARALLEL_THRESHOLD = 128
+PARALLEL_THRESHOLD = 64
 
 _METHODS = ("auto", "sequential", "parallel", "steady")
 
