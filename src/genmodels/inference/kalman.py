@@ -629,6 +629,7 @@ def _cov_update(P: Tensor, C: Tensor, R: Tensor) -> tuple[Tensor, Tensor, Tensor
 
 
 def _converged(new: Tensor, old: Tensor) -> bool:
+    new, old = new.detach(), old.detach()
     tol = STEADY_RTOL * eps_of(new) * float(new.abs().amax())
     return float((new - old).abs().amax()) <= tol
 
@@ -715,6 +716,7 @@ def _filter_steady(p: _Prepared, diffuse: bool) -> GaussianFiltered | None:
 
 def _steady_start(X: Tensor) -> int | None:
     """First index from which the (T, K, K) sequence X is constant to a few ulps, else None."""
+    X = X.detach()
     d = (X[1:] - X[-1:]).abs().amax((-1, -2))
     tol = STEADY_RTOL * eps_of(X) * float(X[-1].abs().amax())
     bad = torch.nonzero(d > tol)

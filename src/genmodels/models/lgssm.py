@@ -369,7 +369,10 @@ class LinearGaussianSSM(SavableModule):
     def initialize(self, data: Batch, generator: torch.Generator) -> None:
         """A data-driven start for EM: C from the top principal directions of y, Σ_{y|x} from
         the remaining variance, A = 0.9·I (plus a small random perturbation), Σ_x = 0.1·I."""
-        y, _ = self._unpack(data)
+        y = data[0] if isinstance(data, tuple) else data
+        if isinstance(y, (list, tuple)):
+            y = pad_sequences(y, self.dynamics.dtype)
+        y = torch.as_tensor(y, dtype=self.dynamics.dtype, device=self.dynamics.device)
         Y = y.reshape(-1, self.obs_dim)
         Y = Y[~torch.isnan(Y).any(-1)]
         if Y.shape[0] < 2:
@@ -403,7 +406,7 @@ class LinearGaussianSSM(SavableModule):
         y: (T, M), (N, T, M) or a list of (T_n, M) sequences (NaN-padded); NaN = missing.
         tol: on the per-time-step log-likelihood change.
         """
-        if isinstance(y, (list, tuple)) and not isinstance(y, Tensor):
+        if isinstance(y, list):
             y = pad_sequences(y, self.dynamics.dtype)
         batch: Batch = (torch.as_tensor(y, dtype=self.dynamics.dtype), inputs) \
             if inputs is not None else torch.as_tensor(y, dtype=self.dynamics.dtype)
