@@ -164,6 +164,12 @@ def check_params(params: LGSSMParams) -> LGSSMParams:
     M = C.shape[-2]
     if K == 0 or M == 0:
         raise ValueError("the state and observation dimensions must be at least 1.")
+    dts = {name: getattr(params, name).dtype for name in params._fields
+           if getattr(params, name) is not None}
+    if len(set(dts.values())) > 1:
+        raise ValueError(f"all parameters must share one dtype, got {dts}.")
+    if not A.is_floating_point():
+        raise ValueError(f"parameters must be floating point, got {A.dtype}.")
     expect = {
         "initial_mean": (K,), "initial_covariance": (K, K), "dynamics_covariance": (K, K),
         "emission_covariance": (M, M), "dynamics_offset": (K,), "emission_offset": (M,),
@@ -226,8 +232,7 @@ def _prepare(
     elif params.dynamics_offset is None or params.emission_offset is None:
         params = check_params(params)
     K, M = params.state_dim, params.obs_dim
-    if not isinstance(y, Tensor):
-        y = torch.as_tensor(y, dtype=params.dynamics.dtype)
+    y = torch.as_tensor(y, dtype=params.dynamics.dtype, device=params.dynamics.device)
     if y.dim() < 2 or y.shape[-1] != M:
         raise ValueError(f"observations y must be (*batch, T, M) with M={M}, got shape "
                          f"{tuple(y.shape)}.")
