@@ -50,7 +50,8 @@ def main() -> None:
     A = 0.95 * A / np.abs(np.linalg.eigvals(A)).max()
     C = rng.normal(size=(M, K))
     Q, R = 0.1 * np.eye(K), np.eye(M)
-    P = LGSSMParams(torch.zeros(K, dtype=torch.float64), torch.eye(K, dtype=torch.float64), torch.tensor(A),
+    f64 = torch.float64
+    P = LGSSMParams(torch.zeros(K, dtype=f64), torch.eye(K, dtype=f64), torch.tensor(A),
                     torch.tensor(Q), torch.tensor(C), torch.tensor(R))
     _, y = sample_lgssm(P, T, generator=torch.Generator().manual_seed(0))
     Y = y.numpy()

@@ -73,7 +73,7 @@ def condition(p, y, inputs=None):
 
     Returns (means (T, K), covs (T, K, K), cross (T−1, K, K) = Cov[x_{t+1}, x_t], log p(y_obs)).
     """
-    T, M = y.shape
+    T = y.shape[0]
     K = p["dynamics"].shape[0]
     mean, cov = joint(p, T, inputs)
     nx = T * K

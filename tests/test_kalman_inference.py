@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _kalman_oracle import condition, filtered, random_params
+
 from genmodels.inference.kalman import (
     LGSSMParams,
     kalman_filter,

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from _kalman_oracle import condition, random_params
+
 from genmodels.data import load_dataset
 from genmodels.estimators.kalman import KalmanFilter
 from genmodels.inference.kalman import LGSSMParams, sample_lgssm
@@ -89,7 +89,8 @@ def test_em_is_monotone_with_everything_free_inputs_and_partial_missing():
     p = random_params(rng, K, M, U)
     P = LGSSMParams(**{k: torch.tensor(v) for k, v in p.items()})
     u = torch.tensor(rng.normal(size=(3, T, U)))
-    _, y = sample_lgssm(P, T, batch_shape=(3,), inputs=u, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    _, y = sample_lgssm(P, T, batch_shape=(3,), inputs=u, generator=gen)
     y = y.clone()
     y[0, 10:14, 0] = float("nan")
     y[1, 30:33] = float("nan")
