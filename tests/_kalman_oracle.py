@@ -101,3 +101,17 @@ def filtered(p, y, inputs=None):
         means.append(m[-1])
         covs.append(c[-1])
     return np.stack(means), np.stack(covs)
+
+
+def single_thread():
+    """Generator for an autouse fixture: run torch single-threaded during a test.
+
+    The Kalman recursions are chains of tiny (K×K) ops; on a loaded 2-core machine, OpenMP
+    threads spinning for each of them make a test tens of times slower. Restored afterwards.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,8 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from _kalman_oracle import single_thread
 
 from genmodels.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()
 
 pytest.importorskip("statsmodels")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _kalman_oracle import condition, filtered, random_params
+from _kalman_oracle import condition, filtered, random_params, single_thread
 
 from genmodels.inference.kalman import (
     LGSSMParams,
@@ -17,6 +17,11 @@ from genmodels.inference.kalman import (
     sample_lgssm,
     sample_posterior,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()
 
 
 def to_params(p):

@@ -7,13 +7,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _kalman_oracle import condition, random_params
+from _kalman_oracle import condition, random_params, single_thread
 
 from genmodels.data import load_dataset
 from genmodels.estimators.kalman import KalmanFilter
 from genmodels.inference.kalman import LGSSMParams, sample_lgssm
 from genmodels.io import load, save
 from genmodels.models.lgssm import LinearGaussianSSM
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()
 
 pykalman = pytest.importorskip("pykalman")
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _kalman_oracle import single_thread
 from torch.distributions import MultivariateNormal, Normal
 
 from genmodels.inference.kalman import LGSSMParams, kalman_smoother, sample_lgssm
@@ -16,6 +17,11 @@ from genmodels.inference.particle import (
     stratified_resample,
     systematic_resample,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()
 
 A = torch.tensor([[0.9, 0.1], [0.0, 0.8]])
 Q = torch.eye(2) * 0.3
