@@ -38,6 +38,7 @@ class Recipe:
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
 RECIPES: dict[str, str] = {
+    "lgssm": "genmodels.recipes.lgssm:recipe",
 }
 
 
