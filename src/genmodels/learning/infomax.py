@@ -63,7 +63,8 @@ def whiten(y: Tensor, n_components: int | None = None, *, center: bool = True) -
     """PCA whitening of y (N, D) onto K ≤ D components (covariance with the 1/N convention).
 
     Raises ``ValueError`` if the covariance has fewer than K eigenvalues above
-    ``D · eps · λ_max`` (the data are rank deficient in the kept subspace).
+    ``max(N, D) · eps · λ_max`` (the size of the rounding error of a covariance accumulated
+    over N samples): the data are rank deficient in the kept subspace.
     """
     N, D = y.shape
     K = D if n_components is None else n_components
@@ -74,7 +75,7 @@ def whiten(y: Tensor, n_components: int | None = None, *, center: bool = True) -
     cov = (yc.mT @ yc) / N
     lam, E = torch.linalg.eigh(0.5 * (cov + cov.mT))
     lam, E = lam.flip(-1)[:K], E.flip(-1)[:, :K]
-    floor = D * eps(y.dtype) * float(lam[0].clamp_min(0))
+    floor = max(N, D) * eps(y.dtype) * float(lam[0].clamp_min(0))
     if float(lam[-1]) <= floor:
         rank = int((lam > floor).sum())
         raise ValueError(
