@@ -111,7 +111,7 @@ def test_infomax_recovers_three_sources() -> None:
 
 
 def test_agrees_with_fastica_up_to_permutation_and_sign() -> None:
-    S, A, X = _super_sources(3)
+    _, A, X = _super_sources(3)
     ours = InfomaxICA(random_state=0).fit(X)
     fast = FastICA(random_state=0, whiten="unit-variance", max_iter=1000).fit(X)
     assert _amari(fast.components_, A) < 0.05  # FastICA works here too

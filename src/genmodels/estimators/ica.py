@@ -110,7 +110,7 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
 
     def _fit(self, X: Any) -> torch.Tensor:
         Xt = self._validate_X(X, reset=True, min_samples=2)
-        N, D = Xt.shape
+        D = Xt.shape[1]
         K = self._check_params(D)
         dt, dev = Xt.dtype, Xt.device
         gen = make_generator(self.random_state, device=dev)

@@ -171,7 +171,10 @@ class MovingAverageBaseline(Baseline):
 
     def update(self, f: Tensor) -> None:
         m = float(f.mean())
-        self.average = m if self.average is None else self.decay * self.average + (1 - self.decay) * m
+        if self.average is None:
+            self.average = m
+        else:
+            self.average = self.decay * self.average + (1 - self.decay) * m
 
 
 class _ScalarModule(nn.Module):
@@ -201,7 +204,7 @@ class LearnedBaseline(nn.Module, Baseline):
         out = self.net() if context is None else self.net(context)
         return out.squeeze(-1) if out.dim() > 0 and out.shape[-1] == 1 else out
 
-    def __call__(self, f: Tensor, context: Tensor | None) -> Tensor:  # type: ignore[override]
+    def __call__(self, f: Tensor, context: Tensor | None) -> Tensor:
         return self.predict(context).detach()
 
     def loss(self, f: Tensor, context: Tensor | None) -> Tensor:
@@ -437,7 +440,9 @@ class GumbelSoftmax:
                                   hard=self.straight_through)
         fy = f(y)
         if fy.shape != y.shape[:-1]:
-            raise ValueError(f"f(y) must return shape {tuple(y.shape[:-1])}, got {tuple(fy.shape)}.")
+            raise ValueError(
+                f"f(y) must return shape {tuple(y.shape[:-1])}, got {tuple(fy.shape)}."
+            )
         return _estimate(fy.detach().mean(0), fy.mean(0), y)
 
 

@@ -173,7 +173,8 @@ def fit_infomax(
                 yb = y[perm[start:start + batch_size]]
                 W.add_(eta * (model.relative_gradient(yb) @ W))  # minibatch natural gradient
             new = float(model.loss(y))
-            if not (new == new and new <= loss + 1e-3 * abs(loss)) or not bool(torch.isfinite(W).all()):
+            worse = not (new == new and new <= loss + 1e-3 * abs(loss))  # NaN-safe
+            if worse or not bool(torch.isfinite(W).all()):
                 W.copy_(W0)  # the epoch made things worse (or blew up): undo it, anneal harder
                 eta *= 0.5
             else:

@@ -149,20 +149,25 @@ class SwitchingLatent:
         sub = coin + torch.randn(n, k, generator=generator, dtype=dtype, device=device)
         # Super-Gaussian: rejection from N(0, 1), accepting with probability sech(x) ≤ 1
         # (acceptance rate c ≈ 0.74). Vectorised over all entries; redraw only the rejected.
-        sup = torch.randn(n, k, generator=generator, dtype=dtype, device=device)
-        accept = torch.rand(n, k, generator=generator, dtype=dtype, device=device) < 1 / torch.cosh(sup)
+        def propose(*shape: int) -> tuple[Tensor, Tensor]:
+            x = torch.randn(*shape, generator=generator, dtype=dtype, device=device)
+            u = torch.rand(*shape, generator=generator, dtype=dtype, device=device)
+            return x, u < 1.0 / torch.cosh(x)
+
+        sup, accept = propose(n, k)
         while not bool(accept.all()):
             redo = ~accept
-            m = int(redo.sum())
-            prop = torch.randn(m, generator=generator, dtype=dtype, device=device)
-            ok = torch.rand(m, generator=generator, dtype=dtype, device=device) < 1 / torch.cosh(prop)
+            prop, ok = propose(int(redo.sum()))
             sup[redo] = prop
             accept[redo] = ok
         return torch.where(signs > 0, sup, sub)
 
 
+AnyLatent = LogisticLatent | GaussianLatent | SwitchingLatent
+
+
 def make_latent(name: str, n_components: int, *, dtype: torch.dtype = torch.float64,
-                device: torch.device | str = "cpu") -> LogisticLatent | GaussianLatent | SwitchingLatent:
+                device: torch.device | str = "cpu") -> AnyLatent:
     """A latent density by name: ``"logistic"``, ``"gaussian"`` or ``"switching"`` (all +1)."""
     if name == "logistic":
         return LogisticLatent()
@@ -186,6 +191,9 @@ class ICAModel(SavableModule):
     ``signs`` (K,) (used by the switching latent only).
     """
 
+    mean: Tensor
+    signs: Tensor
+
     def __init__(self, n_features: int, latent: str = "logistic", *, dtype: Any = torch.float64,
                  device: str | torch.device | None = None) -> None:
         super().__init__()
@@ -202,7 +210,7 @@ class ICAModel(SavableModule):
         self.config = {"n_features": D, "latent": latent, "dtype": str(dt).removeprefix("torch.")}
 
     @property
-    def latent(self) -> LogisticLatent | GaussianLatent | SwitchingLatent:
+    def latent(self) -> AnyLatent:
         if self.latent_name == "switching":
             return SwitchingLatent(self.signs)
         return make_latent(self.latent_name, self.unmixing.shape[0])
@@ -221,7 +229,7 @@ class ICAModel(SavableModule):
         lat = self.latent
         if not hasattr(lat, "cdf"):
             raise ValueError(f"the {lat.name!r} latent has no closed-form CDF.")
-        return lat.cdf(self.to_latent(y))  # type: ignore[union-attr]
+        return lat.cdf(self.to_latent(y))
 
     def log_prob(self, y: Tensor) -> Tensor:
         """log p̂(y; W) = Σ_k log ψ′_k(w_kᵀ(y − mean)) + log|det W|. y: (*, D) → (*)  (Eq. 9.5)."""
@@ -249,9 +257,11 @@ class ICAModel(SavableModule):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws ŷ = mean + C x̂ (n, D)."""
-        g = generator if generator is not None else torch.Generator(device=self.mean.device)
         if generator is None:
+            g = torch.Generator(device=self.mean.device)
             g.seed()
+        else:
+            g = generator
         K = self.unmixing.shape[0]
         x = self.latent.sample(n, K, g, dtype=self.mean.dtype, device=self.mean.device)
         return self.mean + torch.linalg.solve(self.unmixing, x.mT).mT
@@ -277,7 +287,8 @@ def amari_distance(W: Tensor, A: Tensor) -> Tensor:
 
     With ``P = W A`` (K, K)::
 
-        d = 1/(2K(K−1)) · [Σ_i (Σ_j |p_ij| / max_j |p_ij| − 1) + Σ_j (Σ_i |p_ij| / max_i |p_ij| − 1)]
+        d = 1/(2K(K−1)) · [Σ_i (Σ_j |p_ij| / max_j |p_ij| − 1)
+                           + Σ_j (Σ_i |p_ij| / max_i |p_ij| − 1)]
 
     d = 0 exactly when P is a scaled permutation, i.e. W recovers the sources up to order and
     scale (and sign); K = 1 gives 0.

@@ -1,4 +1,4 @@
-"""Neural-network building blocks: the multilayer perceptron (Eq. 5.15) and the Elman RNN (Eq. 5.18).
+"""Neural-network building blocks: the multilayer perceptron (Eq. 5.15), the Elman RNN (Eq. 5.18).
 
 Both are ordinary ``torch.nn`` modules (autograd trains them); ``genmodels.learning.backprop``
 writes the book's backpropagation (Eqs. 5.16–5.17) and backpropagation through time
@@ -124,7 +124,9 @@ class MLP(SavableModule):
                 )
         self.activations: tuple[Activation, ...] = tuple(acts)
         dt = resolve_dtype(dtype)
-        gen_ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+        gen_ctx: Any = contextlib.nullcontext()
+        if seed is not None:
+            gen_ctx = torch.random.fork_rng(devices=[])
         with gen_ctx:
             if seed is not None:
                 torch.manual_seed(seed)
@@ -141,18 +143,23 @@ class MLP(SavableModule):
             self.config["activation"] = None  # custom activations cannot be saved by name
 
     @property
+    def linear_layers(self) -> list[nn.Linear]:
+        return [lin for lin in self.layers if isinstance(lin, nn.Linear)]
+
+    @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return tuple([self.layers[0].in_features] + [lin.out_features for lin in self.layers])
+        lins = self.linear_layers
+        return (lins[0].in_features, *(lin.out_features for lin in lins))
 
     @property
     def weights(self) -> tuple[Tensor, ...]:
         """``(D_1, ..., D_L)``, D_l of shape (D_l, D_{l−1})."""
-        return tuple(lin.weight for lin in self.layers)
+        return tuple(lin.weight for lin in self.linear_layers)
 
     @property
     def biases(self) -> tuple[Tensor, ...]:
         """``(d_1, ..., d_L)``, d_l of shape (D_l,)."""
-        return tuple(lin.bias for lin in self.layers)
+        return tuple(lin.bias for lin in self.linear_layers)
 
     def forward(self, y: Tensor) -> Tensor:
         z = y
