@@ -15,7 +15,12 @@ from sklearn.decomposition import FastICA
 
 from genmodels.estimators.ica import InfomaxICA
 from genmodels.exceptions import ConvergenceWarning
-from genmodels.learning.infomax import extended_signs, fit_infomax, whiten
+from genmodels.learning.infomax import (
+    extended_signs,
+    fit_infomax,
+    relative_newton_direction,
+    whiten,
+)
 from genmodels.models.ica import (
     LOG_SECH_GAUSS_NORMALIZER,
     GaussianLatent,
@@ -82,25 +87,57 @@ def test_euclidean_gradient_matches_finite_differences_and_autograd() -> None:
     torch.testing.assert_close(-G @ W, analytic @ W.T @ W)
 
 
-def test_fixed_point_at_convergence() -> None:
+@pytest.mark.parametrize("solver", ["natural", "newton"])
+def test_fixed_point_at_convergence(solver: str) -> None:
     """At the optimum ⟨φ(x)xᵀ⟩ = −I, i.e. E[tanh(x/2) xᵀ] = I (erratum E-20's condition)."""
     _, _, X = _super_sources()
     Y = torch.as_tensor(X)
     wh = whiten(Y)
     Z = (Y - wh.mean) @ wh.matrix.T
     model = ICAModel(3)
-    res = fit_infomax(model, Z, tol=1e-7, max_iter=1000)
+    tol = 1e-7 if solver == "natural" else 1e-11
+    res = fit_infomax(model, Z, tol=tol, max_iter=1000, solver=solver)
     assert res.converged
+    if solver == "newton":
+        assert res.n_iter < 30  # quasi-Newton: a handful of steps
     x = model.to_latent(Z).detach()
-    torch.testing.assert_close(torch.tanh(x / 2).T @ x / N, torch.eye(3), atol=1e-7, rtol=0)
+    torch.testing.assert_close(torch.tanh(x / 2).T @ x / N, torch.eye(3), atol=tol, rtol=0)
+    assert np.all(np.diff(res.log_likelihood) >= -1e-12)
+
+
+def test_newton_direction_is_exact_newton_for_separated_sources() -> None:
+    """Near the optimum (sources separated, scales at their ML values) the H̃ approximation is
+    the relative Hessian up to sampling error, so the step agrees with the Newton step computed
+    from autograd's exact Hessian in E."""
+    u = torch.rand(50000, 2, generator=torch.Generator().manual_seed(3)) - 0.5
+    y = -torch.sign(u) * torch.log1p(-2 * u.abs())  # Laplace(0, 1) by inverse CDF
+    model = ICAModel(2)
+    fit_infomax(model, y, tol=1e-10, solver="newton")
+    with torch.no_grad():  # perturb: a small mixing of the recovered sources
+        model.unmixing.copy_(torch.tensor([[1.0, 0.06], [-0.04, 1.0]]) @ model.unmixing)
+    W0 = model.unmixing.detach().clone()
+
+    def L(e: torch.Tensor) -> torch.Tensor:
+        Wm = (torch.eye(2) + e.reshape(2, 2)) @ W0
+        u = y @ Wm.T
+        return (torch.nn.functional.softplus(u) + torch.nn.functional.softplus(-u)).sum(-1) \
+            .mean() - torch.linalg.slogdet(Wm).logabsdet
+
+    e0 = torch.zeros(4)
+    grad = torch.autograd.functional.jacobian(L, e0)
+    hess = torch.autograd.functional.hessian(L, e0)
+    exact = -torch.linalg.solve(hess, grad).reshape(2, 2)
+    approx = relative_newton_direction(model, y)
+    torch.testing.assert_close(approx, exact, atol=0.005, rtol=0)  # the step is ~0.05
 
 
 # --------------------------------------------------------------------------- recovery
 
 
-def test_infomax_recovers_three_sources() -> None:
+@pytest.mark.parametrize("solver", ["natural", "newton"])
+def test_infomax_recovers_three_sources(solver: str) -> None:
     S, A, X = _super_sources()
-    est = InfomaxICA(random_state=0).fit(X)
+    est = InfomaxICA(random_state=0, solver=solver).fit(X)
     assert est.converged_
     assert _amari(est.components_, A) < 0.05
     # Unit-variance sources, and each recovered source matches a true one up to sign.
@@ -132,6 +169,8 @@ def test_extended_infomax_separates_sub_gaussian_sources() -> None:
     plain = InfomaxICA(random_state=0, max_iter=500).fit(X)
     ext = InfomaxICA(random_state=0, extended=True, max_iter=500).fit(X)
     assert _amari(ext.components_, A) < 0.05
+    ext_newton = InfomaxICA(random_state=0, extended=True, solver="newton").fit(X)
+    assert _amari(ext_newton.components_, ext.mixing_) < 0.01
     assert _amari(plain.components_, A) > 0.15  # the logistic density cannot separate them
     # The switching rule found two sub-Gaussian components and one super-Gaussian.
     assert sorted(ext.signs_.tolist()) == [-1.0, -1.0, 1.0]
@@ -318,6 +357,10 @@ def test_bad_input_raises() -> None:
         ICAModel(3, "cauchy")
     with pytest.raises(ValueError, match="switching"):
         fit_infomax(ICAModel(3), torch.as_tensor(X), extended=True)
+    with pytest.raises(ValueError, match="solver"):
+        InfomaxICA(solver="lbfgs").fit(X)
+    with pytest.raises(ValueError, match="full batch"):
+        InfomaxICA(solver="newton", batch_size=10).fit(X)
 
 
 def test_amari_distance_properties() -> None:

@@ -110,6 +110,37 @@ def extended_signs(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def relative_newton_direction(model: ICAModel, y: Tensor, *, min_eigenvalue: float = 1e-2
+                              ) -> Tensor:
+    """Quasi-Newton step E (K, K) in relative coordinates, W → (I + E) W (Ablin, Cardoso &
+    Gramfort 2018, "Faster ICA by preconditioning with Hessian approximations").
+
+    With ψ = −φ, the relative gradient is ``Γ = ⟨ψ(x)xᵀ⟩ − I`` and the relative Hessian is
+    ``H_ijkl = δ_il δ_jk + δ_ik ⟨ψ′(x_i) x_j x_l⟩``. Approximating ``⟨ψ′(x_i)x_j x_l⟩`` by
+    ``δ_jl ⟨ψ′(x_i)⟩⟨x_j²⟩`` (exact when the sources are independent) makes H block diagonal:
+    ``[[h_ij, 1], [1, h_ji]]`` for each pair i < j, with ``h_ij = ⟨ψ′(x_i)⟩⟨x_j²⟩``, and
+    ``h_ii = 1 + ⟨ψ′(x_i)x_i²⟩`` on the diagonal. Each block is shifted so that its smallest
+    eigenvalue is at least ``min_eigenvalue`` (so E is a descent direction), then
+    ``E = −H̃⁻¹Γ`` is solved pair by pair in closed form — all pairs at once.
+    """
+    x = model.to_latent(y)
+    K = x.shape[-1]
+    gamma = -model.relative_gradient(y)  # Γ = ⟨ψ(x)xᵀ⟩ − I, the gradient of L in E
+    psi_prime = -model.latent.score_derivative(x)  # ψ′ = −φ′
+    x2 = (x * x).mean(0)
+    a = psi_prime.mean(0)[:, None] * x2[None, :]  # h_ij
+    b = a.mT  # h_ji
+    smallest = 0.5 * (a + b) - torch.sqrt(0.25 * (a - b) ** 2 + 1.0)
+    shift = (min_eigenvalue - smallest).clamp_min(0.0)
+    a, b = a + shift, b + shift
+    E = -(b * gamma - gamma.mT) / (a * b - 1.0)  # [[a, 1], [1, b]] [E_ij, E_ji] = −[Γ_ij, Γ_ji]
+    h_diag = ((psi_prime * x * x).mean(0) + 1.0).clamp_min(min_eigenvalue)
+    idx = torch.arange(K, device=x.device)
+    E[idx, idx] = -gamma.diagonal() / h_diag
+    return E
+
+
+@torch.no_grad()
 def fit_infomax(
     model: ICAModel,
     y: Tensor,
@@ -120,8 +151,13 @@ def fit_infomax(
     batch_size: int | None = None,
     extended: bool = False,
     generator: torch.Generator | None = None,
+    solver: str = "natural",
 ) -> InfomaxResult:
     """Fit ``model.unmixing`` to y (N, K) by natural-gradient InfoMax (see the module docstring).
+
+    ``solver="newton"`` (full batch only) replaces the natural-gradient direction by the
+    relative quasi-Newton direction of :func:`relative_newton_direction` (same loss, same
+    backtracking, each line search starting at η = 1); it converges in far fewer iterations.
 
     The model's current unmixing is the starting point (whitened data and W = I or a random
     rotation are the usual start). ``extended=True`` needs ``model.latent_name == "switching"``.
@@ -129,6 +165,11 @@ def fit_infomax(
     """
     if extended and model.latent_name != "switching":
         raise ValueError("extended InfoMax needs an ICAModel with latent='switching'.")
+    if solver not in ("natural", "newton"):
+        raise ValueError(f"solver must be 'natural' or 'newton', got {solver!r}.")
+    if solver == "newton" and batch_size is not None:
+        raise ValueError("solver='newton' works on the full batch only (batch_size=None).")
+    newton = solver == "newton"
     W = model.unmixing
 
     def update_signs() -> None:
@@ -151,9 +192,12 @@ def fit_infomax(
             break
         if batch_size is None:
             W0 = W.detach().clone()
+            direction = relative_newton_direction(model, y) if newton else G
+            if newton:
+                eta = 1.0  # a Newton step has its own scale
             accepted = False
             for _ in range(60):  # backtracking: at most 60 halvings (η·2⁻⁶⁰ is below rounding)
-                W.copy_(W0 + eta * (G @ W0))  # ΔW = η (I + ⟨φ(x)xᵀ⟩) W
+                W.copy_(W0 + eta * (direction @ W0))  # ΔW = η (I + ⟨φ(x)xᵀ⟩) W (natural)
                 new = float(model.loss(y))
                 if new == new and new <= loss:  # finite (not NaN) and not worse
                     accepted = True

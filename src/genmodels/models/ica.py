@@ -62,6 +62,10 @@ class LatentDensity(Protocol):
         """φ_k(x_k) = d log p_k / dx_k elementwise. x: (*, K) → (*, K)."""
         ...
 
+    def score_derivative(self, x: Tensor) -> Tensor:
+        """φ′_k(x_k) elementwise (used by the relative-Newton solver). x: (*, K) → (*, K)."""
+        ...
+
     def sample(self, n: int, k: int, generator: torch.Generator, *, dtype: torch.dtype,
                device: torch.device | str) -> Tensor:
         """n draws of the K latents: (n, K)."""
@@ -83,6 +87,10 @@ class LogisticLatent:
     def score(self, x: Tensor) -> Tensor:
         return 1.0 - 2.0 * torch.sigmoid(x)
 
+    def score_derivative(self, x: Tensor) -> Tensor:
+        s = torch.sigmoid(x)
+        return -2.0 * s * (1.0 - s)
+
     def cdf(self, x: Tensor) -> Tensor:
         return torch.sigmoid(x)
 
@@ -103,6 +111,9 @@ class GaussianLatent:
 
     def score(self, x: Tensor) -> Tensor:
         return -x
+
+    def score_derivative(self, x: Tensor) -> Tensor:
+        return -torch.ones_like(x)
 
     def cdf(self, x: Tensor) -> Tensor:
         return 0.5 * torch.erfc(-x / math.sqrt(2.0))
@@ -140,6 +151,10 @@ class SwitchingLatent:
 
     def score(self, x: Tensor) -> Tensor:
         return -x - self.signs * torch.tanh(x)
+
+    def score_derivative(self, x: Tensor) -> Tensor:
+        t = torch.tanh(x)
+        return -1.0 - self.signs * (1.0 - t * t)
 
     def sample(self, n: int, k: int, generator: torch.Generator, *, dtype: torch.dtype,
                device: torch.device | str) -> Tensor:
