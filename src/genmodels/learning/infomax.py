@@ -42,7 +42,7 @@ from torch import Tensor
 
 from genmodels.exceptions import ConvergenceWarning
 from genmodels.linalg import eps
-from genmodels.models.ica import ICAModel
+from genmodels.models.ica import AnyLatent, ICAModel, SwitchingLatent
 
 
 class Whitening(NamedTuple):
@@ -109,11 +109,52 @@ def extended_signs(x: Tensor) -> Tensor:
     return torch.where(crit >= 0, torch.ones_like(crit), -torch.ones_like(crit))
 
 
+# The kernels below work on latents laid out as xT = W yᵀ, shape (K, N): with few components and
+# many samples, (K, K) @ (K, N) products and reductions along the contiguous sample axis are
+# several times faster than the row layout (N, K) — the fit's inner loop uses only these.
+
+
+def _relative_gradient_T(latent: AnyLatent, xT: Tensor) -> Tensor:
+    """G = I + ⟨φ(x) xᵀ⟩ (K, K) from xT (K, N)."""
+    K, N = xT.shape
+    return torch.eye(K, dtype=xT.dtype, device=xT.device) + (latent.score(xT) @ xT.mT) / N
+
+
+def _loss_T(latent: AnyLatent, xT: Tensor, W: Tensor) -> float:
+    """L = −⟨Σ_k log ψ′_k(x_k)⟩ − log|det W| (Eq. 9.5, negated and averaged)."""
+    return float(-latent.log_prob(xT).sum() / xT.shape[1] - torch.linalg.slogdet(W).logabsdet)
+
+
+def _newton_direction_T(latent: AnyLatent, xT: Tensor, G: Tensor,
+                        min_eigenvalue: float) -> Tensor:
+    K = xT.shape[0]
+    gamma = -G  # Γ = ⟨ψ(x)xᵀ⟩ − I, the gradient of L in E
+    psi_prime = -latent.score_derivative(xT)  # ψ′ = −φ′, (K, N)
+    x2 = xT * xT
+    a = psi_prime.mean(1)[:, None] * x2.mean(1)[None, :]  # h_ij = ⟨ψ′(x_i)⟩⟨x_j²⟩
+    b = a.mT  # h_ji
+    smallest = 0.5 * (a + b) - torch.sqrt(0.25 * (a - b) ** 2 + 1.0)
+    shift = (min_eigenvalue - smallest).clamp_min(0.0)
+    a, b = a + shift, b + shift
+    E = -(b * gamma - gamma.mT) / (a * b - 1.0)  # [[a, 1], [1, b]] [E_ij, E_ji] = −[Γ_ij, Γ_ji]
+    h_diag = ((psi_prime * x2).mean(1) + 1.0).clamp_min(min_eigenvalue)
+    idx = torch.arange(K, device=xT.device)
+    E[idx, idx] = -gamma.diagonal() / h_diag
+    return E
+
+
+def _latent_T(model: ICAModel) -> AnyLatent:
+    """The model's latent density for the (K, N) layout (per-component signs as a column)."""
+    if model.latent_name == "switching":
+        return SwitchingLatent(model.signs[:, None])  # a view: sign updates stay visible
+    return model.latent
+
+
 @torch.no_grad()
 def relative_newton_direction(model: ICAModel, y: Tensor, *, min_eigenvalue: float = 1e-2
                               ) -> Tensor:
     """Quasi-Newton step E (K, K) in relative coordinates, W → (I + E) W (Ablin, Cardoso &
-    Gramfort 2018, "Faster ICA by preconditioning with Hessian approximations").
+    Gramfort 2018, "Faster ICA by preconditioning with Hessian approximations"). y: (N, D).
 
     With ψ = −φ, the relative gradient is ``Γ = ⟨ψ(x)xᵀ⟩ − I`` and the relative Hessian is
     ``H_ijkl = δ_il δ_jk + δ_ik ⟨ψ′(x_i) x_j x_l⟩``. Approximating ``⟨ψ′(x_i)x_j x_l⟩`` by
@@ -123,21 +164,9 @@ def relative_newton_direction(model: ICAModel, y: Tensor, *, min_eigenvalue: flo
     eigenvalue is at least ``min_eigenvalue`` (so E is a descent direction), then
     ``E = −H̃⁻¹Γ`` is solved pair by pair in closed form — all pairs at once.
     """
-    x = model.to_latent(y)
-    K = x.shape[-1]
-    gamma = -model.relative_gradient(y)  # Γ = ⟨ψ(x)xᵀ⟩ − I, the gradient of L in E
-    psi_prime = -model.latent.score_derivative(x)  # ψ′ = −φ′
-    x2 = (x * x).mean(0)
-    a = psi_prime.mean(0)[:, None] * x2[None, :]  # h_ij
-    b = a.mT  # h_ji
-    smallest = 0.5 * (a + b) - torch.sqrt(0.25 * (a - b) ** 2 + 1.0)
-    shift = (min_eigenvalue - smallest).clamp_min(0.0)
-    a, b = a + shift, b + shift
-    E = -(b * gamma - gamma.mT) / (a * b - 1.0)  # [[a, 1], [1, b]] [E_ij, E_ji] = −[Γ_ij, Γ_ji]
-    h_diag = ((psi_prime * x * x).mean(0) + 1.0).clamp_min(min_eigenvalue)
-    idx = torch.arange(K, device=x.device)
-    E[idx, idx] = -gamma.diagonal() / h_diag
-    return E
+    xT = model.to_latent(y).mT.contiguous()
+    lat = _latent_T(model)
+    return _newton_direction_T(lat, xT, _relative_gradient_T(lat, xT), min_eigenvalue)
 
 
 @torch.no_grad()
@@ -171,68 +200,72 @@ def fit_infomax(
         raise ValueError("solver='newton' works on the full batch only (batch_size=None).")
     newton = solver == "newton"
     W = model.unmixing
+    lat = _latent_T(model)
+    yT = (y - model.mean).mT.contiguous()  # (K, N)
+    N = yT.shape[1]
+    xT = W @ yT
 
     def update_signs() -> None:
         if extended:
-            model.signs.copy_(extended_signs(model.to_latent(y)))
+            model.signs.copy_(extended_signs(xT.mT))
 
     update_signs()
-    loss = float(model.loss(y))
+    loss = _loss_T(lat, xT, W)
     history = [-loss]
     eta = float(learning_rate)
     converged = False
     n_iter = 0
-    N = y.shape[0]
     for it in range(1, max_iter + 1):
         n_iter = it
-        G = model.relative_gradient(y)
+        G = _relative_gradient_T(lat, xT)
         if float(G.abs().max()) < tol:
             converged = True
             n_iter = it - 1
             break
+        W0 = W.detach().clone()
         if batch_size is None:
-            W0 = W.detach().clone()
-            direction = relative_newton_direction(model, y) if newton else G
+            direction = _newton_direction_T(lat, xT, G, 1e-2) if newton else G
             if newton:
                 eta = 1.0  # a Newton step has its own scale
             accepted = False
             for _ in range(60):  # backtracking: at most 60 halvings (η·2⁻⁶⁰ is below rounding)
-                W.copy_(W0 + eta * (direction @ W0))  # ΔW = η (I + ⟨φ(x)xᵀ⟩) W (natural)
-                new = float(model.loss(y))
+                W_try = W0 + eta * (direction @ W0)  # ΔW = η (I + ⟨φ(x)xᵀ⟩) W (natural)
+                x_try = W_try @ yT
+                new = _loss_T(lat, x_try, W_try)
                 if new == new and new <= loss:  # finite (not NaN) and not worse
                     accepted = True
+                    W.copy_(W_try)
+                    xT, loss = x_try, new
                     eta *= 1.25
-                    loss = new
                     break
                 eta *= 0.5
             if not accepted:  # no descent step exists at rounding precision: a stationary point
-                W.copy_(W0)
                 converged = True
                 history.append(-loss)
                 break
         else:
-            W0 = W.detach().clone()
             perm = torch.randperm(N, generator=generator, device=y.device)
             for start in range(0, N, batch_size):
-                yb = y[perm[start:start + batch_size]]
-                W.add_(eta * (model.relative_gradient(yb) @ W))  # minibatch natural gradient
-            new = float(model.loss(y))
+                xb = W @ yT[:, perm[start:start + batch_size]]
+                W.add_(eta * (_relative_gradient_T(lat, xb) @ W))  # minibatch natural gradient
+            x_new = W @ yT
+            new = _loss_T(lat, x_new, W)
             worse = not (new == new and new <= loss + 1e-3 * abs(loss))  # NaN-safe
             if worse or not bool(torch.isfinite(W).all()):
                 W.copy_(W0)  # the epoch made things worse (or blew up): undo it, anneal harder
                 eta *= 0.5
             else:
-                loss = new
+                xT, loss = x_new, new
                 eta *= 0.95
-        update_signs()
         if extended:
-            loss = float(model.loss(y))
+            update_signs()
+            loss = _loss_T(lat, xT, W)
         history.append(-loss)
     if not converged:
+        G = _relative_gradient_T(lat, xT)
         warnings.warn(
             f"InfoMax did not converge in {max_iter} iterations (max |I + <phi(x) x^T>| = "
-            f"{float(model.relative_gradient(y).abs().max()):.2e} > tol = {tol:g}); increase "
-            "max_iter or tol.",
+            f"{float(G.abs().max()):.2e} > tol = {tol:g}); increase max_iter or tol.",
             ConvergenceWarning,
             stacklevel=2,
         )

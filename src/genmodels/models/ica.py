@@ -82,7 +82,8 @@ class LogisticLatent:
     name = "logistic"
 
     def log_prob(self, x: Tensor) -> Tensor:
-        return -nn.functional.softplus(x) - nn.functional.softplus(-x)
+        a = x.abs()  # log σ(x) + log σ(−x) = −|x| − 2 log(1 + e^{−|x|}): one exp, no overflow
+        return -a - 2.0 * torch.log1p(torch.exp(-a))
 
     def score(self, x: Tensor) -> Tensor:
         return 1.0 - 2.0 * torch.sigmoid(x)
