@@ -186,8 +186,11 @@ def test_truncated_bptt_equals_autograd_with_detached_chunks() -> None:
         bptt(rnn, y, Z.detach(), partial, truncate=0)
 
 
-def test_rnn_validation() -> None:
-    rnn = ElmanRNN(3, 2)
+def test_rnn_validation_and_save(tmp_path) -> None:
+    rnn = ElmanRNN(3, 2, activation="sigmoid", seed=0)
+    y = torch.randn(4, 5, 3)
+    torch.testing.assert_close(load(save(rnn, tmp_path / "rnn"))(y), rnn(y))
+    assert rnn(y).shape == (4, 6, 2)
     with pytest.raises(ValueError, match="y must have shape"):
         rnn(torch.randn(5, 4))
     with pytest.raises(ValueError, match="z0"):
