@@ -140,7 +140,7 @@ class FactorAnalysis(_DecompositionBase):
     def fit(self, X: Any, y: Any = None) -> FactorAnalysis:
         """Fit by EM on the centred data's moments (the ML offset c is the sample mean)."""
         t = self._input(X, reset=True, min_samples=2)
-        n, d = t.shape
+        d = t.shape[1]
         k = d if self.n_components is None else check_positive_int(self.n_components,
                                                                     "n_components")
         if k > d:
