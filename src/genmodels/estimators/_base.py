@@ -17,6 +17,38 @@ from genmodels._validation import check_data_matrix, resolve_dtype
 from genmodels.exceptions import NotFittedError
 
 
+def precheck_array(X: Any) -> Any:
+    """Reject what scikit-learn estimators reject, in the words its ``check_estimator`` expects:
+    sparse matrices (TypeError), complex data, 0-/1-D input and input with no features
+    (ValueError). Numeric object arrays become float64 (non-numeric ones raise TypeError)."""
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):
+        raise TypeError("sparse input is not supported; pass a dense array (X.toarray()).")
+    if not (isinstance(X, (Tensor, np.ndarray)) or hasattr(X, "to_numpy")):
+        X = np.asarray(X)
+    kind = getattr(getattr(X, "dtype", None), "kind", None)
+    if kind == "c" or (isinstance(X, Tensor) and X.is_complex()):
+        raise ValueError("Complex data not supported.")
+    if kind == "O" and isinstance(X, np.ndarray):
+        X = X.astype(np.float64)
+    ndim = len(getattr(X, "shape", ()))
+    if ndim < 2:
+        raise ValueError(
+            f"Expected a 2-D array, got {ndim}-D input of shape {tuple(X.shape)}. Reshape your "
+            "data with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
+            "sample.")
+    if ndim == 2 and X.shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a "
+                         "minimum of 1 is required.")
+    return X
+
+
+def _string_columns(X: Any) -> np.ndarray | None:
+    columns = getattr(X, "columns", None)
+    if columns is not None and all(isinstance(c, str) for c in columns):
+        return np.asarray(columns, dtype=object)
+    return None
+
+
 class TorchEstimatorMixin:
     """Input handling for estimators with ``dtype`` and ``device`` constructor arguments."""
 
@@ -37,14 +69,22 @@ class TorchEstimatorMixin:
         name = type(self).__name__
         if not reset:
             check_fitted(self, "n_features_in_")
+        X = precheck_array(X)
+        columns = _string_columns(X)
         t = check_data_matrix(X, min_samples=min_samples, dtype=self._torch_dtype,
                               device=self.device)
         if reset:
             self.n_features_in_ = int(t.shape[1])
-            columns = getattr(X, "columns", None)
-            if columns is not None and all(isinstance(c, str) for c in columns):
-                self.feature_names_in_ = np.asarray(columns, dtype=object)
-        elif t.shape[1] != self.n_features_in_:
+            if columns is not None:
+                self.feature_names_in_ = columns
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return t
+        fitted = getattr(self, "feature_names_in_", None)
+        if fitted is not None and columns is not None and (
+                len(fitted) != len(columns) or not np.all(fitted == columns)):
+            raise ValueError("The feature names should match those that were passed during fit.")
+        if t.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {t.shape[1]} features, but {name} is expecting {self.n_features_in_} "
                 "features as input."
