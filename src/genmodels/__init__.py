@@ -2,15 +2,54 @@
 
 Exact inference where the maths allows it (mixtures, jointly Gaussian models, hidden Markov
 models, Kalman filters and smoothers), approximate inference elsewhere, and learning as
-minimising relative entropy (EM, recognition models, noise contrast, contrastive divergence).
+minimising relative entropy (EM, recognition models, Monte Carlo gradients).
+
+The public names below are imported lazily, on first use, so ``import genmodels`` stays cheap:
+``from genmodels import GaussianMixture`` imports only the mixture code.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from genmodels.exceptions import ConvergenceWarning, DegenerateFitWarning, NotFittedError
 from genmodels.io import load, save
 
 __version__ = "0.1.0"
+
+#: public name → the module that defines it.
+_LAZY: dict[str, str] = {
+    # exponential families and divergences
+    **{name: "genmodels.families" for name in (
+        "ExponentialFamily", "Bernoulli", "Categorical", "Poisson", "Gamma", "Normal",
+        "DiagonalNormal", "FullNormal", "kl_divergence", "kl_gaussian")},
+    # emissions
+    **{name: "genmodels.models.family_emissions" for name in (
+        "BernoulliEmission", "CategoricalEmission", "PoissonEmission")},
+    # jointly Gaussian models, factor analysis, PCA
+    **{name: "genmodels.models.linear_gaussian" for name in (
+        "LinearGaussian", "GaussianPosterior")},
+    **{name: "genmodels.models.factor_analysis" for name in (
+        "FactorAnalyzer", "ProbabilisticPCA", "EMPCA", "fit_ppca", "pca")},
+    **{name: "genmodels.estimators.decomposition" for name in ("FactorAnalysis", "PCA")},
+    # state-space models
+    "LinearGaussianSSM": "genmodels.models.lgssm",
+    "KalmanFilter": "genmodels.estimators.kalman",
+    **{name: "genmodels.inference.kalman" for name in (
+        "kalman_filter", "rts_smoother", "kalman_smoother", "LGSSMParams")},
+    **{name: "genmodels.inference.particle" for name in ("particle_filter", "particle_smoother")},
+    # networks, ICA, gradient estimators, natural gradients
+    **{name: "genmodels.models.networks" for name in ("MLP", "ElmanRNN")},
+    **{name: "genmodels.models.ica" for name in ("ICAModel", "amari_distance")},
+    "InfomaxICA": "genmodels.estimators.ica",
+    **{name: "genmodels.learning.estimators" for name in (
+        "ScoreFunction", "Pathwise", "GaussianBackprop", "GumbelSoftmax",
+        "gradient_diagnostics")},
+    "NaturalGradient": "genmodels.learning.natural_gradient",
+    # learning
+    **{name: "genmodels.learning.em" for name in ("fit_em", "run_em", "EMResult", "EStep")},
+}
 
 __all__ = [
     "ConvergenceWarning",
@@ -19,4 +58,18 @@ __all__ = [
     "__version__",
     "load",
     "save",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genmodels' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
