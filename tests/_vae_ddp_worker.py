@@ -13,7 +13,7 @@ import torch.distributed as dist
 from genmodels.learning.trainer import Trainer, init_distributed
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from test_vae_trainer import Regression, toy_data  # noqa: E402
+from test_vae_trainer import Regression, toy_data
 
 if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)

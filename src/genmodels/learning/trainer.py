@@ -92,8 +92,9 @@ def sharded_batches(n: int, batch_size: int, *, epoch: int, seed: int, rank: int
     positions is split evenly among the ``world_size`` processes: the union over processes of
     their j-th batches is the single-process j-th batch. Returns a list of index tensors.
     """
-    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank,
-                                 shuffle=shuffle, seed=seed, drop_last=True)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        range(n), num_replicas=world_size, rank=rank,  # type: ignore[arg-type]
+        shuffle=shuffle, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     idx = torch.as_tensor(list(sampler), dtype=torch.long)
     per = max(batch_size // world_size, 1)
