@@ -106,6 +106,8 @@ class Trainer:
 
     model: any ``nn.Module`` with ``loss(batch, generator) -> mean loss``.
     optimizer: a factory ``params -> torch.optim.Optimizer`` (default Adam with ``lr``).
+    scheduler: optional factory ``optimizer -> torch.optim.lr_scheduler.LRScheduler``, stepped
+        once per epoch (its state is checkpointed).
     epochs: number of passes over the data.
     batch_size: the *global* batch size (split evenly across processes under torchrun).
     seed: seeds the data order (``seed + epoch``) and the loss's Monte Carlo generator
@@ -128,6 +130,7 @@ class Trainer:
         batch_size: int = 128,
         lr: float = 1e-3,
         optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         seed: int = 0,
         checkpoint: str | os.PathLike[str] | None = None,
         resume: bool = False,
@@ -147,6 +150,7 @@ class Trainer:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.lr = check_nonnegative_float(lr, "lr", strictly=True)
         self.make_optimizer = optimizer or (lambda p: torch.optim.Adam(p, lr=self.lr))
+        self.make_scheduler = scheduler
         self.seed = int(seed)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.resume = resume
@@ -179,6 +183,7 @@ class Trainer:
 
             step_module = DistributedDataParallel(step_module)
         opt = self.make_optimizer(model.parameters())
+        sched = self.make_scheduler(opt) if self.make_scheduler is not None else None
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.seed + rank)
         result = TrainResult(history={"train_loss": []})
@@ -190,6 +195,8 @@ class Trainer:
             ck = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if sched is not None and ck["scheduler"] is not None:
+                sched.load_state_dict(ck["scheduler"])
             gen.set_state(ck["generator"][rank].to(gen.get_state().device))
             result = ck["result"]
             best_metric, best_state, bad_epochs = ck["best_metric"], ck["best_state"], ck["bad"]
@@ -217,6 +224,8 @@ class Trainer:
                     total += loss.detach()
                     if self.callback is not None:
                         self.callback(epoch, step, float(loss.detach()))
+                if sched is not None:
+                    sched.step()
                 train_loss = float(total) / max(len(batches), 1)
                 if world > 1:
                     train_loss = _all_mean(train_loss, self.device)
@@ -243,7 +252,8 @@ class Trainer:
                 else:
                     result.best_epoch = epoch + 1
                 if self.checkpoint is not None:
-                    self._save(epoch + 1, opt, gen, result, best_metric, best_state, bad_epochs)
+                    self._save(epoch + 1, opt, sched, gen, result, best_metric, best_state,
+                               bad_epochs)
                 if bar is not None:
                     bar.set_postfix(postfix)
                     bar.update(1)
@@ -254,7 +264,7 @@ class Trainer:
             model.load_state_dict(best_state)
         return result
 
-    def _save(self, epoch: int, opt: torch.optim.Optimizer, gen: torch.Generator,
+    def _save(self, epoch: int, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator,
               result: TrainResult, best_metric: float, best_state: Any, bad: int) -> None:
         rank, world = _world()
         state = gen.get_state()
@@ -268,6 +278,7 @@ class Trainer:
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None,
             "generator": [s.cpu() for s in states],
             "result": result,
             "best_metric": best_metric,
