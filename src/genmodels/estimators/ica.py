@@ -1,0 +1,198 @@
+"""``InfomaxICA``: scikit-learn's ``FastICA`` interface over natural-gradient InfoMax ICA.
+
+Switching from scikit-learn is an import change::
+
+    from genmodels.estimators.ica import InfomaxICA   # instead of sklearn.decomposition.FastICA
+    S = InfomaxICA(n_components=3, random_state=0).fit_transform(X)
+
+The fit whitens the data (PCA), then maximises the ICA log-likelihood (book Eq. 9.5) over the
+unmixing matrix of the whitened data with the natural gradient (``genmodels.learning.infomax``).
+Because InfoMax is maximum likelihood (§9.1), the fitted estimator also has a log-density:
+``score_samples``/``score`` (when ``n_components == n_features``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+
+from genmodels._validation import (
+    as_tensor,
+    check_nonnegative_float,
+    check_positive_int,
+    make_generator,
+)
+from genmodels.estimators._base import TorchEstimatorMixin, check_fitted, to_numpy
+from genmodels.learning.infomax import fit_infomax, whiten
+from genmodels.models.ica import ICAModel
+
+
+class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin,
+                 BaseEstimator):
+    """Independent-components analysis by InfoMax (Bell & Sejnowski 1995), ML view (§9.1).
+
+    Parameters (FastICA's names where FastICA has them):
+        n_components: number of sources K (default: n_features).
+        whiten: ``"unit-variance"`` (default; sources rescaled to unit variance),
+            ``"arbitrary-variance"`` (sources at their maximum-likelihood scale) or ``False``
+            (the data are taken as already white: no centring, no whitening; K = D).
+        max_iter: iterations (full batch) or epochs (minibatch).
+        tol: stop when ``max |I + ⟨φ(x)xᵀ⟩| < tol`` (the relative gradient on the whitened data).
+        random_state: seed of the random rotation that starts W, and of minibatch shuffling.
+        extended: extended InfoMax (Lee, Girolami & Sejnowski 1999): each component switches
+            between a super- and a sub-Gaussian density, so sub-Gaussian sources (uniform,
+            sinusoids) separate too. Without it the latent density is logistic (super-Gaussian).
+        learning_rate: initial natural-gradient step η.
+        batch_size: None for full-batch steps with backtracking; an int for minibatch updates.
+        dtype, device: of the computation (default float64, CPU).
+
+    Fitted attributes: ``components_`` (K, D) unmixing (``S = (X − mean_) components_ᵀ``),
+    ``mixing_`` (D, K) its pseudo-inverse, ``mean_`` (D,), ``whitening_`` (K, D) (absent when
+    ``whiten=False``), ``n_iter_``, ``converged_``, ``log_likelihood_curve_`` (mean
+    log-likelihood per iteration, in data space when K = D, else of the whitened data),
+    ``signs_`` (extended only), ``model_`` (the :class:`~genmodels.models.ica.ICAModel`
+    in data space when K = D).
+    """
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        whiten: str | bool = "unit-variance",
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        random_state: Any = None,
+        extended: bool = False,
+        learning_rate: float = 1.0,
+        batch_size: int | None = None,
+        dtype: Any = torch.float64,
+        device: Any = "cpu",
+    ) -> None:
+        self.n_components = n_components
+        self.whiten = whiten
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.extended = extended
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.device = device
+
+    def _check_params(self, D: int) -> int:
+        if self.whiten not in ("unit-variance", "arbitrary-variance", False):
+            raise ValueError(
+                "whiten must be 'unit-variance', 'arbitrary-variance' or False, got "
+                f"{self.whiten!r}."
+            )
+        K = D if self.n_components is None else check_positive_int(self.n_components,
+                                                                      "n_components")
+        if K > D:
+            raise ValueError(f"n_components = {K} exceeds n_features = {D}.")
+        if self.whiten is False and K != D:
+            raise ValueError("with whiten=False, n_components must equal n_features.")
+        check_positive_int(self.max_iter, "max_iter")
+        check_nonnegative_float(self.tol, "tol")
+        check_nonnegative_float(self.learning_rate, "learning_rate", strictly=True)
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        return K
+
+    def fit(self, X: Any, y: Any = None) -> InfomaxICA:
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        return to_numpy(self._fit(X))
+
+    def _fit(self, X: Any) -> torch.Tensor:
+        Xt = self._validate_X(X, reset=True, min_samples=2)
+        N, D = Xt.shape
+        K = self._check_params(D)
+        dt, dev = Xt.dtype, Xt.device
+        gen = make_generator(self.random_state, device=dev)
+        if self.whiten is False:
+            mean = Xt.new_zeros(D)
+            V = torch.eye(D, dtype=dt, device=dev)
+            Z = Xt
+        else:
+            wh = whiten(Xt, K)
+            mean, V = wh.mean, wh.matrix
+            Z = (Xt - mean) @ V.mT  # (N, K), identity covariance
+        latent = "switching" if self.extended else "logistic"
+        model = ICAModel(K, latent, dtype=dt, device=dev)
+        with torch.no_grad():  # a random rotation to start (the likelihood is rotation-sensitive)
+            q, r = torch.linalg.qr(torch.randn(K, K, generator=gen, dtype=dt, device=dev))
+            model.unmixing.copy_(q * torch.sign(torch.diagonal(r)))
+        result = fit_infomax(
+            model, Z, max_iter=self.max_iter, tol=self.tol, learning_rate=self.learning_rate,
+            batch_size=self.batch_size, extended=self.extended, generator=gen,
+        )
+        W = model.unmixing.detach()
+        unmix = W @ V  # (K, D): the maximum-likelihood unmixing of the centred data
+        S = (Xt - mean) @ unmix.mT
+        if self.whiten == "unit-variance":
+            std = S.std(0, correction=0)
+            unmix = unmix / std[:, None]
+            S = S / std
+        self.components_ = to_numpy(unmix)
+        self.mixing_ = np.linalg.pinv(self.components_)
+        self.mean_ = to_numpy(mean)
+        if self.whiten is not False:
+            self.whitening_ = to_numpy(V)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        curve = np.asarray(result.log_likelihood)
+        if K == D:
+            curve = curve + float(torch.linalg.slogdet(V).logabsdet)  # back to data space
+            data_model = ICAModel(D, latent, dtype=dt, device=dev)
+            with torch.no_grad():
+                data_model.unmixing.copy_(W @ V)
+                data_model.mean.copy_(mean)
+                data_model.signs.copy_(model.signs)
+            self.model_ = data_model
+        self.log_likelihood_curve_ = curve
+        if self.extended:
+            self.signs_ = to_numpy(model.signs)
+        self._n_features_out = K
+        return S
+
+    def transform(self, X: Any, copy: bool = True) -> np.ndarray:
+        """Sources S = (X − mean_) components_ᵀ: (N, D) → (N, K)."""
+        Xt = self._validate_X(X, reset=False)
+        W = torch.as_tensor(self.components_, dtype=Xt.dtype, device=Xt.device)
+        m = torch.as_tensor(self.mean_, dtype=Xt.dtype, device=Xt.device)
+        return to_numpy((Xt - m) @ W.mT)
+
+    def inverse_transform(self, X: Any, copy: bool = True) -> np.ndarray:
+        """Data from sources: S mixing_ᵀ + mean_: (N, K) → (N, D)."""
+        check_fitted(self, "components_")
+        S = as_tensor(X, name="X", dtype=self._torch_dtype)
+        if S.dim() != 2 or S.shape[1] != self.components_.shape[0]:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.components_.shape[0]}), got "
+                f"{tuple(S.shape)}."
+            )
+        A = torch.as_tensor(self.mixing_, dtype=S.dtype)
+        return to_numpy(S @ A.mT + torch.as_tensor(self.mean_, dtype=S.dtype))
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-likelihood of each sample under the fitted ICA model (Eq. 9.5): (N,).
+
+        Defined when n_components == n_features (the model is then a density on data space).
+        """
+        Xt = self._validate_X(X, reset=False)
+        if not hasattr(self, "model_"):
+            raise ValueError(
+                "score_samples needs n_components == n_features: with fewer components the "
+                "ICA model is not a density on the data space."
+            )
+        with torch.no_grad():
+            return to_numpy(self.model_.log_prob(Xt))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of X under the fitted model."""
+        return float(np.mean(self.score_samples(X)))
