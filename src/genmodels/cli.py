@@ -38,6 +38,8 @@ class Recipe:
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
 RECIPES: dict[str, str] = {
+    "fa": "genmodels.recipes.decomposition:FA",
+    "pca": "genmodels.recipes.decomposition:PCA",
 }
 
 

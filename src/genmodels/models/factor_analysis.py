@@ -1,0 +1,565 @@
+"""Factor analysis, probabilistic PCA and PCA (book §2.1.2, §7.3, §7.3.1; CATALOGUE B5, F4, F5).
+
+The factor analyzer (Eq. 2.20) is the jointly Gaussian model with a standard-normal prior and a
+diagonal emission covariance Ψ (the book's Λ)::
+
+    x ~ N(0, I_K),        y | x ~ N(C x + c, Ψ),        Ψ = diag(ψ_1 .. ψ_D)
+
+so p̂(y) = N(c, C Cᵀ + Ψ) (Eq. 2.21) and p̂(x | y) = N(K (y − c), (Cᵀ Ψ⁻¹ C + I)⁻¹) with
+K = (Cᵀ Ψ⁻¹ C + I)⁻¹ Cᵀ Ψ⁻¹ (Eqs. 2.22, 7.3). The diagonal Ψ (a placeholder in the book,
+B:543) is the "unique" noise of each observed variable: independent across variables, so every
+correlation between them must be carried by the shared factors C (Bishop PRML §12.2.4;
+Ghahramani & Hinton 1996).
+
+Variants (chosen once, as small objects):
+
+* ``FactorAnalyzer(noise="diagonal")``: factor analysis, learned by EM (§7.3).
+* ``ProbabilisticPCA`` = ``FactorAnalyzer`` with isotropic noise Ψ = σ² I (Tipping & Bishop
+  1999, the book's reference [51]): EM, or the closed form ``fit_ppca``.
+* ``EMPCA``: the zero-noise limit Ψ = εI, ε → 0 (§7.3.1, Roweis 1998): the E step becomes the
+  pseudo-inverse projection X̄ = (CᵀC)⁻¹Cᵀ(Y − c), and EM converges to a basis of the principal
+  subspace. ``pca`` is the closed form (SVD / eigendecomposition).
+
+Every E step here depends on the data only through their first two moments
+(``GaussianMoments``), so a fit computes them once and each EM iteration costs O(D² K),
+whatever N. Raw (N, D) batches are accepted too (their moments are taken on the fly), which
+gives minibatch/streaming EM through ``genmodels.learning.em``.
+
+The bias c is kept explicit (erratum E-28: augmenting x with a constant 1 contradicts the N(0, I)
+prior); the M step regresses y on the augmented regressor [E x; 1] instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from genmodels._validation import check_choice, check_positive_int, resolve_dtype
+from genmodels.exceptions import DegenerateFitWarning
+from genmodels.io import SavableModule
+from genmodels.learning.em import EStep, Stats
+from genmodels.linalg import LOG_TAU, cholesky_logdet, eps, psd_solve, safe_cholesky, symmetrize
+from genmodels.models.linear_gaussian import (
+    DiagonalCovariance,
+    GaussianMarginal,
+    GaussianMoments,
+    GaussianPosterior,
+    LinearGaussian,
+    as_moments,
+    linear_gaussian_log_marginal,
+    linear_gaussian_posterior,
+)
+
+__all__ = [
+    "EMPCA",
+    "DiagonalNoise",
+    "FactorAnalyzer",
+    "IsotropicNoise",
+    "PCAResult",
+    "ProbabilisticPCA",
+    "fit_ppca",
+    "pca",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise structures
+# ---------------------------------------------------------------------------------------------
+
+
+class DiagonalNoise:
+    """Ψ = diag(ψ): one variance per observed variable (factor analysis)."""
+
+    name = "diagonal"
+
+    def maximize(self, residual_variances: Tensor) -> Tensor:
+        """M step for Ψ from the expected squared residuals per variable, (D,) → (D,).
+        Each ψ_d has its own stationarity condition, so extracting the diagonal is the
+        constrained optimum (B:2158)."""
+        return residual_variances
+
+    def num_parameters(self, d: int) -> int:
+        return d
+
+
+class IsotropicNoise:
+    """Ψ = σ² I (probabilistic PCA)."""
+
+    name = "isotropic"
+
+    def maximize(self, residual_variances: Tensor) -> Tensor:
+        """σ² = mean over variables of the expected squared residuals."""
+        return residual_variances.mean().expand_as(residual_variances).clone()
+
+    def num_parameters(self, d: int) -> int:
+        return 1
+
+
+NOISE_MODELS: dict[str, DiagonalNoise | IsotropicNoise] = {
+    "diagonal": DiagonalNoise(),
+    "isotropic": IsotropicNoise(),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared M step: linear regression of y on the expected latents (Eq. 7.2)
+# ---------------------------------------------------------------------------------------------
+
+
+def _regress(stats: Stats, C: Tensor, c: Tensor, frozen: frozenset[str]) -> tuple[Tensor, Tensor]:
+    """C = ⟨Y X̌ᵀ⟩⟨X̌ X̌ᵀ⟩⁻¹ (the normal equations of §7.3), with the offset c fitted jointly
+    through the augmented regressor [x; 1] (erratum E-28), or held fixed when frozen.
+
+    stats: n, sum_y (D,), sum_y_ex Σ y E[x]ᵀ (D, K), sum_ex Σ E[x] (K,), sum_exx Σ E[x xᵀ] (K, K).
+    """
+    n, sy, Syx, sx, Sxx = (stats[k] for k in ("n", "sum_y", "sum_y_ex", "sum_ex", "sum_exx"))
+    fit_C, fit_c = "loadings" not in frozen, "mean" not in frozen
+    if fit_C and fit_c:
+        k = Sxx.shape[-1]
+        aug_xx = torch.empty(k + 1, k + 1, dtype=Sxx.dtype, device=Sxx.device)
+        aug_xx[:k, :k], aug_xx[:k, k], aug_xx[k, :k], aug_xx[k, k] = Sxx, sx, sx, n
+        aug_yx = torch.cat([Syx, sy[:, None]], 1)  # (D, K + 1)
+        coef = psd_solve(aug_xx, aug_yx.mT).mT  # [C c] = ⟨y x̃ᵀ⟩⟨x̃ x̃ᵀ⟩⁻¹
+        return coef[:, :k].contiguous(), coef[:, k].contiguous()
+    if fit_C:
+        return psd_solve(Sxx, (Syx - torch.outer(c, sx)).mT).mT.contiguous(), c
+    if fit_c:
+        return C, (sy - C @ sx) / n
+    return C, c
+
+
+def _residual_variances(stats: Stats, C: Tensor, c: Tensor) -> Tensor:
+    """diag ⟨(y − C x − c)(y − C x − c)ᵀ⟩ per datum, (D,) (§7.3, sign as in erratum E-27):
+    Σ y² − 2 C_d·Σ y E[x] − 2 c Σ y + 2 c C_d·Σ E[x] + C_d Σ E[xxᵀ] C_dᵀ + n c², over n."""
+    n, sy, Syx, sx, Sxx, syy = (stats[k] for k in ("n", "sum_y", "sum_y_ex", "sum_ex", "sum_exx",
+                                                    "sum_yy_diag"))
+    r = (syy - 2.0 * (C * Syx).sum(1) - 2.0 * c * sy + 2.0 * c * (C @ sx)
+         + ((C @ Sxx) * C).sum(1) + n * c.square())
+    return r / n
+
+
+def _top_eigen(S: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest eigenvalues (descending, (k,)) and eigenvectors ((D, k)) of symmetric S."""
+    evals, evecs = torch.linalg.eigh(symmetrize(S))
+    return evals.flip(-1)[:k], evecs.flip(-1)[:, :k]
+
+
+# ---------------------------------------------------------------------------------------------
+# Factor analysis
+# ---------------------------------------------------------------------------------------------
+
+
+class FactorAnalyzer(SavableModule):
+    """Factor analysis (Eq. 2.20): x ~ N(0, I_K), y | x ~ N(C x + c, Ψ), Ψ diagonal.
+
+    Parameters (buffers): ``loadings`` C (D, K); ``mean`` c (D,); ``noise_variance`` ψ (D,).
+    Any of these names can be frozen in EM (``run_em(..., frozen={"noise_variance"})``).
+
+    n_features: D. n_components: K.
+    noise: ``"diagonal"`` (factor analysis) or ``"isotropic"`` (probabilistic PCA).
+    init: ``"pca"`` (default: the PPCA closed form, then Ψ = diag(S − C Cᵀ)) or ``"random"``
+        (loadings drawn from the generator). If ``noise_variance_init`` is given, C starts at
+        its maximum-likelihood value for that Ψ (the first step of scikit-learn's algorithm).
+    min_noise_variance: floor on every ψ_d. The likelihood is unbounded when a variable is
+        constant or exactly explained (ψ_d → 0), so ψ_d is floored; the default is
+        10 · eps(dtype) · (mean data variance), set at ``initialize``. Hitting the floor warns
+        ``DegenerateFitWarning``.
+    """
+
+    loadings: Tensor
+    mean: Tensor
+    noise_variance: Tensor
+    noise_floor: Tensor
+
+    def __init__(self, n_features: int, n_components: int, *, noise: str = "diagonal",
+                 init: str = "pca", noise_variance_init: list[float] | None = None,
+                 min_noise_variance: float | None = None, dtype: str = "float64") -> None:
+        super().__init__()
+        d = check_positive_int(n_features, "n_features")
+        k = check_positive_int(n_components, "n_components")
+        self.noise_model = NOISE_MODELS[check_choice(noise, "noise", tuple(NOISE_MODELS))]
+        self.init = check_choice(init, "init", ("pca", "random"))
+        tdtype = resolve_dtype(dtype)
+        if noise_variance_init is not None:
+            nvi = torch.as_tensor(noise_variance_init, dtype=tdtype).reshape(-1)
+            if nvi.shape != (d,) or not bool((nvi > 0).all()) or not bool(nvi.isfinite().all()):
+                raise ValueError(f"noise_variance_init must hold {d} positive finite values.")
+        self.noise_variance_init = noise_variance_init
+        self.min_noise_variance = min_noise_variance
+        self.register_buffer("loadings", torch.zeros(d, k, dtype=tdtype))
+        self.register_buffer("mean", torch.zeros(d, dtype=tdtype))
+        self.register_buffer("noise_variance", torch.ones(d, dtype=tdtype))
+        self.register_buffer("noise_floor", torch.tensor(
+            0.0 if min_noise_variance is None else float(min_noise_variance), dtype=tdtype))
+        self.config = {"n_features": d, "n_components": k, "noise": noise, "init": init,
+                       "noise_variance_init": (None if noise_variance_init is None
+                                               else [float(v) for v in noise_variance_init]),
+                       "min_noise_variance": min_noise_variance,
+                       "dtype": str(tdtype).removeprefix("torch.")}
+
+    # -- sizes -----------------------------------------------------------------------------
+
+    @property
+    def n_features(self) -> int:
+        return int(self.loadings.shape[0])
+
+    @property
+    def n_components(self) -> int:
+        return int(self.loadings.shape[1])
+
+    def num_parameters(self) -> int:
+        """Free parameters: D K − K(K − 1)/2 (C up to rotation) + D (c) + noise."""
+        d, k = self.n_features, self.n_components
+        return d * k - k * (k - 1) // 2 + d + self.noise_model.num_parameters(d)
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def _prior(self) -> tuple[Tensor, Tensor]:
+        k = self.n_components
+        return (torch.zeros(k, dtype=self.mean.dtype, device=self.mean.device),
+                torch.eye(k, dtype=self.mean.dtype, device=self.mean.device))
+
+    def as_linear_gaussian(self) -> LinearGaussian:
+        """The same model as a general ``LinearGaussian`` (μ_x = 0, Σ_x = I, Σ_{y|x} = Ψ)."""
+        mu_x, S_x = self._prior()
+        return LinearGaussian(mu_x, S_x, self.loadings, self.mean,
+                              torch.diag(self.noise_variance))
+
+    def posterior(self, y: Tensor) -> GaussianPosterior:
+        """p̂(x | y) = N(K (y − c), (Cᵀ Ψ⁻¹ C + I)⁻¹) (Eq. 2.22): a K × K factorisation only.
+        y: (N, D) or (D,)."""
+        mu_x, S_x = self._prior()
+        return linear_gaussian_posterior(y, mu_x, S_x, self.loadings, self.mean,
+                                         DiagonalCovariance(self.noise_variance),
+                                         form="information")
+
+    def log_marginal(self, y: Tensor) -> Tensor:
+        """log N(y; c, C Cᵀ + Ψ) (Eq. 2.21) by Woodbury and the determinant lemma, O(N D K).
+        y: (N, D) or (D,) → (N,) or ()."""
+        mu_x, S_x = self._prior()
+        return linear_gaussian_log_marginal(y, mu_x, S_x, self.loadings, self.mean,
+                                            DiagonalCovariance(self.noise_variance),
+                                            form="information")
+
+    def marginal(self) -> GaussianMarginal:
+        """p̂(y) = N(c, C Cᵀ + Ψ) (Eq. 2.21)."""
+        return GaussianMarginal(self.mean, self.covariance())
+
+    def covariance(self) -> Tensor:
+        """Σ_y = C Cᵀ + Ψ, (D, D)."""
+        return symmetrize(self.loadings @ self.loadings.mT + torch.diag(self.noise_variance))
+
+    def precision(self) -> Tensor:
+        """Σ_y⁻¹ = Ψ⁻¹ − Ψ⁻¹C (I + CᵀΨ⁻¹C)⁻¹ CᵀΨ⁻¹ (Woodbury, Eq. B.14), (D, D)."""
+        W = self.loadings / self.noise_variance[:, None]  # Ψ⁻¹ C
+        L_M = self._posterior_precision_cholesky()
+        return symmetrize(torch.diag(1.0 / self.noise_variance)
+                          - W @ torch.cholesky_solve(W.mT, L_M))
+
+    def _posterior_precision_cholesky(self) -> Tensor:
+        """Cholesky factor of M = I + Cᵀ Ψ⁻¹ C, the posterior precision (Eq. 7.3)."""
+        W = self.loadings / self.noise_variance[:, None]
+        eye = torch.eye(self.n_components, dtype=W.dtype, device=W.device)
+        return safe_cholesky(eye + self.loadings.mT @ W)
+
+    def log_joint(self, x: Tensor, y: Tensor) -> Tensor:
+        """log N(x; 0, I) + log N(y; C x + c, Ψ). x: (N, K); y: (N, D) → (N,)."""
+        log_prior = -0.5 * (x.shape[-1] * LOG_TAU + x.square().sum(-1))
+        r = y - x @ self.loadings.mT - self.mean
+        log_emission = -0.5 * (self.n_features * LOG_TAU + self.noise_variance.log().sum()
+                               + (r.square() / self.noise_variance).sum(-1))
+        return log_prior + log_emission
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw (x, y) pairs: x (n, K), y (n, D)."""
+        x = torch.randn(n, self.n_components, generator=generator, dtype=self.mean.dtype,
+                        device=self.mean.device)
+        noise = DiagonalCovariance(self.noise_variance).sample((n,), generator)
+        return x, x @ self.loadings.mT + self.mean + noise
+
+    # -- learning (the EM contract of genmodels.learning.em) ---------------------------------
+
+    def expected_stats(self, batch: Tensor | GaussianMoments) -> EStep:
+        """E step (Eq. 7.3) from a batch's moments: with S_c = Σ_n (y_n − c)(y_n − c)ᵀ,
+        Σ E[x] = K Σ (y − c), Σ y E[x]ᵀ = Σ y (y − c)ᵀ Kᵀ, Σ E[x xᵀ] = n (CᵀΨ⁻¹C + I)⁻¹ + K S_c Kᵀ.
+
+        The log-likelihood −n/2 (D log τ + log|Σ_y|) − ½ tr(Σ_y⁻¹ S_c) uses the determinant
+        lemma and Woodbury's identity, so no D × D factorisation is needed.
+        """
+        m = as_moments(batch)
+        c, C, psi = self.mean, self.loadings, self.noise_variance
+        n = m.n
+        Sc = m.scatter(c)  # (D, D)
+        sy_c = m.sum - n * c
+        W = C / psi[:, None]  # Ψ⁻¹ C, (D, K)
+        L_M = self._posterior_precision_cholesky()
+        gain = torch.cholesky_solve(W.mT, L_M)  # K = M⁻¹ CᵀΨ⁻¹, (K, D), Eq. 7.3
+        post_cov = symmetrize(torch.cholesky_inverse(L_M))  # (CᵀΨ⁻¹C + I)⁻¹, Eq. 7.3
+        Sc_gT = Sc @ gain.mT  # (D, K)
+        stats = {
+            "n": torch.as_tensor(n, dtype=c.dtype, device=c.device),
+            "sum_y": m.sum,
+            "sum_yy_diag": m.outer.diagonal().clone(),
+            "sum_ex": gain @ sy_c,
+            "sum_y_ex": (m.outer - torch.outer(m.sum, c)) @ gain.mT,
+            "sum_exx": symmetrize(n * post_cov + gain @ Sc_gT),
+        }
+        trace = (Sc.diagonal() / psi).sum() - (gain.mT * (Sc @ W)).sum()  # tr(Σ_y⁻¹ S_c)
+        logdet = psi.log().sum() + cholesky_logdet(L_M)  # log|Σ_y|
+        ll = -0.5 * (n * (self.n_features * LOG_TAU + logdet) + trace)
+        return EStep(stats, ll, n)
+
+    def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
+        """M step (§7.3): regression for C and c, then Ψ = diag⟨(y − Cx − c)(y − Cx − c)ᵀ⟩
+        (isotropic: its mean), floored at ``noise_floor``."""
+        C, c = _regress(stats, self.loadings, self.mean, frozen)
+        self.loadings, self.mean = C, c
+        if "noise_variance" not in frozen:
+            psi = self.noise_model.maximize(_residual_variances(stats, C, c))
+            self.noise_variance = self._apply_floor(psi)
+
+    def _apply_floor(self, psi: Tensor) -> Tensor:
+        floor = self.noise_floor
+        low = psi < floor
+        if bool(low.any()):
+            idx = torch.nonzero(low).flatten().tolist()
+            shown = idx[:10] + (["..."] if len(idx) > 10 else [])
+            warnings.warn(
+                f"the noise variance of feature(s) {shown} fell below {float(floor):.3g} "
+                "(constant or exactly explained features: the likelihood is unbounded there); "
+                "it was floored at that value. Remove constant features or set "
+                "min_noise_variance.",
+                DegenerateFitWarning,
+                stacklevel=3,
+            )
+            psi = psi.clamp_min(floor)
+        return psi
+
+    def initialize(self, data: Tensor | GaussianMoments,
+                   generator: torch.Generator | None = None) -> None:
+        """Start EM: c = sample mean; C and Ψ as chosen by ``init`` (see the class docstring)."""
+        m = as_moments(data)
+        d, k = self.n_features, self.n_components
+        if m.sum.shape != (d,):
+            raise ValueError(f"data have {m.sum.shape[-1]} features, the model {d}.")
+        S = m.scatter() / m.n
+        variances = S.diagonal()
+        if self.min_noise_variance is None:
+            scale = variances.mean().clamp_min(torch.finfo(S.dtype).tiny)
+            self.noise_floor = (10.0 * eps(S.dtype) * scale).to(S.dtype)
+        self.mean = m.mean.clone()
+        if self.noise_variance_init is not None:
+            psi = torch.as_tensor(self.noise_variance_init, dtype=S.dtype, device=S.device)
+            self.loadings = _loadings_given_noise(S, psi, k)
+            self.noise_variance = psi.clone()
+            return
+        if self.init == "random":
+            scale = variances.mean().clamp_min(torch.finfo(S.dtype).tiny).sqrt()
+            self.loadings = scale * torch.randn(d, k, generator=generator, dtype=S.dtype,
+                                                device=S.device) / k**0.5
+            psi = self.noise_model.maximize(variances.clone())
+        else:
+            C, sigma2 = _ppca_solution(S, k)
+            self.loadings = C
+            psi = self.noise_model.maximize((variances - C.square().sum(1)).clamp_min(0.0))
+            if self.noise_model.name == "isotropic":
+                psi = torch.full_like(variances, float(sigma2))
+        self.noise_variance = psi.clamp_min(self.noise_floor).clone()
+
+
+def _loadings_given_noise(S: Tensor, psi: Tensor, k: int) -> Tensor:
+    """The maximum-likelihood C for a fixed Ψ: with Ψ^{-1/2} S Ψ^{-1/2} = U Λ Uᵀ,
+    C = Ψ^{1/2} U_K (Λ_K − I)_+^{1/2} (the step scikit-learn's FactorAnalysis iterates)."""
+    r = psi.sqrt()
+    evals, evecs = _top_eigen(S / torch.outer(r, r), k)
+    return r[:, None] * evecs * (evals - 1.0).clamp_min(0.0).sqrt()
+
+
+def _ppca_solution(S: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Tipping & Bishop (1999), Eqs. 7–8: σ² = mean of the D − K smallest eigenvalues of the
+    (1/N) sample covariance S, C = U_K (Λ_K − σ² I)^{1/2} (taking the rotation R = I).
+    With K ≥ D there are no discarded eigenvalues; σ² is then a tenth of the smallest."""
+    evals, evecs = torch.linalg.eigh(symmetrize(S))
+    evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
+    d = S.shape[-1]
+    sigma2 = evals[k:].mean() if k < d else 0.1 * evals[-1]
+    C = evecs[:, :k] * (evals[:k] - sigma2).clamp_min(0.0).sqrt()
+    return C, sigma2
+
+
+class ProbabilisticPCA(FactorAnalyzer):
+    """Probabilistic PCA (Tipping & Bishop 1999): factor analysis with Ψ = σ² I.
+
+    ``noise_variance`` is kept as a (D,) vector whose entries are all σ², so every method of
+    ``FactorAnalyzer`` applies unchanged. Fit by EM (``run_em``) or in closed form
+    (``fit_ppca``).
+    """
+
+    def __init__(self, n_features: int, n_components: int, *, init: str = "pca",
+                 min_noise_variance: float | None = None, dtype: str = "float64") -> None:
+        super().__init__(n_features, n_components, noise="isotropic", init=init,
+                         min_noise_variance=min_noise_variance, dtype=dtype)
+        self.config = {"n_features": n_features, "n_components": n_components, "init": init,
+                       "min_noise_variance": min_noise_variance,
+                       "dtype": self.config["dtype"]}
+
+    @property
+    def sigma2(self) -> Tensor:
+        """σ², the isotropic noise variance (0-d)."""
+        return self.noise_variance[0]
+
+
+def fit_ppca(data: Tensor | GaussianMoments, n_components: int) -> ProbabilisticPCA:
+    """Maximum-likelihood PPCA in closed form (Tipping & Bishop 1999; CATALOGUE F5).
+
+    data: (N, D) or its moments. Needs K < D (the noise variance is the mean of the D − K
+    discarded eigenvalues of the (1/N) sample covariance).
+    """
+    m = as_moments(data)
+    d = int(m.sum.shape[-1])
+    k = check_positive_int(n_components, "n_components")
+    if k >= d:
+        raise ValueError(f"PPCA needs n_components < n_features; got {k} >= {d}.")
+    if m.n < 2:
+        raise ValueError("PPCA needs at least 2 samples.")
+    model = ProbabilisticPCA(d, k, dtype=str(m.sum.dtype).removeprefix("torch."))
+    model.to(m.sum.device)
+    model.initialize(m)  # init="pca" is the closed-form solution for isotropic noise
+    if float(model.sigma2) <= float(model.noise_floor):
+        warnings.warn("the discarded eigenvalues are (numerically) zero: the data lie in a "
+                      f"{k}-dimensional subspace, so σ² was floored.", DegenerateFitWarning,
+                      stacklevel=2)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# PCA: closed form and EM (the zero-noise limit)
+# ---------------------------------------------------------------------------------------------
+
+
+class PCAResult(NamedTuple):
+    """Principal components of centred data X_c = U diag(s) Vᵀ, the whole spectrum.
+
+    mean: (D,); components: Vᵀ, (R, D), R = min(N, D), orthonormal rows, by decreasing
+    variance, each signed so its largest-magnitude entry is positive; explained_variance:
+    s² / (N − 1), (R,); singular_values: s, (R,); n_samples: N.
+    """
+
+    mean: Tensor
+    components: Tensor
+    explained_variance: Tensor
+    singular_values: Tensor
+    n_samples: int
+
+
+def _flip_signs(components: Tensor) -> Tensor:
+    """Make the largest-|·| entry of each row positive (a deterministic sign)."""
+    idx = components.abs().argmax(-1, keepdim=True)
+    signs = torch.sign(components.gather(-1, idx))
+    return components * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
+    """Principal components analysis in closed form.
+
+    y: (N, D), N ≥ 2. solver: ``"svd"`` (thin SVD of the centred data, O(N D min(N, D))),
+    ``"covariance"`` (eigendecomposition of the D × D scatter matrix, O(N D² + D³); used by
+    ``"auto"`` when N ≥ 10 D).
+    """
+    solver = check_choice(solver, "solver", ("auto", "svd", "covariance"))
+    n, d = y.shape
+    if n < 2:
+        raise ValueError(f"PCA needs at least 2 samples, got {n}.")
+    mean = y.mean(0)
+    if solver == "auto":
+        solver = "covariance" if n >= 10 * d else "svd"
+    if solver == "svd":
+        _, s, Vt = torch.linalg.svd(y - mean, full_matrices=False)
+        components = Vt
+    else:
+        evals, evecs = torch.linalg.eigh(GaussianMoments.from_data(y - mean).scatter())
+        evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
+        r = min(n, d)
+        s, components = evals[:r].sqrt(), evecs[:, :r].mT
+    return PCAResult(mean, _flip_signs(components).contiguous(), s.square() / (n - 1), s, n)
+
+
+class EMPCA(SavableModule):
+    """PCA by EM, the zero-noise limit of factor analysis (§7.3.1; Roweis 1998).
+
+    With Ψ = εI and ε → 0 the posterior collapses onto X̄ = (CᵀC)⁻¹Cᵀ(Y − c):
+
+    * E step: X̄ ← (CᵀC)⁻¹ Cᵀ (Y − c)
+    * M step: [C c] ← ⟨Y [X̄; 1]ᵀ⟩ ⟨[X̄; 1][X̄; 1]ᵀ⟩⁻¹
+
+    This is coordinate descent on the squared reconstruction error Σ_n ‖y_n − C x̄_n − c‖²,
+    which the E step reports (times −½) as its ``log_likelihood`` (the ε-free part of the
+    limiting log-likelihood), so the EM engine's monotonicity and tolerance apply. C converges
+    to a (non-orthogonal) basis of the principal subspace; ``principal_components``
+    orthonormalises it.
+
+    Buffers: ``loadings`` C (D, K), ``mean`` c (D,).
+    """
+
+    loadings: Tensor
+    mean: Tensor
+
+    def __init__(self, n_features: int, n_components: int, *, dtype: str = "float64") -> None:
+        super().__init__()
+        d = check_positive_int(n_features, "n_features")
+        k = check_positive_int(n_components, "n_components")
+        tdtype = resolve_dtype(dtype)
+        self.register_buffer("loadings", torch.zeros(d, k, dtype=tdtype))
+        self.register_buffer("mean", torch.zeros(d, dtype=tdtype))
+        self.config = {"n_features": d, "n_components": k,
+                       "dtype": str(tdtype).removeprefix("torch.")}
+
+    def project(self, y: Tensor) -> Tensor:
+        """X̄ = (CᵀC)⁻¹Cᵀ(y − c), the pseudo-inverse projection. y: (N, D) → (N, K)."""
+        C = self.loadings
+        return psd_solve(C.mT @ C, C.mT @ (y - self.mean).mT).mT
+
+    def expected_stats(self, batch: Tensor | GaussianMoments) -> EStep:
+        m = as_moments(batch)
+        C, c = self.loadings, self.mean
+        P = psd_solve(C.mT @ C, C.mT)  # (CᵀC)⁻¹Cᵀ, (K, D)
+        Sc = m.scatter(c)
+        ScPT = Sc @ P.mT  # (D, K)
+        stats = {
+            "n": torch.as_tensor(m.n, dtype=c.dtype, device=c.device),
+            "sum_y": m.sum,
+            "sum_ex": P @ (m.sum - m.n * c),
+            "sum_y_ex": (m.outer - torch.outer(m.sum, c)) @ P.mT,
+            "sum_exx": symmetrize(P @ ScPT),
+        }
+        # ‖(I − C P)(y − c)‖² summed = tr(S_c) − tr(C P S_c)  (C P is an orthogonal projector)
+        error = Sc.diagonal().sum() - (C * ScPT).sum()
+        return EStep(stats, -0.5 * error, m.n)
+
+    def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
+        self.loadings, self.mean = _regress(stats, self.loadings, self.mean, frozen)
+
+    def initialize(self, data: Tensor | GaussianMoments,
+                   generator: torch.Generator | None = None) -> None:
+        """c = sample mean; C with standard-normal entries from ``generator``."""
+        m = as_moments(data)
+        self.mean = m.mean.clone()
+        self.loadings = torch.randn(*self.loadings.shape, generator=generator,
+                                    dtype=self.mean.dtype, device=self.mean.device)
+
+    def principal_components(self, data: Tensor | GaussianMoments) -> tuple[Tensor, Tensor]:
+        """Orthonormalise and order the learned basis: Q = qr(C), eigendecompose Qᵀ S Q.
+
+        Returns components (K, D) (orthonormal rows, decreasing variance, signs as ``pca``)
+        and their variances (K,) with the 1/(N − 1) convention of ``pca``.
+        """
+        m = as_moments(data)
+        Q, _ = torch.linalg.qr(self.loadings)
+        S = Q.mT @ m.scatter() @ Q / (m.n - 1)
+        evals, evecs = torch.linalg.eigh(symmetrize(S))
+        comps = (Q @ evecs.flip(-1)).mT
+        return _flip_signs(comps).contiguous(), evals.flip(-1)
+
