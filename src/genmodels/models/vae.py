@@ -33,6 +33,7 @@ V values per observed variable, S Monte Carlo samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -47,7 +48,15 @@ from genmodels._validation import (
     resolve_dtype,
 )
 from genmodels.io import SavableModule
+from genmodels.learning.estimators import (
+    LeaveOneOutBaseline,
+    MovingAverageBaseline,
+    ScoreFunction,
+    gumbel_max_sample,
+    gumbel_softmax_sample,
+)
 from genmodels.linalg import LOG_TAU
+from genmodels.models.networks import MLP
 
 __all__ = [
     "ELBO",
@@ -67,8 +76,6 @@ __all__ = [
     "gaussian_kl_diagonal",
     "gaussian_kl_full",
     "gaussian_vae_loss",
-    "gumbel_softmax",
-    "sample_gumbel",
 ]
 
 
@@ -130,30 +137,6 @@ def gaussian_kl_full(nu: Tensor, scale_tril: Tensor) -> Tensor:
     return 0.5 * (scale_tril.square().sum((-2, -1)) + nu.square().sum(-1) - k) - logdet_half
 
 
-def sample_gumbel(shape: torch.Size | tuple[int, ...], *, generator: torch.Generator | None,
-                  dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Standard Gumbel noise G = −log(−log U), U ~ U(0, 1), i.i.d. per entry (Eq. 8.27)."""
-    tiny = torch.finfo(dtype).tiny
-    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    return -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(dtype).eps)))
-
-
-def gumbel_softmax(logits: Tensor, temperature: float, *, generator: torch.Generator | None,
-                   hard: bool = False) -> Tensor:
-    """A Concrete / Gumbel-softmax sample softmax((η + G)/s) over the last axis (Eq. 8.29).
-
-    hard=True: the one-hot argmax (a Gumbel-max sample, Eq. 8.28) in the forward pass with the
-    relaxed sample's gradient (straight-through; Bengio et al. 2013, Jang et al. 2017).
-    """
-    g = sample_gumbel(logits.shape, generator=generator, dtype=logits.dtype,
-                      device=logits.device)
-    soft = torch.softmax((logits + g) / temperature, dim=-1)
-    if not hard:
-        return soft
-    one_hot = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
-    return one_hot + soft - soft.detach()
-
-
 # ----------------------------------------------------------------------------------------------
 # Recognition models p̌(x | y; φ)
 # ----------------------------------------------------------------------------------------------
@@ -163,7 +146,7 @@ class Recognition(nn.Module):
     """A family of recognition distributions whose parameters an encoder network outputs.
 
     ``reparameterized``: whether ``sample(..., relaxed=True)`` carries pathwise gradients; if not,
-    ``surrogate`` supplies the score-function term.
+    ``expected`` supplies another estimator (the score function).
     """
 
     reparameterized: bool = True
@@ -210,9 +193,12 @@ class Recognition(nn.Module):
         """(n, code_dim) draws from p̂(x)."""
         raise NotImplementedError
 
-    def surrogate(self, p: Any, x: Tensor, log_lik: Tensor) -> Tensor:
-        """A zero-valued (N,) term whose gradient is the score-function part of ∇_φ ELBO."""
-        return log_lik.new_zeros(log_lik.shape[-1])
+    def expected(self, p: Any, f: Callable[[Tensor], Tensor], n_samples: int,
+                 generator: torch.Generator | None) -> Tensor:
+        """The Monte Carlo estimate of E_{p̌(x|y)}[f(x)], (N,), whose gradient is this family's
+        training estimator (here pathwise: f of reparameterised samples). f: (S, N, code) →
+        (S, N)."""
+        return f(self.sample(p, n_samples, generator, relaxed=True)).mean(0)
 
 
 class _GaussianPrior(Recognition):
@@ -310,11 +296,8 @@ class _Categorical(Recognition):
 
     def _hard(self, p: CategoricalParams, n_samples: int,
               generator: torch.Generator | None) -> Tensor:
-        logits = p.logits.expand(n_samples, *p.logits.shape)
-        g = sample_gumbel(logits.shape, generator=generator, dtype=logits.dtype,
-                          device=logits.device)
-        idx = (logits + g).argmax(-1)  # Gumbel-max, Eq. 8.28
-        return F.one_hot(idx, self.n_categories).to(logits.dtype).flatten(-2)
+        idx = gumbel_max_sample(p.logits, (n_samples,), generator=generator)  # Eq. 8.28
+        return F.one_hot(idx, self.n_categories).to(p.logits.dtype).flatten(-2)
 
     def log_prob(self, p: CategoricalParams, x: Tensor) -> Tensor:
         logq = torch.log_softmax(p.logits, -1)  # (N, K, C)
@@ -354,8 +337,8 @@ class GumbelSoftmaxRecognition(_Categorical):
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
         if not relaxed:
             return self._hard(p, n_samples, generator)
-        logits = p.logits.expand(n_samples, *p.logits.shape)
-        y = gumbel_softmax(logits, self.temperature, generator=generator, hard=self.hard)
+        y = gumbel_softmax_sample(p.logits, self.temperature, (n_samples,), generator=generator,
+                                  hard=self.hard)  # Eq. 8.29
         return y.flatten(-2)
 
 
@@ -371,33 +354,32 @@ class ScoreFunctionRecognition(_Categorical):
 
     reparameterized = False
 
-    def __init__(self, latent_dim: int, n_categories: int, momentum: float = 0.9) -> None:
+    def __init__(self, latent_dim: int, n_categories: int, decay: float = 0.9) -> None:
         super().__init__(latent_dim, n_categories)
-        self.momentum = momentum
-        self.register_buffer("running_f", torch.zeros(()))
-        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self.decay = decay
+        # the moving-average baseline's state, kept as a buffer so checkpoints resume exactly
+        self.register_buffer("running_f", torch.full((), math.nan))
 
     def sample(self, p: CategoricalParams, n_samples: int,
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
         return self._hard(p, n_samples, generator)
 
-    def surrogate(self, p: CategoricalParams, x: Tensor, log_lik: Tensor) -> Tensor:
-        f = log_lik.detach()  # (S, N)
-        s = f.shape[0]
-        if s > 1:
-            b = (f.sum(0, keepdim=True) - f) / (s - 1)
+    def expected(self, p: CategoricalParams, f: Callable[[Tensor], Tensor], n_samples: int,
+                 generator: torch.Generator | None) -> Tensor:
+        dist = torch.distributions.Independent(
+            torch.distributions.OneHotCategorical(logits=p.logits), 1)
+        baseline: LeaveOneOutBaseline | MovingAverageBaseline
+        if n_samples > 1:
+            baseline = LeaveOneOutBaseline()
         else:
-            if self.training:
-                m = f.mean().to(self.running_f.dtype)
-                new = torch.where(self.initialised, self.momentum * self.running_f
-                                  + (1 - self.momentum) * m, m)
-                b = self.running_f.where(self.initialised, m).to(f.dtype)
-                self.running_f.copy_(new)
-                self.initialised.fill_(True)
-            else:
-                b = self.running_f.to(f.dtype)
-        sf = ((f - b) * self.log_prob(p, x.detach())).mean(0)  # score-function term
-        return sf - sf.detach()
+            baseline = MovingAverageBaseline(self.decay)
+            if not bool(self.running_f.isnan()):
+                baseline.average = float(self.running_f)
+        est = ScoreFunction(baseline)(lambda x: f(x.flatten(-2)), dist, n_samples,
+                                      generator=generator)
+        if isinstance(baseline, MovingAverageBaseline) and self.training:
+            self.running_f.fill_(baseline.average if baseline.average is not None else math.nan)
+        return est.loss
 
 
 # ----------------------------------------------------------------------------------------------
@@ -503,15 +485,6 @@ class CategoricalLikelihood(Likelihood):
 # ----------------------------------------------------------------------------------------------
 # Networks
 # ----------------------------------------------------------------------------------------------
-
-
-def _mlp(d_in: int, hidden: list[int], d_out: int) -> nn.Module:
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(d_in, h), nn.Tanh()]
-        d_in = h
-    layers.append(nn.Linear(d_in, d_out))
-    return nn.Sequential(*layers)
 
 
 class _ConvEncoder(nn.Module):
@@ -638,8 +611,8 @@ class VAE(SavableModule):
             self.encoder: nn.Module = nn.Linear(D, enc_out)
             self.decoder: nn.Module = nn.Linear(code, dec_out)
         elif network == "mlp":
-            self.encoder = _mlp(D, hidden, enc_out)
-            self.decoder = _mlp(code, hidden[::-1], dec_out)
+            self.encoder = MLP([D, *hidden, enc_out], activation="tanh", dtype=dt)
+            self.decoder = MLP([code, *hidden[::-1], dec_out], activation="tanh", dtype=dt)
         else:
             if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != D:
                 raise ValueError("network='conv' needs image_shape=(H, W) with H·W = data_dim, "
@@ -706,11 +679,12 @@ class VAE(SavableModule):
         not validated (it is the inner loop; ``elbo`` validates)."""
         y = y.to(self.dtype)
         p = self.encode(y)
-        x = self.recognition.sample(p, self.n_samples, generator, relaxed=True)
-        log_lik = self.likelihood.log_prob(self.decoder(x), y)  # (S, N)
-        kl = self.recognition.kl_to_prior(p)
-        elbo = log_lik.mean(0) - kl + self.recognition.surrogate(p, x, log_lik)
-        return -elbo.mean()
+
+        def log_lik(x: Tensor) -> Tensor:  # log p̂(y | x): (S, N, code) → (S, N)
+            return self.likelihood.log_prob(self.decoder(x), y)
+
+        expected = self.recognition.expected(p, log_lik, self.n_samples, generator)
+        return (self.recognition.kl_to_prior(p) - expected).mean()  # Eq. 8.20
 
     @torch.no_grad()
     def iwae_bound(self, y: Any, k: int = 100, generator: torch.Generator | None = None,
