@@ -240,6 +240,9 @@ class FullGaussianRecognition(_GaussianPrior):
     """p̌(x | y) = N(ν(y), L(y) L(y)ᵀ) with a Cholesky factor: the encoder outputs ν (K), the log
     of L's diagonal (K) and its strictly lower entries (K(K−1)/2)."""
 
+    _rows: Tensor
+    _cols: Tensor
+
     def __init__(self, latent_dim: int) -> None:
         super().__init__(latent_dim)
         rows, cols = torch.tril_indices(latent_dim, latent_dim, offset=-1)
@@ -353,6 +356,7 @@ class ScoreFunctionRecognition(_Categorical):
     exactly (closed form)."""
 
     reparameterized = False
+    running_f: Tensor
 
     def __init__(self, latent_dim: int, n_categories: int, decay: float = 0.9) -> None:
         super().__init__(latent_dim, n_categories)
@@ -597,11 +601,12 @@ class VAE(SavableModule):
             "gumbel": lambda: GumbelSoftmaxRecognition(K, n_categories, temperature, hard),
             "score": lambda: ScoreFunctionRecognition(K, n_categories),
         }[recognition]()
-        self.likelihood: Likelihood = {
+        likelihoods: dict[str, Callable[[], Likelihood]] = {
             "gaussian": lambda: GaussianLikelihood(variance, learn_variance),
             "bernoulli": BernoulliLikelihood,
             "categorical": lambda: CategoricalLikelihood(n_values),
-        }[likelihood]()
+        }
+        self.likelihood: Likelihood = likelihoods[likelihood]()
 
         if seed is not None:
             torch.manual_seed(seed)  # network initialisation (torch.nn.init uses the global RNG)
