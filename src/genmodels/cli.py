@@ -40,6 +40,7 @@ class Recipe:
 RECIPES: dict[str, str] = {
     "fa": "genmodels.recipes.decomposition:FA",
     "pca": "genmodels.recipes.decomposition:PCA",
+    "vae": "genmodels.recipes.vae:VAE_RECIPE",
 }
 
 
