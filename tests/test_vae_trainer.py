@@ -45,6 +45,19 @@ def _params(m: nn.Module) -> list[Tensor]:
     return [p.detach().clone() for p in m.parameters()]
 
 
+@pytest.mark.parametrize("n,world", [(40, 1), (41, 2), (37, 3)])
+def test_sharded_order_is_distributed_samplers(n: int, world: int):
+    from torch.utils.data import DistributedSampler
+
+    for rank in range(world):
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True,
+                                     seed=5, drop_last=True)
+        sampler.set_epoch(3)
+        ours = torch.cat(sharded_batches(n, 4 * world, epoch=3, seed=5, rank=rank,
+                                         world_size=world))
+        assert ours.tolist() == list(sampler)
+
+
 def test_sharded_batches_union_is_the_global_batch():
     single = sharded_batches(40, 8, epoch=2, seed=5)
     shards = [sharded_batches(40, 8, epoch=2, seed=5, rank=r, world_size=2) for r in range(2)]

@@ -31,7 +31,6 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DistributedSampler
 
 from genmodels._validation import check_nonnegative_float, check_positive_int
 from genmodels.io import atomic_torch_save
@@ -87,16 +86,18 @@ def sharded_batches(n: int, batch_size: int, *, epoch: int, seed: int, rank: int
                     world_size: int = 1, shuffle: bool = True) -> list[Tensor]:
     """This process's minibatch indices for one epoch.
 
-    The permutation is ``DistributedSampler``'s (seeded by ``seed + epoch``, so it needs no
-    saved state to resume), and each global batch of ``batch_size`` consecutive permuted
-    positions is split evenly among the ``world_size`` processes: the union over processes of
-    their j-th batches is the single-process j-th batch. Returns a list of index tensors.
+    The order is exactly ``DistributedSampler(range(n), world_size, rank, shuffle, seed,
+    drop_last=True)`` after ``set_epoch(epoch)`` (a permutation seeded by ``seed + epoch``, so
+    resuming needs no saved state; the tail that does not divide evenly among the processes is
+    dropped), computed on tensors rather than Python lists. Each global batch of
+    ``batch_size`` consecutive permuted positions is split evenly among the processes: the
+    union over processes of their j-th batches is the single-process j-th batch.
     """
-    sampler: DistributedSampler[int] = DistributedSampler(
-        range(n), num_replicas=world_size, rank=rank,  # type: ignore[arg-type]
-        shuffle=shuffle, seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    idx = torch.as_tensor(list(sampler), dtype=torch.long)
+    g = torch.Generator()
+    g.manual_seed(seed + epoch)
+    idx = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    total = (n // world_size) * world_size
+    idx = idx[rank:total:world_size]
     per = max(batch_size // world_size, 1)
     return list(torch.split(idx, per))
 
@@ -105,7 +106,8 @@ class Trainer:
     """Minibatch gradient training of a ``LossModel``.
 
     model: any ``nn.Module`` with ``loss(batch, generator) -> mean loss``.
-    optimizer: a factory ``params -> torch.optim.Optimizer`` (default Adam with ``lr``).
+    optimizer: a factory ``params -> torch.optim.Optimizer`` (default Adam with ``lr``,
+        multi-tensor ``foreach`` kernels).
     scheduler: optional factory ``optimizer -> torch.optim.lr_scheduler.LRScheduler``, stepped
         once per epoch (its state is checkpointed).
     epochs: number of passes over the data.
@@ -149,7 +151,10 @@ class Trainer:
         self.epochs = check_positive_int(epochs, "epochs")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.lr = check_nonnegative_float(lr, "lr", strictly=True)
-        self.make_optimizer = optimizer or (lambda p: torch.optim.Adam(p, lr=self.lr))
+        # foreach: one multi-tensor kernel per update instead of a Python loop over parameters
+        # (torch's default on GPUs; on CPUs it must be asked for)
+        self.make_optimizer = optimizer or (
+            lambda p: torch.optim.Adam(p, lr=self.lr, foreach=True))
         self.make_scheduler = scheduler
         self.seed = int(seed)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -177,11 +182,11 @@ class Trainer:
         if n < world:
             raise ValueError(f"{n} data cannot be sharded over {world} processes.")
         model = self.model
-        step_module: nn.Module = _LossForward(model)
+        step: Callable[[Tensor, torch.Generator], Tensor] = model.loss  # type: ignore[assignment]
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            step_module = DistributedDataParallel(step_module)
+            step = DistributedDataParallel(_LossForward(model))
         opt = self.make_optimizer(model.parameters())
         sched = self.make_scheduler(opt) if self.make_scheduler is not None else None
         gen = torch.Generator(device=self.device)
@@ -215,15 +220,17 @@ class Trainer:
                 batches = sharded_batches(n, self.batch_size, epoch=epoch, seed=self.seed,
                                           rank=rank, world_size=world)
                 total = torch.zeros((), device=self.device)
-                for step, idx in enumerate(batches):
-                    batch = data[idx].to(self.device, non_blocking=True)
+                for i, idx in enumerate(batches):
+                    batch = data[idx]
+                    if batch.device != self.device:
+                        batch = batch.to(self.device, non_blocking=True)
                     opt.zero_grad(set_to_none=True)
-                    loss = step_module(batch, gen)
+                    loss = step(batch, gen)
                     loss.backward()
                     opt.step()
                     total += loss.detach()
                     if self.callback is not None:
-                        self.callback(epoch, step, float(loss.detach()))
+                        self.callback(epoch, i, float(loss.detach()))
                 if sched is not None:
                     sched.step()
                 train_loss = float(total) / max(len(batches), 1)

@@ -198,6 +198,8 @@ class Recognition(nn.Module):
         """The Monte Carlo estimate of E_{p̌(x|y)}[f(x)], (N,), whose gradient is this family's
         training estimator (here pathwise: f of reparameterised samples). f: (S, N, code) →
         (S, N)."""
+        if n_samples == 1 and self.reparameterized:
+            return f(self.sample(p, 1, generator, relaxed=True).squeeze(0))
         return f(self.sample(p, n_samples, generator, relaxed=True)).mean(0)
 
 
@@ -222,9 +224,10 @@ class DiagonalGaussianRecognition(_GaussianPrior):
 
     def sample(self, p: DiagonalGaussianParams, n_samples: int,
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
-        z = torch.randn((n_samples, *p.nu.shape), generator=generator, dtype=p.nu.dtype,
-                        device=p.nu.device)
-        return p.nu + (0.5 * p.log_var).exp() * z  # Eq. 8.24: X̌ = Υ^{1/2} Z + ν
+        shape = p.nu.shape if n_samples == 1 else (n_samples, *p.nu.shape)
+        z = torch.randn(shape, generator=generator, dtype=p.nu.dtype, device=p.nu.device)
+        x = p.nu + (0.5 * p.log_var).exp() * z  # Eq. 8.24: X̌ = Υ^{1/2} Z + ν
+        return x.unsqueeze(0) if n_samples == 1 else x
 
     def log_prob(self, p: DiagonalGaussianParams, x: Tensor) -> Tensor:
         return -0.5 * ((x - p.nu).square() / p.log_var.exp() + p.log_var + LOG_TAU).sum(-1)
@@ -444,7 +447,8 @@ class BernoulliLikelihood(Likelihood):
     probabilities)."""
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
-        return -F.binary_cross_entropy_with_logits(h, y.expand_as(h), reduction="none").sum(-1)
+        y = y if y.shape == h.shape else y.expand_as(h)
+        return -F.binary_cross_entropy_with_logits(h, y, reduction="none").sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
         return torch.sigmoid(h)
@@ -632,7 +636,12 @@ class VAE(SavableModule):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return self._dtype
+
+    def _apply(self, fn: Any, recurse: bool = True) -> VAE:
+        super()._apply(fn, recurse)
+        self._dtype = next(self.parameters()).dtype  # cached: ``loss`` is the inner loop
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -682,7 +691,8 @@ class VAE(SavableModule):
         estimator (pathwise, Gumbel-softmax, or score function with a baseline). Its *value*
         is the Monte Carlo −ELBO (for Gumbel-softmax, of the relaxed samples). y: (N, D),
         not validated (it is the inner loop; ``elbo`` validates)."""
-        y = y.to(self.dtype)
+        if y.dtype != self._dtype:
+            y = y.to(self._dtype)
         p = self.encode(y)
 
         def log_lik(x: Tensor) -> Tensor:  # log p̂(y | x): (S, N, code) → (S, N)
