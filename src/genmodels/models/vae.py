@@ -612,8 +612,18 @@ class VAE(SavableModule):
         }
         self.likelihood: Likelihood = likelihoods[likelihood]()
 
-        if seed is not None:
-            torch.manual_seed(seed)  # network initialisation (torch.nn.init uses the global RNG)
+        # network initialisation draws from torch's global generator: seed it inside a fork so
+        # the caller's global random state is left as it was
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._build_networks(network, hidden, image_shape, dt)
+        self.to(dt)
+
+    def _build_networks(self, network: str, hidden: list[int],
+                        image_shape: list[int] | tuple[int, ...] | None,
+                        dt: torch.dtype) -> None:
+        D = self.data_dim
         enc_out, code = self.recognition.out_features(), self.recognition.code_dim()
         dec_out = D * self.likelihood.channels
         if network == "linear":
@@ -630,7 +640,6 @@ class VAE(SavableModule):
             width = hidden[0] if hidden else 16
             self.encoder = _ConvEncoder(shape, width, enc_out)
             self.decoder = _ConvDecoder(code, shape, width, self.likelihood.channels)
-        self.to(dt)
 
     # -- helpers -------------------------------------------------------------------------------
 
