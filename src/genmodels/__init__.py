@@ -47,6 +47,11 @@ _LAZY: dict[str, str] = {
         "ScoreFunction", "Pathwise", "GaussianBackprop", "GumbelSoftmax",
         "gradient_diagnostics")},
     "NaturalGradient": "genmodels.learning.natural_gradient",
+    # variational autoencoders and gradient training
+    "VAE": "genmodels.models.vae",
+    **{name: "genmodels.learning.trainer" for name in ("Trainer", "TrainResult")},
+    **{name: "genmodels.inference.variational" for name in (
+        "jre_decomposition", "gaussian_vi_local")},
     # learning
     **{name: "genmodels.learning.em" for name in ("fit_em", "run_em", "EMResult", "EStep")},
 }

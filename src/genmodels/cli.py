@@ -14,26 +14,12 @@ import argparse
 import importlib
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
+from genmodels.recipes import Recipe
 from genmodels.reports import Report
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """One ``genmodels fit NAME`` target.
-
-    add_arguments: adds the recipe's own options to its sub-parser.
-    run: fits and writes into the report; returns the metrics (also written to metrics.json).
-    """
-
-    name: str
-    help: str
-    default_data: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Report], dict[str, Any]]
+__all__ = ["RECIPES", "Recipe", "build_parser", "main"]
 
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
@@ -41,6 +27,7 @@ RECIPES: dict[str, str] = {
     "fa": "genmodels.recipes.decomposition:FA",
     "pca": "genmodels.recipes.decomposition:PCA",
     "lgssm": "genmodels.recipes.lgssm:recipe",
+    "vae": "genmodels.recipes.vae:VAE_RECIPE",
 }
 
 
