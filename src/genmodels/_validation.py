@@ -6,8 +6,10 @@ silently as NaN.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -145,3 +147,24 @@ def make_generator(
             seed = int(seed.randint(0, 2**31 - 1))
         g.manual_seed(int(seed))
     return g
+
+
+@contextlib.contextmanager
+def global_rng_from(generator: torch.Generator | int | None) -> Iterator[None]:
+    """Run code that draws from torch's *global* generator (``torch.distributions`` samplers,
+    ``nn.Linear`` initialisation) reproducibly from ``generator`` (or an int seed), leaving the
+    caller's global random state untouched. With ``None`` it does nothing.
+
+    One seed is drawn from ``generator`` per use, so successive uses give different draws.
+    """
+    if generator is None:
+        yield
+        return
+    if isinstance(generator, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+        devices = [generator.device] if generator.device.type == "cuda" else []
+    else:
+        seed, devices = int(generator), []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

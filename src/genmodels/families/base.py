@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from genmodels._validation import as_tensor
+from genmodels._validation import as_tensor, global_rng_from
 
 F = TypeVar("F", bound="ExponentialFamily")
 
@@ -200,15 +200,8 @@ def sample_with_generator(dist: torch.distributions.Distribution,
                           generator: torch.Generator | None) -> Tensor:
     """``dist.sample(sample_shape)`` drawn reproducibly from ``generator`` (see
     ``ExponentialFamily.sample``)."""
-    shape = torch.Size(sample_shape)
-    if generator is None:
-        return dist.sample(shape)
-    seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
-    device = dist.mean.device if hasattr(dist, "mean") else torch.device("cpu")
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return dist.sample(shape)
+    with global_rng_from(generator):
+        return dist.sample(torch.Size(sample_shape))
 
 
 def check_open_interval(value: Tensor, name: str, low: float = -math.inf,

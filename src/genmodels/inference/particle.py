@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from genmodels._validation import global_rng_from
 from genmodels.linalg import log_normalize
 
 Resampler = Callable[[Tensor, int, torch.Generator | None], Tensor]
@@ -113,11 +114,7 @@ def _weighted_mean(particles: Tensor, log_weights: Tensor) -> Tensor:
 
 def _draw(dist: Distribution, generator: torch.Generator | None,
           sample_shape: tuple[int, ...] = ()) -> Tensor:
-    if generator is None:
-        return dist.sample(sample_shape)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with global_rng_from(generator):
         return dist.sample(sample_shape)
 
 

@@ -51,6 +51,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from genmodels._validation import global_rng_from
+
 Objective = Callable[[Tensor], Tensor]
 
 
@@ -84,12 +86,7 @@ def _check_num_samples(num_samples: int, minimum: int = 1) -> int:
 
 def _forked(generator: torch.Generator | None, draw: Callable[[], Tensor]) -> Tensor:
     """Run ``draw`` (which uses torch's global generator) seeded from ``generator``."""
-    if generator is None:
-        return draw()
-    seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
-    devices = [generator.device] if generator.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with global_rng_from(generator):
         return draw()
 
 
