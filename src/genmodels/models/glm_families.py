@@ -51,6 +51,10 @@ class Link:
         """dη/dμ = g′(μ)."""
         raise NotImplementedError
 
+    def deriv2(self, mu: Tensor) -> Tensor:
+        """d²η/dμ² = g″(μ) (for Newton's method with the observed information)."""
+        raise NotImplementedError
+
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         """dμ/dη = 1 / g′(g⁻¹(η))."""
         return 1.0 / self.deriv(self.inverse(eta))
@@ -77,6 +81,9 @@ class Identity(Link):
     def deriv(self, mu: Tensor) -> Tensor:
         return torch.ones_like(mu)
 
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return torch.zeros_like(mu)
+
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         return torch.ones_like(eta)
 
@@ -92,6 +99,9 @@ class Log(Link):
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / mu
+
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return -1.0 / mu.square()
 
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         return torch.exp(eta)
@@ -110,6 +120,9 @@ class Logit(Link):
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / (mu * (1.0 - mu))
+
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return (2.0 * mu - 1.0) / (mu * (1.0 - mu)).square()
 
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         # σ(η)(1 − σ(η)) without cancellation for large |η|.
@@ -130,6 +143,10 @@ class Probit(Link):
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / self.inverse_deriv(self.link(mu))
 
+    def deriv2(self, mu: Tensor) -> Tensor:
+        eta = self.link(mu)
+        return eta / self.inverse_deriv(eta).square()
+
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         return torch.exp(-0.5 * eta.square()) / math.sqrt(2.0 * math.pi)
 
@@ -147,6 +164,10 @@ class CLogLog(Link):
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / ((mu - 1.0) * torch.log1p(-mu))
+
+    def deriv2(self, mu: Tensor) -> Tensor:
+        lg = torch.log1p(-mu)
+        return (-lg - 1.0) / ((1.0 - mu) * lg).square()
 
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         return torch.exp(eta - torch.exp(eta))
@@ -166,6 +187,9 @@ class Inverse(Link):
     def deriv(self, mu: Tensor) -> Tensor:
         return -1.0 / mu.square()
 
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return 2.0 / mu.pow(3.0)
+
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         return -1.0 / eta.square()
 
@@ -184,6 +208,9 @@ class InverseSquared(Link):
     def deriv(self, mu: Tensor) -> Tensor:
         return -2.0 * mu.pow(-3.0)
 
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return 6.0 * mu.pow(-4.0)
+
 
 class Sqrt(Link):
     name = "sqrt"
@@ -196,6 +223,9 @@ class Sqrt(Link):
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 0.5 / torch.sqrt(mu)
+
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return -0.25 * mu.pow(-1.5)
 
     def inverse_deriv(self, eta: Tensor) -> Tensor:
         return 2.0 * eta
@@ -242,6 +272,10 @@ class Family:
 
     def variance(self, mu: Tensor) -> Tensor:
         """The variance function V(μ) (Var[x] = φ V(μ))."""
+        raise NotImplementedError
+
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        """V′(μ)."""
         raise NotImplementedError
 
     def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
@@ -291,6 +325,9 @@ class Gaussian(Family):
     def variance(self, mu: Tensor) -> Tensor:
         return torch.ones_like(mu)
 
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        return torch.zeros_like(mu)
+
     def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
         return (y - mu).square()
 
@@ -318,6 +355,9 @@ class Binomial(Family):
 
     def variance(self, mu: Tensor) -> Tensor:
         return mu * (1.0 - mu)
+
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        return 1.0 - 2.0 * mu
 
     def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
         return 2.0 * (_xlogy_ratio(y, mu) + _xlogy_ratio(1.0 - y, 1.0 - mu))
@@ -362,6 +402,9 @@ class Poisson(Family):
     def variance(self, mu: Tensor) -> Tensor:
         return mu
 
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        return torch.ones_like(mu)
+
     def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
         return 2.0 * (_xlogy_ratio(y, mu) - (y - mu))
 
@@ -395,6 +438,9 @@ class Gamma(Family):
 
     def variance(self, mu: Tensor) -> Tensor:
         return mu.square()
+
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        return 2.0 * mu
 
     def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
         return 2.0 * ((y - mu) / mu - torch.log(y / mu))
