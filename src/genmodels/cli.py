@@ -38,6 +38,7 @@ class Recipe:
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
 RECIPES: dict[str, str] = {
+    "glm": "genmodels.recipes.glm:GLM_RECIPE", "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
 }
 
 

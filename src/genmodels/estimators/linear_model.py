@@ -66,6 +66,8 @@ def _with_intercept(X: Tensor, fit_intercept: bool) -> tuple[Tensor, Tensor]:
 
 
 class _LinearBase(TorchEstimatorMixin, BaseEstimator):
+    coef_: np.ndarray
+    intercept_: Any
     def _decision(self, X: Any) -> Tensor:
         check_fitted(self, "coef_")
         Xt = self._validate_X(X, reset=False)

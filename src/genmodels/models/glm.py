@@ -32,9 +32,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import genmodels.data.glm_data  # noqa: F401  (registers scotland, randhie, cpunish)
 from genmodels._validation import as_tensor, check_data_matrix
 from genmodels.learning.irls import IRLSResult, irls, weighted_gram
-from genmodels.models.glm_families import Binomial, Family, Gaussian, Identity, Link, Log, get_family, get_link
+from genmodels.models.glm_families import (
+    Binomial,
+    Family,
+    Gaussian,
+    Identity,
+    Link,
+    Log,
+    get_family,
+    get_link,
+)
 
 
 def _names(exog: Any, d: int) -> list[str]:
@@ -323,7 +333,8 @@ class GLMResults:
             ("Converged", "yes" if self.converged else
              ("NO: separated" if self.separated else "NO")),
             ("Deviance", f"{self.deviance:.6g}"),
-            ("Null deviance", f"{self.null_deviance:.6g}"), ("Pearson chi2", f"{self.pearson_chi2:.4g}"),
+            ("Null deviance", f"{self.null_deviance:.6g}"),
+            ("Pearson chi2", f"{self.pearson_chi2:.4g}"),
             ("AIC", f"{self.aic:.6g}"), ("BIC", f"{self.bic:.6g}"),
         ]
         width = 78
