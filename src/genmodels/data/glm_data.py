@@ -31,8 +31,8 @@ def _statsmodels(name: str, description: str) -> Dataset:
     exog = ds.exog
     return Dataset(
         name=name,
-        X=torch.as_tensor(exog.to_numpy(dtype=np.float64)),
-        y=torch.as_tensor(ds.endog.to_numpy(dtype=np.float64)),
+        X=torch.tensor(exog.to_numpy(dtype=np.float64)),
+        y=torch.tensor(ds.endog.to_numpy(dtype=np.float64)),
         description=description,
         feature_names=[str(c) for c in exog.columns],
     )

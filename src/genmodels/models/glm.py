@@ -140,7 +140,7 @@ class GLM:
         # a_n: frequency × variance weights × binomial trials (IRLS prior weights).
         self._iweights = fw * vw
         self._prior = self._iweights * (trials if trials is not None else one)
-        self._ll_var = vw * (trials if trials is not None else one)  # weights inside log p
+        self._ll_var = vw  # weights inside log p (binomial trials enter through `trials`)
         self.nobs = n
         self.wnobs = float(fw.sum())
         self.k_constant = int(bool(((X - X[:1]).abs().amax(0) == 0).any() and

@@ -26,6 +26,14 @@ from torch import Tensor
 _SQRT2 = math.sqrt(2.0)
 
 
+def _clip_probability(mu: Tensor) -> Tensor:
+    """Keep a probability inside [eps, 1 − eps]: the logit, probit and cloglog inverses round
+    to exactly 0 or 1 for large |η| (|η| > 37, 8.3, 3.6 in float64), where V(μ) = μ(1 − μ)
+    vanishes and the IRLS weights would be 0/0."""
+    e = torch.finfo(mu.dtype).eps
+    return mu.clamp(e, 1.0 - e)
+
+
 # --------------------------------------------------------------------------------------------
 # Links
 # --------------------------------------------------------------------------------------------
@@ -116,7 +124,7 @@ class Logit(Link):
         return torch.logit(mu)
 
     def inverse(self, eta: Tensor) -> Tensor:
-        return torch.sigmoid(eta)
+        return _clip_probability(torch.sigmoid(eta))
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / (mu * (1.0 - mu))
@@ -138,7 +146,7 @@ class Probit(Link):
         return torch.special.ndtri(mu)
 
     def inverse(self, eta: Tensor) -> Tensor:
-        return torch.special.ndtr(eta)
+        return _clip_probability(torch.special.ndtr(eta))
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / self.inverse_deriv(self.link(mu))
@@ -160,7 +168,7 @@ class CLogLog(Link):
         return torch.log(-torch.log1p(-mu))
 
     def inverse(self, eta: Tensor) -> Tensor:
-        return -torch.expm1(-torch.exp(eta))
+        return _clip_probability(-torch.expm1(-torch.exp(eta)))
 
     def deriv(self, mu: Tensor) -> Tensor:
         return 1.0 / ((mu - 1.0) * torch.log1p(-mu))
@@ -349,9 +357,9 @@ class Binomial(Family):
     default_link = Logit
     canonical_link = Logit
 
-    #: μ(1 − μ) below this is "at the boundary": |η| > 23 under the logit link; such a fitted
-    #: probability differs from 0 or 1 by less than 1e-10.
-    boundary = 1e-10
+    #: μ(1 − μ) below this makes a fit *suspect* of separation (|η| > 18.4 under the logit
+    #: link); the linear-programming test in ``genmodels.learning.irls`` then decides.
+    boundary = 1e-8
 
     def variance(self, mu: Tensor) -> Tensor:
         return mu * (1.0 - mu)
@@ -396,8 +404,8 @@ class Poisson(Family):
     default_link = Log
     canonical_link = Log
 
-    #: μ below this is "at the boundary" (a zero count predicted as exactly zero).
-    boundary = 1e-10
+    #: μ below this for a zero count makes a fit suspect of separation (the LP test decides).
+    boundary = 1e-8
 
     def variance(self, mu: Tensor) -> Tensor:
         return mu
