@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
 from genmodels._validation import as_tensor, check_nonnegative_float, check_positive_int
-from genmodels.estimators._base import TorchEstimatorMixin, check_fitted, to_numpy
+from genmodels.estimators._base import TorchEstimatorMixin, to_numpy
 from genmodels.learning.irls import irls, multinomial_newton
 from genmodels.learning.regression import least_squares
 from genmodels.models.glm_families import Binomial, Family, Gamma, Log, Logit, Poisson
@@ -53,6 +55,8 @@ def _sample_weight(sample_weight: Any, n: int, dtype: torch.dtype) -> Tensor:
         raise ValueError(f"sample_weight has {s.shape[0]} entries but X has {n} samples.")
     if bool((s < 0).any()):
         raise ValueError("sample_weight must be non-negative.")
+    if float(s.sum()) <= 0:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return s
 
 
@@ -68,11 +72,27 @@ def _with_intercept(X: Tensor, fit_intercept: bool) -> tuple[Tensor, Tensor]:
 class _LinearBase(TorchEstimatorMixin, BaseEstimator):
     coef_: np.ndarray
     intercept_: Any
+
+    def _validate_X(self, X: Any, *, reset: bool, min_samples: int = 1) -> Tensor:
+        """scikit-learn's own validation (its messages for sparse, complex, empty, 1-D input;
+        ``n_features_in_``/``feature_names_in_``), then a tensor of the estimator's dtype."""
+        if not reset:
+            check_is_fitted(self, "coef_")
+        arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                            ensure_min_samples=min_samples)
+        return torch.as_tensor(np.array(arr), dtype=self._torch_dtype, device=self.device)
+
+    def _validate_Xy(self, X: Any, y: Any, *, multi_output: bool = False,
+                     y_numeric: bool = True, min_samples: int = 1) -> tuple[Tensor, Any]:
+        arr, yv = validate_data(self, X, y, dtype=[np.float64, np.float32],
+                                multi_output=multi_output, y_numeric=y_numeric,
+                                ensure_min_samples=min_samples)
+        return torch.as_tensor(np.array(arr), dtype=self._torch_dtype, device=self.device), yv
     def _decision(self, X: Any) -> Tensor:
-        check_fitted(self, "coef_")
         Xt = self._validate_X(X, reset=False)
         coef = torch.as_tensor(np.asarray(self.coef_), dtype=Xt.dtype)
-        return Xt @ coef.mT + torch.as_tensor(np.asarray(self.intercept_), dtype=Xt.dtype)
+        b = torch.as_tensor(np.asarray(self.intercept_), dtype=Xt.dtype)
+        return (Xt @ coef if coef.dim() == 1 else Xt @ coef.mT) + b
 
 
 class LinearRegression(RegressorMixin, _LinearBase):
@@ -90,8 +110,10 @@ class LinearRegression(RegressorMixin, _LinearBase):
         return 0.0
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
-        Xt = self._validate_X(X, reset=True, min_samples=2)
-        yt = _check_y(y, Xt.shape[0], Xt.dtype, allow_2d=True)
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None.")
+        Xt, yv = self._validate_Xy(X, y, multi_output=True, min_samples=2)
+        yt = _check_y(yv, Xt.shape[0], Xt.dtype, allow_2d=True)
         s = _sample_weight(sample_weight, Xt.shape[0], Xt.dtype)
         Y = yt[:, None] if yt.dim() == 1 else yt
         if self.fit_intercept:  # centre (weighted): the intercept is then unpenalised
@@ -112,6 +134,11 @@ class LinearRegression(RegressorMixin, _LinearBase):
 
     def predict(self, X: Any) -> np.ndarray:
         return to_numpy(self._decision(X))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
 
 class Ridge(LinearRegression):
@@ -135,7 +162,7 @@ class _GLMRegressor(RegressorMixin, _LinearBase):
     _family: type[Family] = Poisson
 
     def __init__(self, *, alpha: float = 1.0, fit_intercept: bool = True, max_iter: int = 100,
-                 tol: float = 1e-8, warm_start: bool = False, verbose: int = 0,
+                 tol: float = 1e-10, warm_start: bool = False, verbose: int = 0,
                  dtype: Any = "float64", device: Any = "cpu") -> None:
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -150,8 +177,10 @@ class _GLMRegressor(RegressorMixin, _LinearBase):
         alpha = check_nonnegative_float(self.alpha, "alpha")
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_nonnegative_float(self.tol, "tol", strictly=True)
-        Xt = self._validate_X(X, reset=True)
-        yt = _check_y(y, Xt.shape[0], Xt.dtype)
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None.")
+        Xt, yv = self._validate_Xy(X, y)
+        yt = _check_y(yv, Xt.shape[0], Xt.dtype)
         family = self._family()
         family.check_response(yt)
         s = _sample_weight(sample_weight, Xt.shape[0], Xt.dtype)
@@ -214,7 +243,7 @@ class LogisticRegression(ClassifierMixin, _LinearBase):
     """
 
     def __init__(self, penalty: str | None = "l2", *, C: float = 1.0, fit_intercept: bool = True,
-                 max_iter: int = 100, tol: float = 1e-8, dtype: Any = "float64",
+                 max_iter: int = 100, tol: float = 1e-10, dtype: Any = "float64",
                  device: Any = "cpu") -> None:
         self.penalty = penalty
         self.C = C
@@ -231,20 +260,10 @@ class LogisticRegression(ClassifierMixin, _LinearBase):
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_nonnegative_float(self.tol, "tol", strictly=True)
         lam = 1.0 / C if self.penalty == "l2" else 0.0
-        Xt = self._validate_X(X, reset=True)
         if y is None:
             raise ValueError("requires y to be passed, but the target y is None.")
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            y_arr = y_arr[:, 0]
-        if y_arr.ndim != 1 or y_arr.shape[0] != Xt.shape[0]:
-            raise ValueError(f"y must be 1-dimensional with {Xt.shape[0]} entries.")
-        if y_arr.dtype.kind == "f":
-            if not np.all(np.isfinite(y_arr)):
-                raise ValueError("y contains NaN or infinite values.")
-            if not np.all(y_arr == np.round(y_arr)):
-                raise ValueError("Unknown label type: continuous targets; LogisticRegression "
-                                 "needs class labels.")
+        Xt, y_arr = self._validate_Xy(X, y, y_numeric=False)
+        check_classification_targets(y_arr)
         self.classes_, codes = np.unique(y_arr, return_inverse=True)
         k = len(self.classes_)
         if k < 2:
