@@ -1,4 +1,4 @@
-"""GLMs by IRLS (E5–E8): statsmodels parity on real data, Newton equivalence, separation, bad input."""
+"""GLMs by IRLS (E5–E8): statsmodels parity, Newton equivalence, separation, bad input."""
 
 from __future__ import annotations
 

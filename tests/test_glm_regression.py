@@ -1,4 +1,4 @@
-"""Linear regression, ridge as MAP, WLS, Newton–Raphson, one-step CV (E1–E4, E13), losses (E14, D1)."""
+"""Regression, ridge as MAP, WLS, Newton, one-step CV (E1–E4, E13); losses (E14, D1)."""
 
 from __future__ import annotations
 
