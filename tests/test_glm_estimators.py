@@ -113,5 +113,6 @@ def _expected_failures(est):
      gm.GammaRegressor()],
     expected_failed_checks=_expected_failures,
 )
+@pytest.mark.slow
 def test_sklearn_contract(estimator, check):
     check(estimator)
