@@ -47,6 +47,12 @@ _LAZY: dict[str, str] = {
         "ScoreFunction", "Pathwise", "GaussianBackprop", "GumbelSoftmax",
         "gradient_diagnostics")},
     "NaturalGradient": "genmodels.learning.natural_gradient",
+    # regression and generalised linear models
+    **{name: "genmodels.models.glm" for name in ("GLM", "GLMResults")},
+    "SeparationWarning": "genmodels.learning.irls",
+    **{name: "genmodels.estimators.linear_model" for name in (
+        "LinearRegression", "Ridge", "LogisticRegression", "PoissonRegressor", "GammaRegressor")},
+    **{name: "genmodels.learning.regression" for name in ("loo_residuals", "kfold_residuals")},
     # variational autoencoders and gradient training
     "VAE": "genmodels.models.vae",
     **{name: "genmodels.learning.trainer" for name in ("Trainer", "TrainResult")},

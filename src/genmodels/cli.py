@@ -28,6 +28,8 @@ RECIPES: dict[str, str] = {
     "pca": "genmodels.recipes.decomposition:PCA",
     "lgssm": "genmodels.recipes.lgssm:recipe",
     "vae": "genmodels.recipes.vae:VAE_RECIPE",
+    "glm": "genmodels.recipes.glm:GLM_RECIPE",
+    "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
 }
 
 

@@ -12,7 +12,14 @@ wine            178 wines × 13 chemical measurements        scikit-learn
 breast_cancer   569 tumours × 30 features, benign/malignant  scikit-learn
 china, flower   427×640 RGB photographs, pixels as rows     scikit-learn (sample images)
 nile            annual Nile flow at Aswan, 1871–1970        statsmodels
+scotland        32 council areas: 1997 "yes" vote % (Gamma)  statsmodels
+randhie         20,190 RAND HIE doctor-visit counts         statsmodels
+cpunish         17 US states: 1997 executions (counts)      statsmodels
 ==============  =========================================  ===============================
+
+For the three regression sets X holds the covariates (no constant column) and y the response:
+scotland is the classic Gamma GLM example (Gill 2001), randhie a large over-dispersed count
+response (Cameron & Trivedi), cpunish the small classic Poisson example.
 """
 
 from __future__ import annotations
@@ -97,6 +104,17 @@ def _nile() -> Dataset:
     )
 
 
+def _statsmodels_regression(name: str, description: str) -> Dataset:
+    ds = getattr(_require("statsmodels.api").datasets, name).load_pandas()
+    return Dataset(
+        name=name,
+        X=torch.tensor(ds.exog.to_numpy(dtype=np.float64)),
+        y=torch.tensor(ds.endog.to_numpy(dtype=np.float64)),
+        description=description,
+        feature_names=[str(c) for c in ds.exog.columns],
+    )
+
+
 _LOADERS: dict[str, Callable[[], Dataset]] = {
     "digits": lambda: _sklearn("load_digits", "digits", (8, 8)),
     "iris": lambda: _sklearn("load_iris", "iris"),
@@ -105,6 +123,14 @@ _LOADERS: dict[str, Callable[[], Dataset]] = {
     "china": lambda: _sample_image("china.jpg"),
     "flower": lambda: _sample_image("flower.jpg"),
     "nile": _nile,
+    "scotland": lambda: _statsmodels_regression(
+        "scotland", "Scottish devolution referendum 1997: 'yes' vote % of 32 council areas "
+        "(Gamma response) on 7 covariates."),
+    "randhie": lambda: _statsmodels_regression(
+        "randhie", "RAND Health Insurance Experiment: doctor visits (count) of 20,190 "
+        "participants on 9 covariates."),
+    "cpunish": lambda: _statsmodels_regression(
+        "cpunish", "US executions in 1997 (count) in 17 states on 6 covariates."),
 }
 
 
