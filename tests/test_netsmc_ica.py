@@ -330,7 +330,7 @@ def test_bad_input_raises() -> None:
     Xn[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         InfomaxICA().fit(Xn)
-    with pytest.raises(ValueError, match="2-dimensional"):
+    with pytest.raises(ValueError, match="2-D array"):
         InfomaxICA().fit(X[:, 0])
     with pytest.raises(ValueError, match="at least 2"):
         InfomaxICA().fit(X[:1])
