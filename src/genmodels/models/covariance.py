@@ -603,6 +603,16 @@ class GaussianEmission(SavableModule):
             "second": self.structure.second_moment(yc, feats, weights),
         }
 
+    def estimate(self, stats: Stats, reg_covar: float | None = None) -> tuple[Tensor, Tensor]:
+        """The M step's values without setting them (§7.1): (means (K, D), covariances).
+
+        Used where the covariances are post-processed before use (LDA/QDA solvers)."""
+        counts = stats["counts"] + 10.0 * eps(stats["counts"].dtype)
+        means_c = stats["sum"] / counts[:, None]  # (K, D) about the center
+        reg = self.reg_covar if reg_covar is None else reg_covar
+        cov = self.structure.covariance(counts, means_c, stats["second"], reg)
+        return means_c + self.center, cov
+
     def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
         """M step (§7.1); ``frozen`` may name ``means`` and/or ``covariances``."""
         counts = stats["counts"] + 10.0 * eps(stats["counts"].dtype)
