@@ -46,7 +46,7 @@ def validate_X(est: TorchEstimatorMixin, X: Any, *, reset: bool, min_samples: in
     t = est._validate_X(np.asarray(arr), reset=reset, min_samples=min_samples)
     columns = getattr(X, "columns", None)
     if reset and columns is not None and all(isinstance(c, str) for c in columns):
-        est.feature_names_in_ = np.asarray(columns, dtype=object)  # type: ignore[attr-defined]
+        est.feature_names_in_ = np.asarray(columns, dtype=object)
     return t
 
 

@@ -111,7 +111,8 @@ class _DiscriminantBase(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class (its label from ``classes_``), (N,)."""
-        return np.asarray(self.classes_[to_numpy(self._log_joint(X).argmax(-1))])
+        best = to_numpy(self._log_joint(X).argmax(-1))
+        return np.asarray(self.classes_[best])
 
 
 class QuadraticDiscriminantAnalysis(_DiscriminantBase):
@@ -236,7 +237,7 @@ class LinearDiscriminantAnalysis(TransformerMixin, _DiscriminantBase):
         if self.solver == "svd" and self.shrinkage is not None:
             raise NotImplementedError("shrinkage not supported with 'svd' solver.")
         t, idx = _labels(self, X, y)
-        n, d = t.shape
+        d = t.shape[1]
         k = len(self.classes_)
         max_comp = min(k - 1, d)
         if self.n_components is not None and not (1 <= self.n_components <= max_comp):

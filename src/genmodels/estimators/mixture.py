@@ -52,6 +52,8 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
     ``MixtureModel``).
     """
 
+    model_: MixtureModel
+
     def __init__(
         self,
         n_components: int = 1,
@@ -151,6 +153,7 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
         if t.shape[0] < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, "
                              f"n_samples = {t.shape[0]}")
+        model: MixtureModel
         if warm:
             model = self.model_
         else:

@@ -120,7 +120,8 @@ def lloyd(y: Tensor, centers: Tensor, *, max_iter: int = 300, tol: float = 1e-4,
     labels_old: Tensor | None = None
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
+    while it < max_iter:
+        it += 1
         labels, d2 = assign(y, centers)  # Eq. 7.1
         if labels_old is not None and bool((labels == labels_old).all()):
             converged = True

@@ -98,10 +98,16 @@ def _unpack(p: Tensor, d: int) -> Tensor:
 
 
 def _cholesky_or_raise(cov: Tensor, what: str) -> Tensor:
+    """Lower Cholesky factor; ``ValueError`` naming the matrices that are not numerically
+    positive definite: the factorisation fails, or a pivot L_ii² is at most D·eps times the
+    largest variance (a rank deficiency that rounding turned into a tiny positive pivot)."""
     L, info = torch.linalg.cholesky_ex(symmetrize(cov))
-    if bool((info > 0).any()):
-        bad = torch.nonzero(info.reshape(-1) > 0).reshape(-1).tolist()
-        raise _ill_defined(bad, what)
+    d = cov.shape[-1]
+    pivots = L.diagonal(dim1=-2, dim2=-1).square()
+    floor = d * eps(cov.dtype) * cov.diagonal(dim1=-2, dim2=-1).amax(-1, keepdim=True)
+    bad_mask = (info > 0) | (pivots <= floor).any(-1)
+    if bool(bad_mask.any()):
+        raise _ill_defined(torch.nonzero(bad_mask.reshape(-1)).reshape(-1).tolist(), what)
     return L
 
 
