@@ -43,7 +43,9 @@ def _labels(est: Any, X: Any, y: Any) -> tuple[Tensor, Tensor]:
                          "None.")
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-        y_arr = y_arr.ravel()
+        from sklearn.utils import column_or_1d
+
+        y_arr = column_or_1d(y_arr, warn=True)  # DataConversionWarning, as scikit-learn
     if y_arr.ndim != 1 or y_arr.shape[0] != t.shape[0]:
         raise ValueError(f"y must be 1-dimensional with {t.shape[0]} entries (one per row of "
                          f"X), got shape {y_arr.shape}.")
