@@ -152,7 +152,7 @@ def test_kmeans_is_the_zero_variance_limit_of_the_gmm():
 def test_kmeans_plusplus_spreads_the_seeds():
     y = torch.cat([torch.randn(200, 2) * 0.1 + c for c in
                    torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])])
-    centres, idx = kmeans_plusplus(y, 4, torch.Generator().manual_seed(1))
+    _, idx = kmeans_plusplus(y, 4, torch.Generator().manual_seed(1))
     assert len(set((idx // 200).tolist())) == 4  # one seed in each blob
 
 
@@ -200,7 +200,7 @@ def test_qda_is_explicit_bayes_and_rank_deficiency_raises():
                      for k in range(3)], 1) * qda.priors_
     np.testing.assert_allclose(qda.predict_proba(X), dens / dens.sum(1, keepdims=True),
                                atol=1e-12)
-    with pytest.raises(ValueError, match="class 0 is not full rank.*reg_param"):
+    with pytest.raises(ValueError, match=r"class 0 is not full rank.*reg_param"):
         QuadraticDiscriminantAnalysis().fit(load_dataset("digits").X.numpy(),
                                             load_dataset("digits").y.numpy())
 

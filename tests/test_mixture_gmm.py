@@ -33,7 +33,7 @@ def random_params(k: int, d: int, seed: int = 0, offset: float = 0.0):
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_log_density_matches_scipy(kind):
-    w, m, covs = random_params(4, 5, offset=50.0)  # far from the origin: tests the centering
+    _, m, covs = random_params(4, 5, offset=50.0)  # far from the origin: tests the centering
     em = GaussianEmission.from_parameters(m, covs[kind], kind)
     y = torch.randn(200, 5, generator=torch.Generator().manual_seed(1)) * 4 + 50.0
     full = em.full_covariances()

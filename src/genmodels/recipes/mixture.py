@@ -67,7 +67,7 @@ def adjusted_rand_index(a: Tensor, b: Tensor) -> float:
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     perm = torch.randperm(n, generator=make_generator(seed))
-    n_test = max(1, int(round(test_fraction * n)))
+    n_test = max(1, round(test_fraction * n))
     return perm[n_test:], perm[:n_test]
 
 
