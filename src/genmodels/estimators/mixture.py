@@ -128,11 +128,19 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
         if weights is None and means is None and precisions is None:
             return None
 
+        complete = weights is not None and means is not None and precisions is not None
+
         def apply(model: MixtureModel, data: torch.Tensor, generator: torch.Generator) -> None:
+            # scikit-learn starts from responsibilities and then overrides what the user gave;
+            # when all three are given the responsibilities do not matter, so skip them.
+            em: Any = model.emission
+            if complete:
+                em.set_center(data)
+            else:
+                model.default_initialize(data, generator)
             dev = model.weights.device
             if weights is not None:
                 model.weights = weights.to(dev) / weights.sum()
-            em: Any = model.emission
             em.set_parameters(means=None if means is None else means.to(dev),
                               precisions=None if precisions is None else precisions.to(dev))
 

@@ -64,13 +64,21 @@ def _ill_defined(which: list[int], what: str = "component") -> ValueError:
 
 
 def _triu_features(y: Tensor) -> Tensor:
-    """The D(D+1)/2 distinct products y_i y_j, i ≤ j, row by row. y: (N, D) → (N, D(D+1)/2)."""
+    """[the D(D+1)/2 distinct products y_i y_j (i ≤ j, row by row), y, 1].
+
+    y: (N, D) → (N, D(D+1)/2 + D + 1). With the trailing y and 1, the whole Mahalanobis table
+    is one matrix product with [vec P_k; −2 P_k μ_k; μ_kᵀP_kμ_k], and the M step's counts,
+    weighted sums and weighted scatter are one product Rᵀ F.
+    """
     n, d = y.shape
-    out = torch.empty(n, d * (d + 1) // 2, dtype=y.dtype, device=y.device)
+    t = d * (d + 1) // 2
+    out = torch.empty(n, t + d + 1, dtype=y.dtype, device=y.device)
     o = 0
     for i in range(d):  # D slices of whole columns: vectorised over data
         torch.mul(y[:, i:], y[:, i : i + 1], out=out[:, o : o + d - i])
         o += d - i
+    out[:, t : t + d] = y
+    out[:, t + d] = 1.0
     return out
 
 
@@ -172,6 +180,10 @@ class CovarianceStructure(ABC):
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         """Weighted second-order statistic Σ_n r_nk (·) — additive over data."""
 
+    def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Σ_n r_nk, Σ_n r_nk y_n and ``second_moment``: the statistics of the M step."""
+        return weights.sum(0), weights.T @ y, self.second_moment(y, feats, weights)
+
     @abstractmethod
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
@@ -252,17 +264,24 @@ class Full(_MatrixStructure):
         return torch.log(prec_chol.diagonal(dim1=-2, dim2=-1)).sum(-1)
 
     def features(self, y: Tensor) -> Tensor:
-        return _triu_features(y)  # (N, D(D+1)/2)
+        return _triu_features(y)  # (N, D(D+1)/2 + D + 1): [y_i y_j, y, 1]
 
     def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
         P = prec_chol @ prec_chol.mT  # (K, D, D) precisions
         b = (P @ means[..., None]).squeeze(-1)  # (K, D) P_k μ_k
-        quad = feats @ _pack(P, 2.0).T  # (N, K) yᵀ P_k y from the quadratic features
-        maha = quad - 2.0 * (y @ b.T) + (means * b).sum(-1)  # (N, K)
-        return maha.clamp_min(0.0)
+        # yᵀP_k y − 2 yᵀP_k μ_k + μ_kᵀP_k μ_k as ONE product with the quadratic features
+        w = torch.cat([_pack(P, 2.0), -2.0 * b, (means * b).sum(-1, keepdim=True)], 1)
+        return (feats @ w.T).clamp_min_(0.0)  # (N, K)
+
+    def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = y.shape[-1]
+        t = d * (d + 1) // 2
+        g = weights.T @ feats  # (K, T + D + 1): all three statistics in one product
+        return g[:, t + d], g[:, t : t + d], g[:, :t]
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
-        return weights.T @ feats  # (K, D(D+1)/2): Σ_n r_nk y_n y_nᵀ, packed
+        d = y.shape[-1]
+        return weights.T @ feats[:, : d * (d + 1) // 2]  # (K, D(D+1)/2) Σ r y yᵀ, packed
 
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
@@ -602,12 +621,8 @@ class GaussianEmission(SavableModule):
         """Σ_n r_nk, Σ_n r_nk (y_n − c), and the second-order statistic. y: (N, D);
         weights: (N, K)."""
         yc = y - self.center
-        feats = self._features(yc, y)
-        return {
-            "counts": weights.sum(0),
-            "sum": weights.T @ yc,
-            "second": self.structure.second_moment(yc, feats, weights),
-        }
+        counts, sums, second = self.structure.moments(yc, self._features(yc, y), weights)
+        return {"counts": counts, "sum": sums, "second": second}
 
     def estimate(self, stats: Stats, reg_covar: float | None = None) -> tuple[Tensor, Tensor]:
         """The M step's values without setting them (§7.1): (means (K, D), covariances).

@@ -52,8 +52,9 @@ class MixtureModel(SavableModule):
     weights: (K,) mixing proportions π (positive, normalised here).
     emission: an ``Emission`` over K states (e.g. ``GaussianEmission``).
     init: how ``initialize`` starts EM, one of ``INIT_METHODS``.
-    initializer: optional callable ``(model, data, generator) -> None`` run after the default
-        initialisation (estimators use it to apply user-given initial parameters).
+    initializer: optional callable ``(model, data, generator) -> None`` that replaces the
+        default initialisation (estimators use it to apply user-given initial parameters; it
+        may call ``default_initialize`` first).
     """
 
     weights: Tensor
@@ -205,7 +206,14 @@ class MixtureModel(SavableModule):
         return torch.nn.functional.one_hot(labels, k).to(data.dtype)
 
     def initialize(self, data: Tensor, generator: torch.Generator) -> None:
-        """Start EM: one M step from ``responsibilities_init`` (then ``initializer``)."""
+        """Start EM: ``initializer`` if set, else ``default_initialize``."""
+        if self.initializer is not None:
+            self.initializer(self, data, generator)
+        else:
+            self.default_initialize(data, generator)
+
+    def default_initialize(self, data: Tensor, generator: torch.Generator) -> None:
+        """One M step from ``responsibilities_init``."""
         set_center = getattr(self.emission, "set_center", None)
         if callable(set_center):
             set_center(data)
@@ -213,8 +221,6 @@ class MixtureModel(SavableModule):
         counts = resp.sum(0) + 10.0 * eps(data.dtype)
         self.weights = counts / counts.sum()
         self.emission.maximize(self.emission.expected_stats(data, resp))
-        if self.initializer is not None:
-            self.initializer(self, data, generator)
 
 
 def supervised_stats(emission: Emission, y: Tensor, labels: Tensor, num_classes: int
