@@ -158,8 +158,16 @@ class MixtureModel(SavableModule):
         total: Stats | None = None
         loglik = torch.zeros((), dtype=self.weights.dtype, device=self.weights.device)
         for y in torch.split(batch, self._chunk_rows(batch)):
-            log_resp, log_marg = log_normalize(self.emission.log_likelihood(y) + log_pi)
-            resp = log_resp.exp()  # (n, K) Eq. 2.6
+            z = self.emission.log_likelihood(y) + log_pi  # (n, K) Eq. 2.6's ẑ
+            z_max = z.amax(-1, keepdim=True)
+            if not bool(torch.isfinite(z_max).all()):
+                bad = int(torch.nonzero(~torch.isfinite(z_max))[0, 0])
+                raise ValueError(f"observation {bad} of the batch has zero (or NaN) probability "
+                                 "under every component.")
+            resp = z.sub_(z_max).exp_()  # softmax in place (Eqs. 2.6–2.7)
+            norm = resp.sum(-1, keepdim=True)
+            resp = resp.div_(norm)
+            log_marg = (z_max + norm.log()).squeeze(-1)  # Eq. 2.10
             part = {"weights": resp.sum(0)}
             part.update({f"emission.{k}": v
                          for k, v in self.emission.expected_stats(y, resp).items()})
