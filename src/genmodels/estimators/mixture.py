@@ -192,7 +192,9 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
             self.lower_bound_ = float(result.final)
         self.model_ = model
         self._store_attributes()
-        return to_numpy(model.posterior(t).responsibilities.argmax(-1))
+        labels = to_numpy(model.posterior(t).responsibilities.argmax(-1))
+        em.clear_cache()  # release the training data's cached features
+        return labels
 
     def _store_attributes(self) -> None:
         em: Any = self.model_.emission

@@ -564,6 +564,7 @@ class GaussianEmission(SavableModule):
         self.register_buffer("center", torch.zeros(d, dtype=dt, device=device))
         self._cache: dict[tuple[Any, ...], tuple[Tensor, int, Tensor, Tensor]] = {}
         self._cache_bytes = 0
+        self._cache_base: int | None = None
 
     means: Tensor
     covariances: Tensor
@@ -650,9 +651,15 @@ class GaussianEmission(SavableModule):
         so EM computes them once per batch and reuses them in every iteration (and for both
         the log-likelihood and the statistics of an iteration). The cache is keyed on the
         tensor's memory and holds a reference to it (so the memory cannot be reused by other
-        data), checks its version counter (so in-place edits invalidate it), is bounded by
-        ``feature_cache_bytes`` and is emptied by ``clear_cache``, ``set_center`` and pickling.
+        data), checks its version counter (so in-place edits invalidate it), holds chunks of
+        one underlying data tensor at a time (data from another storage replaces them), is
+        bounded by ``feature_cache_bytes`` and is emptied by ``clear_cache``, ``set_center``
+        and pickling.
         """
+        base = y.untyped_storage().data_ptr()
+        if base != getattr(self, "_cache_base", None):
+            self.clear_cache()
+            self._cache_base = base
         key = (y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype, str(y.device))
         hit = self._cache.get(key)
         if hit is not None and hit[0] is not None and hit[1] == y._version:
@@ -670,6 +677,7 @@ class GaussianEmission(SavableModule):
         """Release the cached features (and the references to the data they came from)."""
         self._cache = {}
         self._cache_bytes = 0
+        self._cache_base = None
 
     def _cache_clear_if_center_changed(self) -> None:
         pass  # features depend on the data and the center only; parameters may change freely

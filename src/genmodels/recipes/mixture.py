@@ -118,6 +118,7 @@ def _gmm_run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
                     progress=not args.no_progress)
     ll_train = model.log_marginal(Xtr)
     ll_test = model.log_marginal(Xte)
+    emission.clear_cache()
     folder = report.save_model(model)
     reloaded = load(folder, device=args.device)
     round_trip = bool(torch.allclose(reloaded.log_marginal(Xte), ll_test, rtol=1e-12, atol=0))
