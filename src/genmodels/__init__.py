@@ -27,6 +27,13 @@ _LAZY: dict[str, str] = {
     # emissions
     **{name: "genmodels.models.family_emissions" for name in (
         "BernoulliEmission", "CategoricalEmission", "PoissonEmission")},
+    # mixtures, K-means, discriminant analysis
+    **{name: "genmodels.estimators.mixture" for name in ("GaussianMixture", "KMeans")},
+    **{name: "genmodels.estimators.discriminant" for name in (
+        "LinearDiscriminantAnalysis", "QuadraticDiscriminantAnalysis")},
+    "MixtureModel": "genmodels.models.mixture",
+    "GaussianEmission": "genmodels.models.covariance",
+    "kmeans": "genmodels.learning.kmeans",
     # jointly Gaussian models, factor analysis, PCA
     **{name: "genmodels.models.linear_gaussian" for name in (
         "LinearGaussian", "GaussianPosterior")},

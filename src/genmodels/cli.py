@@ -24,6 +24,10 @@ __all__ = ["RECIPES", "Recipe", "build_parser", "main"]
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
 RECIPES: dict[str, str] = {
+    "gmm": "genmodels.recipes.mixture:gmm",
+    "kmeans": "genmodels.recipes.mixture:kmeans_recipe",
+    "lda": "genmodels.recipes.mixture:lda",
+    "qda": "genmodels.recipes.mixture:qda",
     "fa": "genmodels.recipes.decomposition:FA",
     "pca": "genmodels.recipes.decomposition:PCA",
     "lgssm": "genmodels.recipes.lgssm:recipe",

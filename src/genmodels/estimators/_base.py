@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sklearn.exceptions
 import torch
 from torch import Tensor
 
@@ -92,10 +93,15 @@ class TorchEstimatorMixin:
         return t
 
 
+class EstimatorNotFittedError(NotFittedError, sklearn.exceptions.NotFittedError):
+    """``predict``/``score``/... called before ``fit``: both genmodels' and scikit-learn's
+    ``NotFittedError``, so either library's ``except`` clause catches it."""
+
+
 def check_fitted(estimator: Any, attribute: str) -> None:
-    """Raise ``NotFittedError`` if ``fit`` has not set ``attribute``."""
+    """Raise ``EstimatorNotFittedError`` if ``fit`` has not set ``attribute``."""
     if not hasattr(estimator, attribute):
-        raise NotFittedError(
+        raise EstimatorNotFittedError(
             f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
             "appropriate arguments before using this estimator."
         )
