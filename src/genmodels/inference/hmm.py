@@ -1,0 +1,883 @@
+"""Exact inference in the hidden Markov model: pure functions on tensors (B10–B12, §2.2.1).
+
+Every function here takes the model only through three tensors, so one forward–backward serves
+every emission family (STYLE.md §1):
+
+* ``log_init``: (K,) or (*batch, K), log p̂(x_1 = k) = log π_k.
+* ``log_trans``: (K, K) for a homogeneous chain, or (T−1, K, K) for a time-varying one, with
+  ``log_trans[..., i, j] = log p̂(x_t = j | x_{t−1} = i)``: **rows are the state left, columns
+  the state entered** (row-stochastic, as hmmlearn and dynamax). The book's column-stochastic
+  ``A`` (a_ij = p(x_t = i | x_{t−1} = j), B:805, B:2079; errata E-6) is the transpose:
+  ``A = exp(log_trans).T``.
+* ``log_lik``: (*batch, T, K), log p̂(y_t | x_t = k), the emission table.
+
+Optional ``mask`` (*batch, T) marks observed steps (False: the observation is missing, its
+likelihood is taken as 1 and its entry of ``log_lik`` may be NaN); optional ``lengths``
+(*batch,) gives each sequence's length (steps at and beyond it are padding: their outputs are
+zero, or −1 for state paths).
+
+Forms. ``method="sequential"`` is the book's recursion (a Python loop over time, vectorised over
+sequences). ``"chunked"`` is exact and parallel in time: the sequence is cut into C chunks; the
+product of the chunk's transition–likelihood matrices (its *transfer matrix*) is formed for all
+chunks at once, the filter and the backward message are carried across chunk boundaries (C
+steps), and the recursions then run inside all chunks at once (L steps) — O(T K³) work but only
+O(√T) Python steps. ``"scan"`` is an associative (Blelloch-style odd–even) scan over log-semiring
+matrix products (``linalg.logmatmulexp``): O(log T) steps, O(T K³) work and O(T K²) memory,
+the form for accelerators. ``"auto"`` picks sequential for short sequences and chunked for long
+ones (measured in benchmarks/bench_hmm.py). All forms agree to rounding (tests).
+
+Complexity (the book's empty heading B:845, errata E-7): O(T K²) time and O(T K) memory for the
+sequential forms (Rabiner 1989; Bishop 2006 §13.2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from genmodels.linalg import eps, logmatmulexp
+
+__all__ = [
+    "AlphaGamma",
+    "HMMFiltered",
+    "HMMPosterior",
+    "ViterbiPath",
+    "alpha_gamma",
+    "backward_smooth",
+    "forward_backward",
+    "forward_filter",
+    "hmm_log_marginal",
+    "sample_posterior",
+    "viterbi",
+]
+
+METHODS = ("auto", "sequential", "chunked", "scan")
+#: Sequences at least this long use the chunked form under ``method="auto"`` (see the
+#: benchmark: below it the Python loop over time is cheaper than forming transfer matrices).
+AUTO_CHUNK_MIN_T = 512
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+class HMMFiltered(NamedTuple):
+    """The forward filter (Eqs. 2.36, 2.37, 2.40).
+
+    filtered_probs: (*batch, T, K), p̂(x_t | y_1..y_t).
+    predicted_probs: (*batch, T, K), p̂(x_t | y_1..y_{t−1}) (the time update; π at t = 1).
+    log_normalizers: (*batch, T), log p̂(y_t | y_1..y_{t−1}) (0 at missing or padded steps).
+    log_marginal: (*batch,), log p̂(y_1..y_T) = Σ_t log_normalizers (Eq. 2.40).
+    """
+
+    filtered_probs: Tensor
+    predicted_probs: Tensor
+    log_normalizers: Tensor
+    log_marginal: Tensor
+
+
+class HMMPosterior(NamedTuple):
+    """Filter and smoother (Eqs. 2.36–2.40).
+
+    filtered_probs: (*batch, T, K), p̂(x_t | y_1..y_t).
+    smoothed_probs: (*batch, T, K), p̂(x_t | y_1..y_T) (γ_t, Eq. 2.43).
+    log_marginal: (*batch,), log p̂(y_1..y_T).
+    log_normalizers: (*batch, T), log p̂(y_t | y_1..y_{t−1}).
+    expected_transitions: (*batch, K, K), Σ_{t=2}^T p̂(x_{t−1} = i, x_t = j | y_1..y_T): the
+        pairwise smoothed marginals summed over time (what Baum–Welch needs, §7.2).
+    pairwise_probs: (*batch, T−1, K, K) with ``[..., t−1, i, j] = p̂(x_{t−1} = i, x_t = j |
+        y_1..y_T)`` when requested (``pairwise=True``), else None.
+    """
+
+    filtered_probs: Tensor
+    smoothed_probs: Tensor
+    log_marginal: Tensor
+    log_normalizers: Tensor
+    expected_transitions: Tensor
+    pairwise_probs: Tensor | None = None
+
+
+class AlphaGamma(NamedTuple):
+    """The classical α–γ algorithm (Eqs. 2.41–2.44), in log space for α.
+
+    log_alpha: (*batch, T, K), log α_t(x_t) = log p̂(x_t, y_1..y_t) (Eq. 2.42).
+    smoothed_probs: (*batch, T, K), γ_t(x_t) = p̂(x_t | y_1..y_T) (Eq. 2.43).
+    pairwise_probs: (*batch, T−1, K, K), p̂(x_{t−1} = i, x_t = j | y) by the first line of
+        Eq. 2.44 (future conditioning with α_{t−1}).
+    pairwise_probs_alt: the same by the second line of Eq. 2.44 (dividing by α_t).
+    log_marginal: (*batch,), log Σ_x α_T(x) = log p̂(y_1..y_T).
+    """
+
+    log_alpha: Tensor
+    smoothed_probs: Tensor
+    pairwise_probs: Tensor
+    pairwise_probs_alt: Tensor
+    log_marginal: Tensor
+
+
+class ViterbiPath(NamedTuple):
+    """The most probable state sequence.
+
+    states: (*batch, T) long, argmax_x p̂(x_1..x_T | y_1..y_T) (−1 at padded steps).
+    log_joint: (*batch,), max_x log p̂(x_1..x_T, y_1..y_T).
+    """
+
+    states: Tensor
+    log_joint: Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: one place, clear messages
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Chain:
+    """Validated inputs, batch flattened to B sequences."""
+
+    log_init: Tensor  # (B, K)
+    log_trans: Tensor  # (K, K) or (T−1, K, K)
+    trans: Tensor  # exp(log_trans)
+    log_lik: Tensor  # (B, T, K), missing and padded steps set to 0
+    valid: Tensor | None  # (B, T) bool, False at padding; None: no padding
+    lengths: Tensor | None  # (B,) long
+    batch_shape: torch.Size
+
+    @property
+    def homogeneous(self) -> bool:
+        return self.log_trans.dim() == 2
+
+    def reshape(self, t: Tensor, extra: int) -> Tensor:
+        """(B, ...) → (*batch, ...) where ``extra`` trailing dims are kept."""
+        tail = t.shape[t.dim() - extra:] if extra else torch.Size()
+        return t.reshape((*self.batch_shape, *tail))
+
+
+def _stochastic_tol(dtype: torch.dtype) -> float:
+    # A probability vector normalised by one division is off by a few eps; √eps (1.5e-8 in
+    # float64, 3.5e-4 in float32) admits that and rejects any genuinely unnormalised input.
+    return math.sqrt(eps(dtype))
+
+
+def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
+                 lengths: Any = None) -> _Chain:
+    log_lik = torch.as_tensor(log_lik)
+    if not log_lik.is_floating_point():
+        log_lik = log_lik.to(torch.get_default_dtype())
+    dtype, device = log_lik.dtype, log_lik.device
+    log_init = torch.as_tensor(log_init, dtype=dtype, device=device)
+    log_trans = torch.as_tensor(log_trans, dtype=dtype, device=device)
+    if log_lik.dim() < 2:
+        raise ValueError(f"log_lik must have shape (*batch, T, K), got {tuple(log_lik.shape)}.")
+    T, K = log_lik.shape[-2], log_lik.shape[-1]
+    if T == 0:
+        raise ValueError("log_lik has T = 0 time steps: an empty sequence has no posterior.")
+    if K == 0:
+        raise ValueError("log_lik has K = 0 states.")
+    batch_shape = log_lik.shape[:-2]
+    if log_init.shape[-1:] != (K,) or log_init.dim() > 1 + len(batch_shape):
+        raise ValueError(f"log_init must have shape (K,) = ({K},) or (*batch, K), got "
+                         f"{tuple(log_init.shape)}.")
+    if log_trans.shape not in ((K, K), (T - 1, K, K)):
+        raise ValueError(f"log_trans must have shape (K, K) = ({K}, {K}) or (T-1, K, K) = "
+                         f"({T - 1}, {K}, {K}), got {tuple(log_trans.shape)}.")
+    tol = _stochastic_tol(dtype)
+    if bool(torch.isnan(log_init).any()) or bool((log_init == math.inf).any()):
+        raise ValueError("log_init contains NaN or +inf.")
+    init_sum = torch.logsumexp(log_init, -1)
+    if bool(((init_sum.exp() - 1).abs() > tol).any()):
+        raise ValueError(f"exp(log_init) must sum to 1 (a probability vector); it sums to "
+                         f"{init_sum.exp().flatten()[0].item():.6g}.")
+    if bool(torch.isnan(log_trans).any()) or bool((log_trans == math.inf).any()):
+        raise ValueError("log_trans contains NaN or +inf.")
+    row_sums = torch.logsumexp(log_trans, -1).exp()
+    bad = (row_sums - 1).abs() > tol
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"the transition matrix must be row-stochastic (rows: the state left, columns: the "
+            f"state entered; each row sums to 1); row {idx} sums to {row_sums[idx].item():.6g}. "
+            "If you hold the book's column-stochastic A, pass its transpose.")
+    B = int(torch.Size(batch_shape).numel())
+    ll = log_lik.reshape(B, T, K)
+    observed = None
+    if mask is not None:
+        m = torch.as_tensor(mask, device=device)
+        if m.shape != log_lik.shape[:-1]:
+            raise ValueError(f"mask must have shape (*batch, T) = {tuple(log_lik.shape[:-1])}, "
+                             f"got {tuple(m.shape)}.")
+        observed = m.to(torch.bool).reshape(B, T)
+    valid = None
+    lens = None
+    if lengths is not None:
+        lens = torch.as_tensor(lengths, device=device)
+        if lens.shape != batch_shape:
+            raise ValueError(f"lengths must have shape (*batch,) = {tuple(batch_shape)}, got "
+                             f"{tuple(lens.shape)}.")
+        if lens.is_floating_point() and bool((lens != lens.round()).any()):
+            raise ValueError("lengths must be integers.")
+        lens = lens.to(torch.long).reshape(B)
+        if bool((lens < 1).any()):
+            raise ValueError(f"every sequence needs length >= 1 (an empty sequence has no "
+                             f"posterior); got lengths {lens.tolist()[:10]}.")
+        if bool((lens > T).any()):
+            raise ValueError(f"lengths must be <= T = {T}; got max {int(lens.max())}.")
+        valid = torch.arange(T, device=device) < lens[:, None]
+        if bool(valid.all()):
+            valid = None
+    use = torch.ones(B, T, dtype=torch.bool, device=device)
+    if observed is not None:
+        use = use & observed
+    if valid is not None:
+        use = use & valid
+    bad_ll = torch.isnan(ll) | (ll == math.inf)
+    bad_ll = bad_ll & use[..., None]
+    if bool(bad_ll.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad_ll)[0])
+        raise ValueError(f"log_lik contains NaN or +inf at (sequence, t, state) = {idx} where "
+                         "the observation is not masked; mark missing observations in `mask`.")
+    ll = torch.where(use[..., None], ll, torch.zeros((), dtype=dtype, device=device))
+    li = log_init.expand(*batch_shape, K).reshape(B, K)
+    return _Chain(li, log_trans, log_trans.exp(), ll, valid, lens, batch_shape)
+
+
+def _trans_at(trans: Tensor, t: int) -> Tensor:
+    """The transition matrix into step t (t ≥ 1)."""
+    return trans if trans.dim() == 2 else trans[t - 1]
+
+
+def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    chunk_ok = allow_chunked and c.homogeneous and c.valid is None
+    if method == "chunked" and not chunk_ok:
+        raise ValueError("method='chunked' needs a homogeneous transition matrix and no "
+                         "padding (lengths); use 'sequential' or 'scan'.")
+    if method != "auto":
+        return method
+    T = c.log_lik.shape[1]
+    return "chunked" if chunk_ok and T >= AUTO_CHUNK_MIN_T else "sequential"
+
+
+def _zero_prob_error(log_norm: Tensor) -> ValueError:
+    b, t = (int(i) for i in torch.nonzero(log_norm == -math.inf)[0])
+    return ValueError(
+        f"sequence {b} has zero probability under the model at time step {t}: no state with "
+        "non-zero predicted probability can emit that observation (check the emission "
+        "parameters, the transition matrix's zeros, or mask the observation).")
+
+
+# --------------------------------------------------------------------------------------------
+# Sequential forms (the book's recursions)
+# --------------------------------------------------------------------------------------------
+
+
+def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalised forward filter. pred0: (N, K) predicted probabilities at the first step;
+    trans: (K, K) or (T−1, K, K); ll: (N, T, K). Returns filt, pred (N, T, K), log_norm (N, T).
+
+    The time update is a product of probabilities (no under- or overflow: every factor is in
+    [0, 1]); the measurement update is done in log space, so emission log-likelihoods of any
+    scale are safe.
+    """
+    N, T, K = ll.shape
+    filt = torch.empty_like(ll)
+    pred = torch.empty_like(ll)
+    log_norm = torch.empty(N, T, dtype=ll.dtype, device=ll.device)
+    p = pred0
+    f = pred0
+    for t in range(T):
+        if t > 0:
+            p = f @ _trans_at(trans, t)  # Eq. 2.36, time update
+            if valid is not None:
+                p = torch.where(valid[:, t, None], p, f)
+        pred[:, t] = p
+        log_u = torch.log(p) + ll[:, t]  # numerator of Eq. 2.37
+        c = torch.logsumexp(log_u, -1, keepdim=True)  # log p̂(y_t | y_1..y_{t−1}), Eq. 2.40
+        f = torch.exp(log_u - c)  # Eq. 2.37, measurement update
+        filt[:, t] = f
+        log_norm[:, t] = c[:, 0]
+    return filt, pred, log_norm
+
+
+def _smooth_seq(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
+                valid: Tensor | None, t_offset: int = 0) -> Tensor:
+    """The book's backward smoother (Eqs. 2.38–2.39): future conditioning then the backward
+    step, from the filter alone (the data are not re-accessed). Returns γ: (N, T, K)."""
+    N, T, K = filt.shape
+    gamma = torch.empty_like(filt)
+    g = gamma_last
+    gamma[:, T - 1] = g
+    for t in range(T - 1, 0, -1):
+        ratio = _safe_div(g, pred[:, t])  # γ_t(i) / p̂(x_t = i | y_1..y_{t−1})
+        # Eq. 2.39: γ_{t−1}(j) = Σ_i γ_t(i) p̂(x_{t−1} = j | x_t = i, y_1..y_{t−1}), with the
+        # future-conditioning distribution (Eq. 2.38) = f_{t−1}(j) P_ji / pred_t(i).
+        g_new = filt[:, t - 1] * (ratio @ _trans_at(trans, t + t_offset).mT)
+        if valid is not None:
+            g_new = torch.where(valid[:, t, None], g_new, g)
+        g = g_new
+        gamma[:, t - 1] = g
+    return gamma
+
+
+def _safe_div(a: Tensor, b: Tensor) -> Tensor:
+    """a / b with 0 where b == 0 (an impossible predicted state has γ = 0 too)."""
+    return torch.where(b > 0, a / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(a))
+
+
+def _pairwise(filt: Tensor, pred: Tensor, gamma: Tensor, trans: Tensor, valid: Tensor | None,
+              per_step: bool) -> tuple[Tensor, Tensor | None]:
+    """Pairwise smoothed marginals p̂(x_{t−1} = i, x_t = j | y) = f_{t−1}(i) P_ij γ_t(j) /
+    pred_t(j) (Eqs. 2.38–2.39 before marginalising), summed over t (and per step on request)."""
+    N, T, K = filt.shape
+    ratio = _safe_div(gamma[:, 1:], pred[:, 1:])  # (N, T−1, K)
+    if valid is not None:
+        ratio = ratio * valid[:, 1:, None].to(ratio.dtype)
+    f_prev = filt[:, :-1]
+    if trans.dim() == 2:
+        counts = trans * torch.einsum("nti,ntj->nij", f_prev, ratio)
+    else:
+        counts = torch.einsum("nti,tij,ntj->nij", f_prev, trans, ratio)
+    pair = None
+    if per_step:
+        pair = f_prev[..., :, None] * trans * ratio[..., None, :]
+    return counts, pair
+
+
+def _finish_masks(c: _Chain, *tensors: Tensor) -> list[Tensor]:
+    if c.valid is None:
+        return list(tensors)
+    out = []
+    for t in tensors:
+        v = c.valid
+        while v.dim() < t.dim():
+            v = v[..., None]
+        out.append(t * v.to(t.dtype))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Chunked (exact, parallel-in-time) form
+# --------------------------------------------------------------------------------------------
+
+
+def _chunk_size(T: int, chunk_size: int | None) -> int:
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+        return int(chunk_size)
+    return max(1, math.ceil(math.sqrt(T)))
+
+
+def _pad_time(ll: Tensor, L: int) -> tuple[Tensor, int]:
+    """Append missing-observation steps (log-likelihood 0) so that L divides T. Appended steps
+    do not change the filter, the smoother or the marginal of the real steps: Σ_j P_ij = 1."""
+    N, T, K = ll.shape
+    C = math.ceil(T / L)
+    if C * L != T:
+        ll = torch.cat([ll, ll.new_zeros(N, C * L - T, K)], dim=1)
+    return ll, C
+
+
+def _transfer(trans: Tensor, ll: Tensor) -> tuple[Tensor, Tensor]:
+    """Row-scaled transfer matrices of every chunk.
+
+    ll: (N, C, L, K) emission log-likelihoods. Chunk c's transfer matrix is
+    M_c = A_c diag(l_{c,0}) P diag(l_{c,1}) ··· P diag(l_{c,L−1}) (l = exp(ll)) with A_0 = I (the
+    chunk holding t = 1 starts from π) and A_c = P otherwise, so that the unnormalised filter at
+    the end of chunk c is (filter at the end of chunk c−1) · M_c. Each step multiplies by P in
+    linear space (entries in [0, 1]: no overflow) and by the likelihoods in log space, then
+    rescales every row to max 1, keeping its log-scale: log M_c[i, j] = log_scale[c, i] +
+    log M̃_c[i, j]. Row scaling (not one scale per matrix) keeps each start state's row
+    representable whatever the scale of the log-likelihoods.
+    Returns (M̃: (N, C, K, K), log_scale: (N, C, K)).
+    """
+    N, C, L, K = ll.shape
+    eye = torch.eye(K, dtype=ll.dtype, device=ll.device)
+    q = trans.expand(N, C, K, K).clone()
+    q[:, 0] = eye
+    log_scale = torch.zeros(N, C, K, dtype=ll.dtype, device=ll.device)
+    for step in range(L):
+        if step > 0:
+            q = M @ trans
+        lq = torch.log(q) + ll[:, :, step, None, :]
+        r = lq.amax(-1, keepdim=True)
+        r_safe = torch.where(torch.isfinite(r), r, torch.zeros_like(r))
+        M = torch.exp(lq - r_safe)
+        log_scale += r[..., 0]
+    return M, log_scale
+
+
+def _forward_backward_chunked(c: _Chain, per_step: bool, chunk_size: int | None,
+                              smooth: bool = True) -> tuple[Tensor, ...]:
+    ll0 = c.log_lik
+    N, T, K = ll0.shape
+    L = _chunk_size(T, chunk_size)
+    ll, C = _pad_time(ll0, L)
+    trans = c.trans
+    M, log_scale = _transfer(trans, ll.reshape(N, C, L, K))
+    log_M = torch.log(M)  # (N, C, K, K)
+    # Across chunks, forward: log filter at the end of each chunk (the start of the next).
+    log_f = c.log_init  # (N, K): "filter before chunk 0" is π (A_0 = I)
+    starts = [log_f]
+    for k in range(C - 1):
+        v = logmatmulexp((log_f + log_scale[:, k])[:, None, :], log_M[:, k])[:, 0]
+        log_f = v - torch.logsumexp(v, -1, keepdim=True)
+        starts.append(log_f)
+    start = torch.stack(starts, 1)  # (N, C, K)
+    # Predicted probabilities at each chunk's first step.
+    f_start = start.exp()
+    pred0 = torch.cat([f_start[:, :1], f_start[:, 1:] @ trans], 1)
+    filt_c, pred_c, log_norm = _filter_seq(pred0.reshape(N * C, K), trans,
+                                           ll.reshape(N * C, L, K), None)
+    filt_c = filt_c.reshape(N, C * L, K)
+    pred_c = pred_c.reshape(N, C * L, K)
+    filt, pred = filt_c[:, :T], pred_c[:, :T]
+    log_norm = log_norm.reshape(N, C * L)[:, :T]
+    if not smooth:
+        return filt, pred, log_norm
+    # Across chunks, backward: log β at the end of each chunk, β_end(C−1) = 1, and
+    # β_end(c−1) = M_c β_end(c) (the backward message through chunk c is the same product).
+    log_b = torch.zeros(N, K, dtype=ll.dtype, device=ll.device)
+    ends = [log_b]
+    for k in range(C - 1, 0, -1):
+        log_b = log_scale[:, k] + logmatmulexp(log_M[:, k], log_b[:, :, None])[..., 0]
+        log_b = log_b - log_b.amax(-1, keepdim=True)
+        ends.append(log_b)
+    end_b = torch.stack(ends[::-1], 1)  # (N, C, K)
+    f_end = filt_c.reshape(N, C, L, K)[:, :, -1]
+    g_end = torch.softmax(torch.log(f_end) + end_b, -1)  # γ at each chunk's last step
+    gamma = _smooth_seq(filt_c.reshape(N * C, L, K), pred_c.reshape(N * C, L, K), trans,
+                        g_end.reshape(N * C, K), None)
+    gamma = gamma.reshape(N, C * L, K)[:, :T]
+    return filt, pred, log_norm, gamma
+
+
+# --------------------------------------------------------------------------------------------
+# Associative-scan (log-semiring) form
+# --------------------------------------------------------------------------------------------
+
+
+def _associative_scan(fn: Any, elems: Tensor, dim: int) -> Tensor:
+    """Inclusive scan of an associative ``fn`` along ``dim`` by odd–even recursion
+    (Blelloch 1990; the form of jax.lax.associative_scan): O(log T) sequential levels."""
+    n = elems.shape[dim]
+    if n < 2:
+        return elems
+    even = elems.narrow(dim, 0, n - n % 2).unflatten(dim, (-1, 2))
+    pairs = fn(even.select(dim + 1, 0), even.select(dim + 1, 1))  # e0·e1, e2·e3, ...
+    odd_scan = _associative_scan(fn, pairs, dim)  # prefixes ending at odd indices
+    # Prefixes ending at even indices ≥ 2: (prefix at previous odd) · element.
+    out = torch.empty_like(elems)
+    idx_odd = torch.arange(1, n - n % 2, 2, device=elems.device)
+    out.index_copy_(dim, idx_odd, odd_scan)
+    out.narrow(dim, 0, 1).copy_(elems.narrow(dim, 0, 1))
+    if n > 2:
+        idx_even = torch.arange(2, n, 2, device=elems.device)
+        prev = odd_scan.narrow(dim, 0, idx_even.numel())
+        out.index_copy_(dim, idx_even, fn(prev, elems.index_select(dim, idx_even)))
+    return out
+
+
+def _scan_elements(c: _Chain) -> Tensor:
+    """E_t[i, j] = log P_ij + log p̂(y_t | x_t = j) (identity at padded steps); E_0 has every row
+    log π + log p̂(y_1 | ·). Shapes (N, T, K, K)."""
+    N, T, K = c.log_lik.shape
+    E = c.log_trans + c.log_lik[:, 1:, None, :]  # (N, T−1, K, K)
+    if c.valid is not None:
+        ident = torch.full((K, K), -math.inf, dtype=E.dtype, device=E.device)
+        ident.fill_diagonal_(0.0)
+        E = torch.where(c.valid[:, 1:, None, None], E, ident)
+    E0 = (c.log_init + c.log_lik[:, 0])[:, None, None, :].expand(N, 1, K, K)
+    return torch.cat([E0, E], 1)
+
+
+def _forward_backward_scan(c: _Chain, per_step: bool) -> tuple[Tensor, ...]:
+    E = _scan_elements(c)  # (N, T, K, K)
+    N, T, K, _ = E.shape
+    log_alpha = _associative_scan(logmatmulexp, E, 1)[:, :, 0, :]  # (N, T, K), Eq. 2.41
+    # Backward messages: log β_t = lse_j (E_{t+1} ··· E_{T−1})[i, j], a reversed scan.
+    if T > 1:
+        Er = E[:, 1:].flip(1)
+        suffix = _associative_scan(lambda a, b: logmatmulexp(b, a), Er, 1).flip(1)
+        log_beta = torch.cat([torch.logsumexp(suffix, -1),
+                              E.new_zeros(N, 1, K)], 1)  # (N, T, K)
+    else:
+        log_beta = E.new_zeros(N, 1, K)
+    lse_alpha = torch.logsumexp(log_alpha, -1)  # log p̂(y_1..y_t)
+    log_marg = lse_alpha[:, -1]
+    filt = torch.exp(log_alpha - lse_alpha[..., None])
+    log_norm = torch.cat([lse_alpha[:, :1], lse_alpha[:, 1:] - lse_alpha[:, :-1]], 1)
+    log_g = log_alpha + log_beta
+    gamma = torch.softmax(log_g, -1)
+    pred = torch.cat([c.log_init.exp()[:, None], filt[:, :-1] @ c.trans
+                      if c.homogeneous else (filt[:, :-1, None, :] @ c.trans)[..., 0, :]], 1)
+    if c.valid is not None:
+        pred = torch.where(c.valid[..., None], pred, torch.cat([pred[:, :1], filt[:, :-1]], 1))
+    return filt, pred, log_norm, gamma
+
+
+# --------------------------------------------------------------------------------------------
+# Public kernels
+# --------------------------------------------------------------------------------------------
+
+
+def forward_filter(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
+                   lengths: Any = None, method: str = "auto",
+                   chunk_size: int | None = None) -> HMMFiltered:
+    """The normalised forward filter (B11; Eqs. 2.36–2.37, 2.40).
+
+    log_init: (K,) or (*batch, K); log_trans: (K, K) or (T−1, K, K), row-stochastic
+    ``[from, to]``; log_lik: (*batch, T, K). See the module docstring for mask/lengths/method.
+    """
+    c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
+    how = _resolve(method, c)
+    if how == "chunked":
+        filt, pred, log_norm = _forward_backward_chunked(c, False, chunk_size, smooth=False)
+    elif how == "scan":
+        filt, pred, log_norm, _ = _forward_backward_scan(c, False)
+    else:
+        filt, pred, log_norm = _filter_seq(c.log_init.exp(), c.trans, c.log_lik, c.valid)
+    if bool((log_norm == -math.inf).any()):
+        raise _zero_prob_error(log_norm)
+    filt, pred, log_norm = _finish_masks(c, filt, pred, log_norm)
+    log_marg = log_norm.sum(-1)
+    return HMMFiltered(c.reshape(filt, 2), c.reshape(pred, 2), c.reshape(log_norm, 1),
+                       c.reshape(log_marg, 0))
+
+
+def backward_smooth(filtered: HMMFiltered, log_trans: Any, *, lengths: Any = None,
+                    pairwise: bool = False) -> HMMPosterior:
+    """The backward smoother (B11; Eqs. 2.38–2.39) from a filter's output alone.
+
+    filtered: the result of ``forward_filter`` (same ``lengths``); log_trans as there.
+    """
+    filt = filtered.filtered_probs
+    K, T = filt.shape[-1], filt.shape[-2]
+    batch = filt.shape[:-2]
+    B = int(torch.Size(batch).numel())
+    log_trans = torch.as_tensor(log_trans, dtype=filt.dtype, device=filt.device)
+    dummy = filt.new_zeros(*batch, T, K)
+    c = _check_chain(filtered.predicted_probs[..., 0, :].clamp_min(0).log(), log_trans, dummy,
+                     None, lengths)
+    f = filt.reshape(B, T, K)
+    p = filtered.predicted_probs.reshape(B, T, K)
+    if c.lengths is not None:
+        g_last = f[torch.arange(B, device=f.device), c.lengths - 1]
+        valid = c.valid
+    else:
+        g_last, valid = f[:, -1], None
+    gamma = _smooth_seq(f, p, c.trans, g_last, valid)
+    counts, pair = _pairwise(f, p, gamma, c.trans, valid, pairwise)
+    (gamma,) = _finish_masks(c, gamma)
+    return HMMPosterior(
+        filt, c.reshape(gamma, 2), filtered.log_marginal, filtered.log_normalizers,
+        c.reshape(counts, 2), None if pair is None else c.reshape(pair, 3))
+
+
+def forward_backward(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
+                     lengths: Any = None, pairwise: bool = False, method: str = "auto",
+                     chunk_size: int | None = None) -> HMMPosterior:
+    """Filter and smoother of an HMM (B10–B11): posterior marginals, pairwise marginals (summed
+    over time, and per step when ``pairwise``), and the log-marginal.
+
+    log_init: (K,) or (*batch, K); log_trans: (K, K) or (T−1, K, K), row-stochastic
+    ``[from, to]``; log_lik: (*batch, T, K); mask: (*batch, T) bool, True where observed;
+    lengths: (*batch,). method: "auto" | "sequential" | "chunked" | "scan".
+    """
+    c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
+    how = _resolve(method, c)
+    if how == "chunked":
+        filt, pred, log_norm, gamma = _forward_backward_chunked(c, pairwise, chunk_size)
+    elif how == "scan":
+        filt, pred, log_norm, gamma = _forward_backward_scan(c, pairwise)
+    else:
+        filt, pred, log_norm = _filter_seq(c.log_init.exp(), c.trans, c.log_lik, c.valid)
+        if bool((log_norm == -math.inf).any()):
+            raise _zero_prob_error(log_norm)
+        if c.lengths is not None:
+            g_last = filt[torch.arange(filt.shape[0], device=filt.device), c.lengths - 1]
+        else:
+            g_last = filt[:, -1]  # the smoother starts from the filter at T
+        gamma = _smooth_seq(filt, pred, c.trans, g_last, c.valid)
+    if bool((log_norm == -math.inf).any()):
+        raise _zero_prob_error(log_norm)
+    counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
+    filt, gamma, log_norm = _finish_masks(c, filt, gamma, log_norm)
+    log_marg = log_norm.sum(-1)
+    return HMMPosterior(
+        c.reshape(filt, 2), c.reshape(gamma, 2), c.reshape(log_marg, 0), c.reshape(log_norm, 1),
+        c.reshape(counts, 2), None if pair is None else c.reshape(pair, 3))
+
+
+def hmm_log_marginal(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
+                     lengths: Any = None, method: str = "auto") -> Tensor:
+    """log p̂(y_1..y_T) (Eq. 2.40). Shapes as ``forward_filter``; returns (*batch,)."""
+    return forward_filter(log_init, log_trans, log_lik, mask=mask, lengths=lengths,
+                          method=method).log_marginal
+
+
+def alpha_gamma(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
+                lengths: Any = None) -> AlphaGamma:
+    """The classical α–γ (forward–backward) algorithm (B12; Eqs. 2.41–2.44), α in log space.
+
+    Presented, as in the book, to connect with the historical literature; ``forward_backward``
+    is the form to use. Shapes as ``forward_filter``.
+    """
+    c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
+    N, T, K = c.log_lik.shape
+    ident = torch.full((K, K), -math.inf, dtype=c.log_lik.dtype, device=c.log_lik.device)
+    ident.fill_diagonal_(0.0)
+    log_alpha = torch.empty_like(c.log_lik)
+    a = c.log_init + c.log_lik[:, 0]  # α_1 = π ⊙ p̂(y_1 | ·)
+    log_alpha[:, 0] = a
+    for t in range(1, T):
+        lt = _trans_at(c.log_trans, t)
+        new = logmatmulexp(a[:, None, :], lt)[:, 0] + c.log_lik[:, t]  # Eq. 2.41
+        if c.valid is not None:
+            new = torch.where(c.valid[:, t, None], new, a)
+        a = new
+        log_alpha[:, t] = a
+    log_marg = torch.logsumexp(a, -1)  # Σ_x α_T(x) = p̂(y_1..y_T)
+    gamma = torch.empty_like(c.log_lik)
+    g = torch.exp(a - log_marg[:, None])  # γ_T = α_T / p̂(y)
+    gamma[:, T - 1] = g
+    pair1 = c.log_lik.new_zeros(N, max(T - 1, 0), K, K)
+    pair2 = c.log_lik.new_zeros(N, max(T - 1, 0), K, K)
+    for t in range(T - 1, 0, -1):
+        lt = _trans_at(c.log_trans, t)
+        if c.valid is not None:
+            lt = torch.where(c.valid[:, t, None, None], lt, ident)
+        joint = log_alpha[:, t - 1, :, None] + lt  # log α_{t−1}(i) p̂(x_t = j | x_{t−1} = i)
+        # Eq. 2.44, first line: γ_t(j) α_{t−1}(i) P_ij / Σ_i' α_{t−1}(i') P_i'j
+        cond = joint - torch.logsumexp(joint, -2, keepdim=True)
+        p1 = g[:, None, :] * cond.exp()
+        # Eq. 2.44, second line: γ_t(j) α_{t−1}(i) P_ij p̂(y_t | j) / α_t(j)
+        p2 = g[:, None, :] * torch.exp(joint + c.log_lik[:, t, None, :]
+                                       - log_alpha[:, t, None, :])
+        p1 = torch.nan_to_num(p1, nan=0.0)
+        p2 = torch.nan_to_num(p2, nan=0.0)
+        if c.valid is not None:
+            keep = c.valid[:, t, None, None].to(p1.dtype)
+            p1, p2 = p1 * keep, p2 * keep
+        pair1[:, t - 1] = p1
+        pair2[:, t - 1] = p2
+        g_new = p1.sum(-1)  # γ_{t−1}(i) = Σ_j pairwise (Eq. 2.44, last line)
+        if c.valid is not None:
+            g_new = torch.where(c.valid[:, t, None], g_new, g)
+        g = g_new
+        gamma[:, t - 1] = g
+    log_alpha, gamma = _finish_masks(c, log_alpha, gamma)
+    return AlphaGamma(c.reshape(log_alpha, 2), c.reshape(gamma, 2), c.reshape(pair1, 3),
+                      c.reshape(pair2, 3), c.reshape(log_marg, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# Viterbi
+# --------------------------------------------------------------------------------------------
+
+
+def _viterbi_forward(delta0: Tensor, log_trans: Tensor, ll: Tensor, valid: Tensor | None,
+                     start_t: int = 0) -> tuple[Tensor, Tensor]:
+    """Max-product recursion from δ at the first step. Returns backpointers (N, T, K) (entry t
+    holds argmax_i for step t; row 0 unused) and δ at the last step (N, K)."""
+    N, T, K = ll.shape
+    psi = torch.zeros(N, T, K, dtype=torch.long, device=ll.device)
+    d = delta0
+    ar = torch.arange(K, device=ll.device)
+    for t in range(1, T):
+        scores = d[:, :, None] + _trans_at(log_trans, t + start_t)  # (N, K_from, K_to)
+        best, arg = scores.max(-2)
+        new = best + ll[:, t]
+        if valid is not None:
+            v = valid[:, t, None]
+            new = torch.where(v, new, d)
+            arg = torch.where(v, arg, ar)
+        d = new
+        psi[:, t] = arg
+    return psi, d
+
+
+def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
+    """Follow backpointers from ``last`` (N,) → states (N, T)."""
+    N, T, K = psi.shape
+    states = torch.empty(N, T, dtype=torch.long, device=psi.device)
+    x = last
+    states[:, T - 1] = x
+    for t in range(T - 1, 0, -1):
+        x = psi[:, t].gather(1, x[:, None])[:, 0]
+        states[:, t - 1] = x
+    return states
+
+
+def _viterbi_chunked(c: _Chain, chunk_size: int | None) -> tuple[Tensor, Tensor]:
+    """Exact chunk-parallel Viterbi by fixed-point iteration on chunk boundaries.
+
+    All chunks run the max-product recursion at once from a guess of their incoming δ (the
+    normalised max-log-joint at the previous chunk's last step); each chunk's guess is then
+    replaced by the previous chunk's result and the chunks whose guess changed are re-run,
+    until no guess changes. Chunk 0 is exact at once and chunk c at the latest at iteration
+    c + 1, so this terminates with the sequential answer; because best paths coalesce, two or
+    three iterations suffice in practice. Work O(T K²) per iteration, O(√T) Python steps.
+    """
+    ll0 = c.log_lik
+    N, T, K = ll0.shape
+    L = _chunk_size(T, chunk_size)
+    ll, C = _pad_time(ll0, L)
+    llc = ll.reshape(N, C, L, K)
+    logP = c.log_trans
+    dtype = ll.dtype
+    tol_scale = 1e3 * eps(dtype)
+    guess = torch.zeros(N, C, K, dtype=dtype, device=ll.device)  # normalised incoming δ
+    psi = torch.zeros(N, C, L, K, dtype=torch.long, device=ll.device)
+    ends = torch.zeros(N, C, K, dtype=dtype, device=ll.device)
+    todo = torch.ones(N, C, dtype=torch.bool, device=ll.device)
+    first = c.log_init + llc[:, 0, 0]  # δ at t = 1
+    # The padded tail must not change the maximiser: identity transitions there (unlike the
+    # sum-product, where appended missing steps are neutral, max-product is not).
+    tail = (torch.arange(C * L, device=ll.device) < T).reshape(C, L)
+    for _ in range(C + 1):
+        idx = torch.nonzero(todo)  # (M, 2) (sequence, chunk)
+        if idx.shape[0] == 0:
+            break
+        n_i, c_i = idx[:, 0], idx[:, 1]
+        g = guess[n_i, c_i]
+        scores = g[:, :, None] + logP
+        best, arg0 = scores.max(-2)
+        d0 = best + llc[n_i, c_i, 0]
+        d0 = torch.where((c_i == 0)[:, None], first[n_i], d0)
+        p, d_end = _viterbi_forward(d0, logP, llc[n_i, c_i], tail[c_i])
+        p[:, 0] = arg0
+        psi[n_i, c_i] = p
+        mx = d_end.amax(-1, keepdim=True)
+        ends[n_i, c_i] = d_end - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+        new_guess = guess.clone()
+        new_guess[:, 1:] = ends[:, :-1]
+        finite = torch.isfinite(new_guess) & torch.isfinite(guess)
+        diff = torch.where(finite, (new_guess - guess).abs(), torch.zeros_like(guess))
+        scale = tol_scale * (1 + torch.where(finite, new_guess.abs(), torch.zeros_like(guess)))
+        same = ((diff <= scale) & (finite | (new_guess == guess))).all(-1)
+        todo = ~same
+        todo[:, 0] = False
+        guess = new_guess
+    # Backtrack inside every chunk from every end state at once.
+    paths = torch.empty(N, C, L, K, dtype=torch.long, device=ll.device)
+    x = torch.arange(K, device=ll.device).expand(N, C, K)
+    paths[:, :, L - 1] = x
+    for s in range(L - 1, 0, -1):
+        x = psi[:, :, s].gather(-1, x)
+        paths[:, :, s - 1] = x
+    into = psi[:, :, 0].gather(-1, paths[:, :, 0])  # state at the previous chunk's end
+    # The padded tail (ll = 0, any state) does not change the maximiser of the real steps:
+    # choose the end state at T − 1, then pick the last chunk's end state consistent with it.
+    states = torch.empty(N, C, L, dtype=torch.long, device=ll.device)
+    ar_n = torch.arange(N, device=ll.device)
+    d_last = ends[:, -1]
+    end_state = d_last.argmax(-1)
+    for k in range(C - 1, -1, -1):
+        states[:, k] = paths[ar_n, k, :, end_state]
+        end_state = into[ar_n, k, end_state]
+    states = states.reshape(N, C * L)[:, :T]
+    return states, _path_log_joint(c, states)
+
+
+def _path_log_joint(c: _Chain, states: Tensor) -> Tensor:
+    """log p̂(x_1..x_T, y_1..y_T) of given paths (N, T) (padding ignored)."""
+    N, T = states.shape
+    ll = c.log_lik.gather(-1, states.clamp_min(0)[..., None])[..., 0]
+    lp = c.log_init.gather(-1, states[:, :1])[:, 0]
+    if T > 1:
+        prev, nxt = states[:, :-1].clamp_min(0), states[:, 1:].clamp_min(0)
+        if c.homogeneous:
+            tr = c.log_trans[prev, nxt]
+        else:
+            tr = c.log_trans[torch.arange(T - 1, device=states.device), prev, nxt]
+        if c.valid is not None:
+            tr = torch.where(c.valid[:, 1:], tr, torch.zeros_like(tr))
+        lp = lp + tr.sum(-1)
+    return lp + ll.sum(-1)
+
+
+def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
+            lengths: Any = None, method: str = "auto",
+            chunk_size: int | None = None) -> ViterbiPath:
+    """The most probable state path (max-product recursion and backtracking).
+
+    Shapes as ``forward_filter``. method: "sequential" (loop over time), "chunked" (exact
+    chunk-parallel fixed-point iteration, for long sequences) or "auto". (A max-plus matrix
+    scan needs O(T K³) work without BLAS; measured slower on CPU for K ≥ 8, so not offered.)
+    """
+    c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
+    how = _resolve(method if method != "scan" else "sequential", c)
+    if how == "chunked":
+        states, log_joint = _viterbi_chunked(c, chunk_size)
+    else:
+        psi, d = _viterbi_forward(c.log_init + c.log_lik[:, 0], c.log_trans, c.log_lik,
+                                  c.valid)
+        log_joint, last = d.max(-1)
+        states = _backtrack(psi, last)
+    if bool((log_joint == -math.inf).any()):
+        b = int(torch.nonzero(log_joint == -math.inf)[0, 0])
+        raise ValueError(f"sequence {b} has zero probability under the model: every state "
+                         "path is impossible (check the transition zeros and emissions).")
+    if c.valid is not None:
+        states = torch.where(c.valid, states, torch.full_like(states, -1))
+    return ViterbiPath(c.reshape(states, 1), c.reshape(log_joint, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior sampling
+# --------------------------------------------------------------------------------------------
+
+
+def sample_posterior(log_init: Any, log_trans: Any, log_lik: Any, *, num_samples: int = 1,
+                     generator: torch.Generator | None = None, mask: Any = None,
+                     lengths: Any = None, method: str = "auto") -> Tensor:
+    """Draw state paths from p̂(x_1..x_T | y_1..y_T) by forward filtering, backward sampling:
+    x_T ~ p̂(x_T | y_1..T), then x_{t−1} ~ p̂(x_{t−1} | x_t, y_1..y_{t−1}) ∝ f_{t−1}(x_{t−1})
+    P[x_{t−1}, x_t] (Eq. 2.38, future conditioning). Returns (num_samples, *batch, T) long
+    (−1 at padded steps)."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
+    filt = forward_filter(c.log_init.reshape(*c.batch_shape, -1), log_trans,
+                          c.log_lik.reshape(*c.batch_shape, *c.log_lik.shape[1:]),
+                          lengths=lengths, method=method).filtered_probs
+    N, T, K = c.log_lik.shape
+    f = filt.reshape(1, N, T, K).expand(num_samples, N, T, K)
+    S = num_samples
+    u = torch.rand(S, N, T, dtype=f.dtype, device=f.device, generator=generator)
+    states = torch.empty(S, N, T, dtype=torch.long, device=f.device)
+    if c.lengths is not None:
+        last_t = c.lengths - 1
+        p_last = f[:, torch.arange(N), last_t]
+    else:
+        last_t = None
+        p_last = f[:, :, T - 1]
+    x = _categorical(p_last, u[:, :, T - 1])
+    states[:, :, T - 1] = x
+    for t in range(T - 1, 0, -1):
+        P = _trans_at(c.trans, t)
+        w = f[:, :, t - 1] * P.mT[x]  # f_{t−1}(j) P[j, x_t]
+        x_new = _categorical(w, u[:, :, t - 1])
+        if last_t is not None:
+            at_end = (t - 1) == last_t  # draw the last real step from the filter
+            x_new = torch.where(at_end, _categorical(f[:, :, t - 1], u[:, :, t - 1]), x_new)
+        x = x_new
+        states[:, :, t - 1] = x
+    if c.valid is not None:
+        states = torch.where(c.valid, states, torch.full_like(states, -1))
+    return states.reshape(S, *c.batch_shape, T)
+
+
+def _categorical(w: Tensor, u: Tensor) -> Tensor:
+    """Inverse-CDF draw from unnormalised weights w (*, K) with uniforms u (*)."""
+    cdf = w.cumsum(-1)
+    target = u[..., None] * cdf[..., -1:]
+    return (cdf <= target).sum(-1).clamp_max(w.shape[-1] - 1)
