@@ -282,14 +282,17 @@ def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
     """Normalised forward filter. pred0: (N, K) predicted probabilities at the first step;
     trans: (K, K) or (T−1, K, K); ll: (N, T, K). Returns filt, pred (N, T, K), log_norm (N, T).
 
-    The time update is a product of probabilities (no under- or overflow: every factor is in
-    [0, 1]); the measurement update is done in log space, so emission log-likelihoods of any
-    scale are safe.
+    Fast path: likelihoods scaled to max 1 per step, ``l_t = exp(ll_t − max ll_t)``, computed
+    for the whole table at once; the time update multiplies probabilities (entries in [0, 1]).
+    If some step's normaliser underflows to 0 (log-likelihoods of extreme scale meeting a
+    near-zero predicted probability), the pass is redone with the measurement update in log
+    space, which is safe at any scale.
     """
-    N, T, K = ll.shape
-    filt = torch.empty_like(ll)
-    pred = torch.empty_like(ll)
-    log_norm = torch.empty(N, T, dtype=ll.dtype, device=ll.device)
+    m = ll.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    lik = torch.exp(ll - m)
+    T = ll.shape[1]
+    filts, preds, norms = [], [], []
     p = pred0
     f = pred0
     for t in range(T):
@@ -297,33 +300,85 @@ def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
             p = f @ _trans_at(trans, t)  # Eq. 2.36, time update
             if valid is not None:
                 p = torch.where(valid[:, t, None], p, f)
-        pred[:, t] = p
-        log_u = torch.log(p) + ll[:, t]  # numerator of Eq. 2.37
-        c = torch.logsumexp(log_u, -1, keepdim=True)  # log p̂(y_t | y_1..y_{t−1}), Eq. 2.40
-        f = torch.exp(log_u - c)  # Eq. 2.37, measurement update
-        filt[:, t] = f
-        log_norm[:, t] = c[:, 0]
-    return filt, pred, log_norm
+        u = p * lik[:, t]  # numerator of Eq. 2.37
+        c = u.sum(-1, keepdim=True)  # p̂(y_t | y_1..y_{t−1}) / exp(max ll_t), Eq. 2.40
+        f = u / c  # Eq. 2.37, measurement update
+        preds.append(p)
+        filts.append(f)
+        norms.append(c)
+    filt = torch.stack(filts, 1)
+    log_norm = torch.log(torch.cat(norms, 1)) + m[..., 0]
+    if bool(torch.isfinite(filt).all()) and not bool((log_norm == -math.inf).any()):
+        return filt, torch.stack(preds, 1), log_norm
+    return _filter_seq_log(pred0, trans, ll, valid)
+
+
+def _filter_seq_log(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """``_filter_seq`` with the measurement update in log space (safe at any scale)."""
+    N, T, K = ll.shape
+    filts, preds, norms = [], [], []
+    p = pred0
+    f = pred0
+    for t in range(T):
+        if t > 0:
+            p = f @ _trans_at(trans, t)
+            if valid is not None:
+                p = torch.where(valid[:, t, None], p, f)
+        log_u = torch.log(p) + ll[:, t]
+        c = torch.logsumexp(log_u, -1, keepdim=True)
+        f = torch.exp(log_u - c)
+        preds.append(p)
+        filts.append(f)
+        norms.append(c)
+    return torch.stack(filts, 1), torch.stack(preds, 1), torch.cat(norms, 1)
 
 
 def _smooth_seq(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
-                valid: Tensor | None, t_offset: int = 0) -> Tensor:
+                valid: Tensor | None) -> Tensor:
     """The book's backward smoother (Eqs. 2.38–2.39): future conditioning then the backward
-    step, from the filter alone (the data are not re-accessed). Returns γ: (N, T, K)."""
-    N, T, K = filt.shape
-    gamma = torch.empty_like(filt)
+    step, from the filter alone (the data are not re-accessed). Returns γ: (N, T, K).
+
+    γ_{t−1}(j) = Σ_i γ_t(i) p̂(x_{t−1} = j | x_t = i, y_1..y_{t−1}) (Eq. 2.39) with the
+    future-conditioning distribution f_{t−1}(j) P_ji / pred_t(i) (Eq. 2.38). A predicted
+    probability of 0 has γ = 0 too, so 1/pred is taken as 0 there. If the ratio γ/pred
+    overflows (extreme log-likelihood scales), the pass is redone with per-step rescaling.
+    """
+    T = filt.shape[1]
+    tiny = torch.finfo(filt.dtype).tiny
+    inv_pred = torch.where(pred > 0, 1.0 / pred.clamp_min(tiny), torch.zeros_like(pred))
     g = gamma_last
-    gamma[:, T - 1] = g
+    out = [g]
     for t in range(T - 1, 0, -1):
-        ratio = _safe_div(g, pred[:, t])  # γ_t(i) / p̂(x_t = i | y_1..y_{t−1})
-        # Eq. 2.39: γ_{t−1}(j) = Σ_i γ_t(i) p̂(x_{t−1} = j | x_t = i, y_1..y_{t−1}), with the
-        # future-conditioning distribution (Eq. 2.38) = f_{t−1}(j) P_ji / pred_t(i).
-        g_new = filt[:, t - 1] * (ratio @ _trans_at(trans, t + t_offset).mT)
+        g_new = filt[:, t - 1] * ((g * inv_pred[:, t]) @ _trans_at(trans, t).mT)
         if valid is not None:
             g_new = torch.where(valid[:, t, None], g_new, g)
         g = g_new
-        gamma[:, t - 1] = g
-    return gamma
+        out.append(g)
+    gamma = torch.stack(out[::-1], 1)
+    if bool(torch.isfinite(gamma).all()):
+        return gamma
+    return _smooth_seq_safe(filt, pred, trans, gamma_last, valid)
+
+
+def _smooth_seq_safe(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
+                     valid: Tensor | None) -> Tensor:
+    """``_smooth_seq`` with the ratio γ/pred formed in log space and rescaled every step."""
+    T = filt.shape[1]
+    g = gamma_last
+    out = [g]
+    for t in range(T - 1, 0, -1):
+        lr = torch.log(g) - torch.log(pred[:, t])
+        lr = torch.where(torch.isnan(lr) | (g == 0), torch.full_like(lr, -math.inf), lr)
+        mx = lr.amax(-1, keepdim=True)
+        r = torch.exp(lr - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx)))
+        g_new = filt[:, t - 1] * (r @ _trans_at(trans, t).mT)
+        g_new = g_new / g_new.sum(-1, keepdim=True)
+        if valid is not None:
+            g_new = torch.where(valid[:, t, None], g_new, g)
+        g = g_new
+        out.append(g)
+    return torch.stack(out[::-1], 1)
 
 
 def _safe_div(a: Tensor, b: Tensor) -> Tensor:
@@ -386,6 +441,30 @@ def _pad_time(ll: Tensor, L: int) -> tuple[Tensor, int]:
 
 
 def _transfer(trans: Tensor, ll: Tensor) -> tuple[Tensor, Tensor]:
+    """Row-scaled transfer matrices of every chunk (see ``_transfer_log``), fast path: the
+    likelihoods are scaled to max 1 per step and multiplied in linear space. If a row
+    underflows to zero (log-likelihoods of extreme scale), the log-space form is used."""
+    N, C, L, K = ll.shape
+    m = ll.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    lik = torch.exp(ll - m)  # (N, C, L, K)
+    M = trans.expand(N, C, K, K).clone()
+    M[:, 0] = torch.eye(K, dtype=ll.dtype, device=ll.device)
+    scales = []
+    for step in range(L):
+        if step > 0:
+            M = M @ trans
+        M = M * lik[:, :, step, None, :]
+        s = M.amax(-1, keepdim=True)
+        M = M / s
+        scales.append(s)
+    log_scale = torch.log(torch.cat(scales, -1)).sum(-1) + m[..., 0].sum(-1)[..., None]
+    if bool(torch.isfinite(M).all()) and bool(torch.isfinite(log_scale).all()):
+        return M, log_scale
+    return _transfer_log(trans, ll)
+
+
+def _transfer_log(trans: Tensor, ll: Tensor) -> tuple[Tensor, Tensor]:
     """Row-scaled transfer matrices of every chunk.
 
     ll: (N, C, L, K) emission log-likelihoods. Chunk c's transfer matrix is
@@ -422,13 +501,14 @@ def _forward_backward_chunked(c: _Chain, per_step: bool, chunk_size: int | None,
     ll, C = _pad_time(ll0, L)
     trans = c.trans
     M, log_scale = _transfer(trans, ll.reshape(N, C, L, K))
-    log_M = torch.log(M)  # (N, C, K, K)
     # Across chunks, forward: log filter at the end of each chunk (the start of the next).
     log_f = c.log_init  # (N, K): "filter before chunk 0" is π (A_0 = I)
     starts = [log_f]
     for k in range(C - 1):
-        v = logmatmulexp((log_f + log_scale[:, k])[:, None, :], log_M[:, k])[:, 0]
-        log_f = v - torch.logsumexp(v, -1, keepdim=True)
+        a = log_f + log_scale[:, k]
+        a = a - a.amax(-1, keepdim=True)
+        v = (torch.exp(a)[:, None, :] @ M[:, k])[:, 0]  # filter at the end of chunk k
+        log_f = torch.log(v / v.sum(-1, keepdim=True))
         starts.append(log_f)
     start = torch.stack(starts, 1)  # (N, C, K)
     # Predicted probabilities at each chunk's first step.
@@ -447,7 +527,7 @@ def _forward_backward_chunked(c: _Chain, per_step: bool, chunk_size: int | None,
     log_b = torch.zeros(N, K, dtype=ll.dtype, device=ll.device)
     ends = [log_b]
     for k in range(C - 1, 0, -1):
-        log_b = log_scale[:, k] + logmatmulexp(log_M[:, k], log_b[:, :, None])[..., 0]
+        log_b = log_scale[:, k] + torch.log(M[:, k] @ torch.exp(log_b)[..., None])[..., 0]
         log_b = log_b - log_b.amax(-1, keepdim=True)
         ends.append(log_b)
     end_b = torch.stack(ends[::-1], 1)  # (N, C, K)
