@@ -1,0 +1,651 @@
+"""Covariance structures of K Gaussian components, and the Gaussian emission built on them.
+
+A Gaussian emission p̂(y | x = k) = N(y; μ_k, Σ_k) (Eq. 2.4) comes with one of four structures
+for its covariances, named as scikit-learn and hmmlearn name them:
+
+=============  ===============================  ==================  ======================
+structure      Σ_k                              stored covariances  free parameters
+=============  ===============================  ==================  ======================
+``Full``       any SPD matrix per component      (K, D, D)           K·D(D+1)/2
+``Diagonal``   diag(σ²_k1 .. σ²_kD)              (K, D)              K·D
+``Spherical``  σ²_k · I                          (K,)                K
+``Tied``       one SPD matrix Σ shared by all    (D, D)              D(D+1)/2
+=============  ===============================  ==================  ======================
+
+A structure is chosen once (STYLE §7) and is a small stateless object: it turns covariances
+into precision Cholesky factors, evaluates the (N, K) table of log-densities, forms the
+weighted second-order statistics, runs the M step, samples, and counts parameters.
+
+Precision Cholesky factors. As in scikit-learn, the log-density uses ``U_k`` with
+``U_k U_kᵀ = Σ_k⁻¹`` (upper triangular for full/tied; 1/σ for diagonal/spherical), so
+``log N(y; μ_k, Σ_k) = −½ D log τ + log|U_k| − ½ ‖U_kᵀ(y − μ_k)‖²`` needs no inverse (Eq. 2.8).
+
+Speed. The E step of a full-covariance mixture is one matrix product per step, not a loop over
+components: with the D(D+1)/2 distinct products ``f(y) = (y_i y_j)_{i≤j}`` (the quadratic
+features, computed once per datum),
+
+    (y − μ_k)ᵀ P_k (y − μ_k) = f(y) · vec(P_k) − 2 yᵀ P_k μ_k + μ_kᵀ P_k μ_k,   P_k = U_k U_kᵀ,
+
+so the whole (N, K) Mahalanobis table is ``F @ vec(P)ᵀ`` plus a rank-D correction; the M step's
+weighted scatter Σ_n r_nk y_n y_nᵀ is ``Rᵀ @ F`` from the *same* features. Exploiting symmetry
+halves the flops of the naive ``(x − μ_k)ᵀ U_k`` formulation. The expansion subtracts large
+numbers when the data sit far from the origin relative to their spread, so every statistic is
+taken about a fixed reference point ``center`` (the data mean, set at initialisation), which
+leaves the model unchanged and keeps the cancellation small; Mahalanobis distances are clamped
+at 0 against rounding.
+
+Regularisation. ``reg_covar ≥ 0`` is added to the diagonal of every covariance the M step
+estimates (scikit-learn's meaning), which keeps Σ_k positive definite when a component owns
+fewer than D + 1 points or a feature is constant. With ``reg_covar = 0`` a singular estimate
+raises ``ValueError`` naming the component.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from genmodels.io import SavableModule
+from genmodels.linalg import LOG_TAU, eps, symmetrize
+
+Stats = dict[str, Tensor]
+
+
+def _ill_defined(which: list[int], what: str = "component") -> ValueError:
+    return ValueError(
+        f"Fitting the Gaussian model failed because the covariance of {what}(s) {which} is not "
+        "positive definite (an ill-defined empirical covariance: too few points, a collapsed "
+        "component, or constant/duplicated features). Try to decrease the number of "
+        "components, increase reg_covar, or scale the input data."
+    )
+
+
+def _triu_features(y: Tensor) -> Tensor:
+    """The D(D+1)/2 distinct products y_i y_j, i ≤ j, row by row. y: (N, D) → (N, D(D+1)/2)."""
+    n, d = y.shape
+    out = torch.empty(n, d * (d + 1) // 2, dtype=y.dtype, device=y.device)
+    o = 0
+    for i in range(d):  # D slices of whole columns: vectorised over data
+        torch.mul(y[:, i:], y[:, i : i + 1], out=out[:, o : o + d - i])
+        o += d - i
+    return out
+
+
+def _pack(a: Tensor, off_diagonal_factor: float) -> Tensor:
+    """Upper triangle of symmetric matrices, row by row, off-diagonal entries scaled.
+
+    a: (*, D, D) → (*, D(D+1)/2).
+    """
+    d = a.shape[-1]
+    iu = torch.triu_indices(d, d, device=a.device)
+    packed = a[..., iu[0], iu[1]]
+    if off_diagonal_factor != 1.0:
+        scale = torch.where(iu[0] == iu[1], 1.0, off_diagonal_factor).to(a.dtype)
+        packed = packed * scale
+    return packed
+
+
+def _unpack(p: Tensor, d: int) -> Tensor:
+    """Inverse of ``_pack(·, 1)``: (*, D(D+1)/2) → symmetric (*, D, D)."""
+    iu = torch.triu_indices(d, d, device=p.device)
+    out = torch.zeros(*p.shape[:-1], d, d, dtype=p.dtype, device=p.device)
+    out[..., iu[0], iu[1]] = p
+    out[..., iu[1], iu[0]] = p
+    return out
+
+
+def _cholesky_or_raise(cov: Tensor, what: str) -> Tensor:
+    L, info = torch.linalg.cholesky_ex(symmetrize(cov))
+    if bool((info > 0).any()):
+        bad = torch.nonzero(info.reshape(-1) > 0).reshape(-1).tolist()
+        raise _ill_defined(bad, what)
+    return L
+
+
+def _precision_cholesky_from_lower(L: Tensor) -> Tensor:
+    """U with U Uᵀ = (L Lᵀ)⁻¹: U = L⁻ᵀ (upper triangular). L: (*, D, D)."""
+    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device).expand_as(L)
+    return torch.linalg.solve_triangular(L, eye, upper=False).mT
+
+
+class CovarianceStructure(ABC):
+    """How K Gaussian components parameterise and estimate their covariances.
+
+    Conventions: N data, D dims, K components. ``y`` and ``means`` passed to the methods are
+    already shifted by the emission's reference point (see the module docstring).
+    """
+
+    name: ClassVar[str]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    @abstractmethod
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        """Shape of the stored covariances."""
+
+    @abstractmethod
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        """Unit covariances in this structure."""
+
+    @abstractmethod
+    def precision_cholesky(self, cov: Tensor) -> Tensor:
+        """U with U Uᵀ = Σ⁻¹ (same shape as ``cov``); ``ValueError`` naming any component
+        whose covariance is not positive definite."""
+
+    @abstractmethod
+    def precision(self, prec_chol: Tensor) -> Tensor:
+        """Σ⁻¹ = U Uᵀ from the precision Cholesky factors (same shape as the covariances)."""
+
+    @abstractmethod
+    def covariance_from_precision(self, precision: Tensor) -> Tensor:
+        """Σ from Σ⁻¹ (for a user's ``precisions_init``)."""
+
+    @abstractmethod
+    def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
+        """log |U_k| = −½ log |Σ_k| for every component: (K,)."""
+
+    @abstractmethod
+    def features(self, y: Tensor) -> Tensor:
+        """Second-order features of y shared by ``mahalanobis`` and ``second_moment``."""
+
+    @abstractmethod
+    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """(y_n − μ_k)ᵀ Σ_k⁻¹ (y_n − μ_k): (N, K)."""
+
+    @abstractmethod
+    def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
+        """Weighted second-order statistic Σ_n r_nk (·) — additive over data."""
+
+    @abstractmethod
+    def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
+                   ) -> Tensor:
+        """M step: Σ_k = ⟨r_k y yᵀ⟩/⟨r_k⟩ − μ_k μ_kᵀ + reg_covar · I (§7.1).
+
+        counts: (K,) Σ_n r_nk; means: (K, D) the new means; second: ``second_moment``'s sum.
+        """
+
+    @abstractmethod
+    def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
+        """Σ_{states}^{1/2} ε for standard normal ε: (*, D)."""
+
+    @abstractmethod
+    def num_parameters(self, k: int, d: int) -> int:
+        """Free covariance parameters."""
+
+    @abstractmethod
+    def as_full(self, cov: Tensor, k: int, d: int) -> Tensor:
+        """The covariances as (K, D, D) matrices."""
+
+    def check(self, cov: Any, k: int, d: int, *, name: str = "covariances",
+              dtype: torch.dtype | None = None, device: Any = None) -> Tensor:
+        """Validate user-given covariances (or precisions): shape, finiteness, symmetry and
+        positive definiteness. Returns them as a tensor."""
+        from genmodels._validation import as_tensor
+
+        t = as_tensor(cov, name=name, dtype=dtype, device=device)
+        want = self.shape(k, d)
+        if tuple(t.shape) != want:
+            raise ValueError(
+                f"{name} for covariance_type={self.name!r} must have shape {want}, got "
+                f"{tuple(t.shape)}."
+            )
+        self._check_values(t, name)
+        return t
+
+    def _check_values(self, t: Tensor, name: str) -> None:
+        if bool((t <= 0).any()):
+            raise ValueError(f"{name} must be positive, got a minimum of {float(t.min()):g}.")
+
+
+class _MatrixStructure(CovarianceStructure):
+    """Shared by Full and Tied: SPD matrices held through Cholesky factors."""
+
+    def precision_cholesky(self, cov: Tensor) -> Tensor:
+        return _precision_cholesky_from_lower(_cholesky_or_raise(cov, self._what))
+
+    def precision(self, prec_chol: Tensor) -> Tensor:
+        return prec_chol @ prec_chol.mT
+
+    def covariance_from_precision(self, precision: Tensor) -> Tensor:
+        L = _cholesky_or_raise(precision, "precision matrix")
+        return symmetrize(torch.cholesky_inverse(L))
+
+    def _check_values(self, t: Tensor, name: str) -> None:
+        if not torch.allclose(t, t.mT, rtol=1e-6, atol=10 * eps(t.dtype) * float(t.abs().max())):
+            raise ValueError(f"{name} must be symmetric.")
+        _, info = torch.linalg.cholesky_ex(t)
+        if bool((info > 0).any()):
+            bad = torch.nonzero(info.reshape(-1) > 0).reshape(-1).tolist()
+            raise ValueError(f"{name} must be positive definite; matrix/matrices {bad} are not.")
+
+    _what: ClassVar[str] = "component"
+
+
+class Full(_MatrixStructure):
+    """Σ_k any symmetric positive definite matrix per component; covariances (K, D, D)."""
+
+    name = "full"
+
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (k, d, d)
+
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        return torch.eye(d, dtype=dtype, device=device).expand(k, d, d).clone()
+
+    def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
+        return torch.log(prec_chol.diagonal(dim1=-2, dim2=-1)).sum(-1)
+
+    def features(self, y: Tensor) -> Tensor:
+        return _triu_features(y)  # (N, D(D+1)/2)
+
+    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        P = prec_chol @ prec_chol.mT  # (K, D, D) precisions
+        b = (P @ means[..., None]).squeeze(-1)  # (K, D) P_k μ_k
+        quad = feats @ _pack(P, 2.0).T  # (N, K) yᵀ P_k y from the quadratic features
+        maha = quad - 2.0 * (y @ b.T) + (means * b).sum(-1)  # (N, K)
+        return maha.clamp_min(0.0)
+
+    def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
+        return weights.T @ feats  # (K, D(D+1)/2): Σ_n r_nk y_n y_nᵀ, packed
+
+    def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
+                   ) -> Tensor:
+        d = means.shape[-1]
+        cov = _unpack(second, d) / counts[:, None, None] - means[:, :, None] * means[:, None, :]
+        return _add_reg(symmetrize(cov), reg_covar)
+
+    def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
+        L = _cholesky_or_raise(cov, "component")
+        return (L[states] @ eps_[..., None]).squeeze(-1)
+
+    def num_parameters(self, k: int, d: int) -> int:
+        return k * d * (d + 1) // 2
+
+    def as_full(self, cov: Tensor, k: int, d: int) -> Tensor:
+        return cov
+
+
+class Tied(_MatrixStructure):
+    """One covariance Σ shared by every component; covariances (D, D). (LDA's assumption.)"""
+
+    name = "tied"
+    _what = "shared matrix"
+
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (d, d)
+
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        return torch.eye(d, dtype=dtype, device=device)
+
+    def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
+        return torch.log(prec_chol.diagonal()).sum().expand(k)
+
+    def features(self, y: Tensor) -> Tensor:
+        return y  # the tied scatter is a plain (D, D) product; no quadratic features needed
+
+    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        z = y @ prec_chol  # (N, D) Uᵀ y
+        m = means @ prec_chol  # (K, D) Uᵀ μ_k
+        maha = z.square().sum(-1, keepdim=True) - 2.0 * (z @ m.T) + m.square().sum(-1)
+        return maha.clamp_min(0.0)
+
+    def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
+        w = weights.sum(-1)  # (N,) Σ_k r_nk
+        return (y * w[:, None]).T @ y  # (D, D)
+
+    def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
+                   ) -> Tensor:
+        between = (means * counts[:, None]).T @ means  # Σ_k N_k μ_k μ_kᵀ
+        cov = (second - between) / counts.sum()
+        return _add_reg(symmetrize(cov), reg_covar)
+
+    def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
+        L = _cholesky_or_raise(cov, "shared matrix")
+        return eps_ @ L.T
+
+    def num_parameters(self, k: int, d: int) -> int:
+        return d * (d + 1) // 2
+
+    def as_full(self, cov: Tensor, k: int, d: int) -> Tensor:
+        return cov.expand(k, d, d)
+
+
+class Diagonal(CovarianceStructure):
+    """Σ_k = diag(σ²_k); covariances (K, D) hold the variances."""
+
+    name = "diag"
+
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (k, d)
+
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        return torch.ones(k, d, dtype=dtype, device=device)
+
+    def precision_cholesky(self, cov: Tensor) -> Tensor:
+        bad = (cov <= 0).any(-1)
+        if bool(bad.any()):
+            raise _ill_defined(torch.nonzero(bad).reshape(-1).tolist())
+        return torch.rsqrt(cov)
+
+    def precision(self, prec_chol: Tensor) -> Tensor:
+        return prec_chol.square()
+
+    def covariance_from_precision(self, precision: Tensor) -> Tensor:
+        return 1.0 / precision
+
+    def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
+        return torch.log(prec_chol).sum(-1)
+
+    def features(self, y: Tensor) -> Tensor:
+        return y.square()
+
+    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        prec = prec_chol.square()  # (K, D)
+        maha = feats @ prec.T - 2.0 * (y @ (means * prec).T) + (means.square() * prec).sum(-1)
+        return maha.clamp_min(0.0)
+
+    def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
+        return weights.T @ feats  # (K, D)
+
+    def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
+                   ) -> Tensor:
+        return (second / counts[:, None] - means.square()).clamp_min(0.0) + reg_covar
+
+    def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
+        return cov.sqrt()[states] * eps_
+
+    def num_parameters(self, k: int, d: int) -> int:
+        return k * d
+
+    def as_full(self, cov: Tensor, k: int, d: int) -> Tensor:
+        return torch.diag_embed(cov)
+
+
+class Spherical(CovarianceStructure):
+    """Σ_k = σ²_k I; covariances (K,) hold the variances."""
+
+    name = "spherical"
+
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (k,)
+
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        return torch.ones(k, dtype=dtype, device=device)
+
+    def precision_cholesky(self, cov: Tensor) -> Tensor:
+        bad = cov <= 0
+        if bool(bad.any()):
+            raise _ill_defined(torch.nonzero(bad).reshape(-1).tolist())
+        return torch.rsqrt(cov)
+
+    def precision(self, prec_chol: Tensor) -> Tensor:
+        return prec_chol.square()
+
+    def covariance_from_precision(self, precision: Tensor) -> Tensor:
+        return 1.0 / precision
+
+    def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
+        return d * torch.log(prec_chol)
+
+    def features(self, y: Tensor) -> Tensor:
+        return y.square().sum(-1, keepdim=True)  # (N, 1) ‖y‖²
+
+    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        sq = feats - 2.0 * (y @ means.T) + means.square().sum(-1)  # (N, K) ‖y − μ_k‖²
+        return (sq * prec_chol.square()).clamp_min(0.0)
+
+    def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
+        return (weights.T @ feats).squeeze(-1)  # (K,) Σ_n r_nk ‖y_n‖²
+
+    def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
+                   ) -> Tensor:
+        d = means.shape[-1]
+        var = (second / counts - means.square().sum(-1)) / d
+        return var.clamp_min(0.0) + reg_covar
+
+    def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
+        return cov.sqrt()[states][..., None] * eps_
+
+    def num_parameters(self, k: int, d: int) -> int:
+        return k
+
+    def as_full(self, cov: Tensor, k: int, d: int) -> Tensor:
+        eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+        return cov[:, None, None] * eye
+
+
+def _add_reg(cov: Tensor, reg_covar: float) -> Tensor:
+    if reg_covar == 0.0:
+        return cov
+    d = cov.shape[-1]
+    return cov + reg_covar * torch.eye(d, dtype=cov.dtype, device=cov.device)
+
+
+#: The structures by their scikit-learn / hmmlearn names.
+COVARIANCE_STRUCTURES: dict[str, type[CovarianceStructure]] = {
+    "full": Full, "diag": Diagonal, "spherical": Spherical, "tied": Tied,
+}
+
+
+def covariance_structure(kind: str | CovarianceStructure) -> CovarianceStructure:
+    """The structure object for a name ("full", "diag", "spherical", "tied") or itself."""
+    if isinstance(kind, CovarianceStructure):
+        return kind
+    if kind not in COVARIANCE_STRUCTURES:
+        raise ValueError(
+            f"covariance_type must be one of {tuple(COVARIANCE_STRUCTURES)}, got {kind!r}."
+        )
+    return COVARIANCE_STRUCTURES[kind]()
+
+
+class GaussianEmission(SavableModule):
+    """K Gaussian emissions p̂(y | x = k) = N(y; μ_k, Σ_k) (Eq. 2.4), implementing the
+    ``Emission`` protocol for mixtures and HMMs.
+
+    Buffers: ``means`` (K, D); ``covariances`` (shape by structure, see the module table);
+    ``precisions_cholesky`` (same shape, U_k with U_k U_kᵀ = Σ_k⁻¹, kept in sync);
+    ``center`` (D,) the reference point statistics are taken about (numerics only).
+
+    Statistics (additive over data, about ``center`` c): ``counts`` (K,) Σ r_nk;
+    ``sum`` (K, D) Σ r_nk (y_n − c); ``second`` Σ r_nk (y_n − c)(·)ᵀ in the structure's form.
+    The M step (§7.1): μ_k = c + sum_k/counts_k, Σ_k = second_k/counts_k − (μ_k−c)(μ_k−c)ᵀ +
+    reg_covar·I. ``counts`` get ``10·eps`` added (as scikit-learn does) so an empty component
+    keeps finite parameters (mean c, covariance reg_covar·I) instead of NaN.
+    """
+
+    def __init__(
+        self,
+        num_states: int,
+        dim: int,
+        covariance: str | CovarianceStructure = "full",
+        *,
+        reg_covar: float = 1e-6,
+        dtype: torch.dtype | str = torch.float64,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        from genmodels._validation import (
+            check_nonnegative_float,
+            check_positive_int,
+            resolve_dtype,
+        )
+
+        k = check_positive_int(num_states, "num_states")
+        d = check_positive_int(dim, "dim")
+        self.structure = covariance_structure(covariance)
+        self.reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
+        dt = resolve_dtype(dtype)
+        self.config = {"num_states": k, "dim": d, "covariance": self.structure.name,
+                       "reg_covar": self.reg_covar, "dtype": str(dt).removeprefix("torch.")}
+        cov = self.structure.identity(k, d, dt, device)
+        self.register_buffer("means", torch.zeros(k, d, dtype=dt, device=device))
+        self.register_buffer("covariances", cov)
+        self.register_buffer("precisions_cholesky", self.structure.precision_cholesky(cov))
+        self.register_buffer("center", torch.zeros(d, dtype=dt, device=device))
+        self._memo: tuple[Tensor, int, Tensor] | None = None
+
+    means: Tensor
+    covariances: Tensor
+    precisions_cholesky: Tensor
+    center: Tensor
+
+    @classmethod
+    def from_parameters(
+        cls,
+        means: Tensor,
+        covariances: Tensor | None = None,
+        covariance: str | CovarianceStructure = "full",
+        *,
+        precisions: Tensor | None = None,
+        reg_covar: float = 1e-6,
+    ) -> GaussianEmission:
+        """An emission with the given means (K, D) and covariances (or precisions)."""
+        means = torch.as_tensor(means)
+        if not means.is_floating_point():
+            means = means.to(torch.float64)
+        k, d = means.shape
+        em = cls(k, d, covariance, reg_covar=reg_covar, dtype=means.dtype, device=means.device)
+        em.set_parameters(means=means, covariances=covariances, precisions=precisions)
+        em.set_center(means)
+        return em
+
+    # -- parameters ---------------------------------------------------------------------------
+    @property
+    def num_states(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    def set_parameters(self, *, means: Tensor | None = None, covariances: Tensor | None = None,
+                       precisions: Tensor | None = None) -> None:
+        """Replace means and/or covariances (or precisions Σ⁻¹), validated."""
+        k, d = self.num_states, self.dim
+        dt, dev = self.means.dtype, self.means.device
+        if means is not None:
+            from genmodels._validation import as_tensor
+
+            m = as_tensor(means, name="means", dtype=dt, device=dev)
+            if tuple(m.shape) != (k, d):
+                raise ValueError(f"means must have shape {(k, d)}, got {tuple(m.shape)}.")
+            self.means = m.clone()
+        if precisions is not None:
+            p = self.structure.check(precisions, k, d, name="precisions", dtype=dt, device=dev)
+            covariances = self.structure.covariance_from_precision(p)
+        if covariances is not None:
+            c = self.structure.check(covariances, k, d, name="covariances", dtype=dt, device=dev)
+            self.precisions_cholesky = self.structure.precision_cholesky(c)
+            self.covariances = c.clone()
+        self._memo = None
+
+    def set_center(self, y: Tensor) -> None:
+        """Take statistics about the mean of ``y`` (N, D) from now on (numerics only)."""
+        self.center = y.detach().to(self.center).mean(0)
+        self._memo = None
+
+    @property
+    def precisions(self) -> Tensor:
+        """Σ_k⁻¹ in the structure's shape."""
+        return self.structure.precision(self.precisions_cholesky)
+
+    def full_covariances(self) -> Tensor:
+        """Σ_k as (K, D, D) matrices whatever the structure."""
+        return self.structure.as_full(self.covariances, self.num_states, self.dim)
+
+    def num_parameters(self) -> int:
+        """K·D means plus the structure's covariance parameters."""
+        k, d = self.num_states, self.dim
+        return k * d + self.structure.num_parameters(k, d)
+
+    # -- inference ----------------------------------------------------------------------------
+    def _features(self, yc: Tensor, y: Tensor) -> Tensor:
+        # One-entry memo: a mixture's E step asks for the log-likelihood of a chunk and then for
+        # its statistics; both use the same quadratic features, computed once.
+        memo = self._memo
+        if memo is not None and memo[0] is y and memo[1] == y._version:
+            return memo[2]
+        feats = self.structure.features(yc)
+        self._memo = (y, y._version, feats)
+        return feats
+
+    def mahalanobis(self, y: Tensor) -> Tensor:
+        """(y_n − μ_k)ᵀ Σ_k⁻¹ (y_n − μ_k). y: (N, D) → (N, K)."""
+        yc = y - self.center
+        return self.structure.mahalanobis(yc, self._features(yc, y), self.means - self.center,
+                                          self.precisions_cholesky)
+
+    def log_likelihood(self, y: Tensor) -> Tensor:
+        """log N(y_n; μ_k, Σ_k) (Eq. 2.8 without the prior). y: (N, D) → (N, K)."""
+        k, d = self.num_states, self.dim
+        logdet = self.structure.log_det_precision_cholesky(self.precisions_cholesky, k, d)
+        return (-0.5 * d * LOG_TAU) + logdet - 0.5 * self.mahalanobis(y)
+
+    # -- learning -----------------------------------------------------------------------------
+    def expected_stats(self, y: Tensor, weights: Tensor) -> Stats:
+        """Σ_n r_nk, Σ_n r_nk (y_n − c), and the second-order statistic. y: (N, D);
+        weights: (N, K)."""
+        yc = y - self.center
+        feats = self._features(yc, y)
+        return {
+            "counts": weights.sum(0),
+            "sum": weights.T @ yc,
+            "second": self.structure.second_moment(yc, feats, weights),
+        }
+
+    def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
+        """M step (§7.1); ``frozen`` may name ``means`` and/or ``covariances``."""
+        counts = stats["counts"] + 10.0 * eps(stats["counts"].dtype)
+        means_c = stats["sum"] / counts[:, None]  # (K, D) new means about the center
+        if "means" in frozen:
+            means_c = self.means - self.center
+        if "covariances" not in frozen:
+            cov = self.structure.covariance(counts, means_c, stats["second"], self.reg_covar)
+            self.precisions_cholesky = self.structure.precision_cholesky(cov)
+            self.covariances = cov
+        self.means = means_c + self.center
+        self._memo = None
+
+    def sample(self, states: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """y ~ N(μ_s, Σ_s) for each state s. states: (*,) long → (*, D)."""
+        e = torch.randn(*states.shape, self.dim, generator=generator, dtype=self.means.dtype,
+                        device=self.means.device)
+        return self.means[states] + self.structure.noise(self.covariances, states, e)
+
+    def extra_repr(self) -> str:
+        return (f"num_states={self.num_states}, dim={self.dim}, "
+                f"covariance={self.structure.name!r}, reg_covar={self.reg_covar:g}")
+
+
+def gaussian_mle(y: Tensor) -> tuple[Tensor, Tensor]:
+    """Closed-form Gaussian MLE (§6.1, D2): the sample mean and the 1/N sample covariance.
+
+    y: (N, D) → (mean (D,), covariance (D, D)).
+    """
+    mean = y.mean(0)
+    yc = y - mean
+    return mean, symmetrize(yc.T @ yc / y.shape[0])
+
+
+__all__ = [
+    "COVARIANCE_STRUCTURES",
+    "CovarianceStructure",
+    "Diagonal",
+    "Full",
+    "GaussianEmission",
+    "Spherical",
+    "Tied",
+    "covariance_structure",
+    "gaussian_mle",
+]
+
