@@ -1,0 +1,457 @@
+"""Continuous exponential families: Gamma, Normal, DiagonalNormal, FullNormal."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from genmodels._validation import as_tensor
+from genmodels.families.base import ExponentialFamily, check_open_interval
+from genmodels.linalg import LOG_TAU, symmetrize
+
+
+def _float(x: Tensor) -> Tensor:
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+class Gamma(ExponentialFamily):
+    """p(x) = β^α x^{α−1} e^{−βx} / Γ(α), x > 0 (shape α, rate β).
+
+    η = (α − 1, −β) (P = 2); t(x) = (log x, x); h(x) = 1;
+    A(η) = log Γ(η₁ + 1) − (η₁ + 1) log(−η₂).
+    Mean parameters (ψ(α) − log β, α/β); Fisher information [[ψ′(α), 1/β], [1/β, α/β²]].
+    The mean → natural map has no closed form: α solves log α − ψ(α) = log E[x] − E[log x],
+    found by Newton's method (``natural_from_mean``).
+    """
+
+    event_dim = 0
+
+    @classmethod
+    def from_shape_rate(cls, concentration: Any, rate: Any) -> Gamma:
+        a = as_tensor(concentration, name="concentration")
+        b = as_tensor(rate, name="rate")
+        a, b = torch.broadcast_tensors(a, b)
+        return cls(torch.stack([a - 1, -b], -1))
+
+    @property
+    def concentration(self) -> Tensor:
+        return self.natural[..., 0] + 1
+
+    @property
+    def rate(self) -> Tensor:
+        return -self.natural[..., 1]
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.stack([torch.log(xf), xf], -1)
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        return torch.zeros_like(_float(x))
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        a = natural[..., 0] + 1
+        return torch.lgamma(a) - a * torch.log(-natural[..., 1])
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        a, b = natural[..., 0] + 1, -natural[..., 1]
+        return torch.stack([torch.digamma(a) - torch.log(b), a / b], -1)
+
+    @classmethod
+    def fisher_from_natural(cls, natural: Tensor) -> Tensor:
+        a, b = natural[..., 0] + 1, -natural[..., 1]
+        row0 = torch.stack([torch.polygamma(1, a), 1 / b], -1)
+        row1 = torch.stack([1 / b, a / b.square()], -1)
+        return torch.stack([row0, row1], -2)
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor, *, tol: float | None = None,
+                          max_iter: int = 100) -> Tensor:
+        """Solve ψ(α) − log α = E[log x] − log E[x] for α by Newton's method, then β = α/E[x].
+
+        s = log E[x] − E[log x] > 0 by Jensen's inequality (= 0 only for a point mass, which
+        no Gamma has: ``ValueError``). Newton on f(α) = log α − ψ(α) − s, f′ = 1/α − ψ′(α),
+        from Minka's closed-form start α₀ = (3 − s + √((s − 3)² + 24 s)) / (12 s); f is
+        convex and decreasing, so Newton from below converges monotonically. Iterates in log α
+        to stay positive; stops when every |Δ log α| < tol (default 100 · eps)."""
+        mean_log, mean_x = mean[..., 0], mean[..., 1]
+        check_open_interval(mean_x, "Gamma mean E[x]", 0.0)
+        s = torch.log(mean_x) - mean_log
+        check_open_interval(s, "log E[x] − E[log x] (zero only for constant data)", 0.0)
+        tol = 100 * torch.finfo(mean.dtype).eps if tol is None else tol
+        alpha = (3 - s + torch.sqrt((s - 3).square() + 24 * s)) / (12 * s)
+        for _ in range(max_iter):
+            f = torch.log(alpha) - torch.digamma(alpha) - s
+            fp = 1 / alpha - torch.polygamma(1, alpha)
+            # Newton step in log α: Δ log α = −f / (α f′).
+            step = -f / (alpha * fp)
+            alpha = alpha * torch.exp(step)
+            if bool((step.abs() < tol).all()):
+                break
+        return torch.stack([alpha - 1, -alpha / mean_x], -1)
+
+    @classmethod
+    def check_natural(cls, natural: Tensor) -> None:
+        if natural.shape[-1] != 2:
+            raise ValueError(f"Gamma natural parameters have P = 2, got {natural.shape[-1]}.")
+        check_open_interval(natural[..., 0], "Gamma η₁ = α − 1", -1.0)
+        check_open_interval(natural[..., 1], "Gamma η₂ = −β", high=0.0)
+
+    def to_torch(self) -> torch.distributions.Gamma:
+        return torch.distributions.Gamma(self.concentration, self.rate)
+
+    @classmethod
+    def from_torch(cls, dist: torch.distributions.Distribution) -> Gamma:
+        if not isinstance(dist, torch.distributions.Gamma):
+            raise ValueError(f"expected torch.distributions.Gamma, got {type(dist).__name__}.")
+        return cls.from_shape_rate(dist.concentration, dist.rate)
+
+
+# ----------------------------------------------------------------------------- Gaussians
+def _normal_log_partition(eta1: Tensor, eta2: Tensor) -> Tensor:
+    """Per coordinate: A = −η₁²/(4η₂) − ½ log(−2η₂)."""
+    return -eta1.square() / (4 * eta2) - 0.5 * torch.log(-2 * eta2)
+
+
+def _normal_mean(eta1: Tensor, eta2: Tensor) -> tuple[Tensor, Tensor]:
+    """Per coordinate: (E[x], E[x²]) = (μ, μ² + σ²) with σ² = −1/(2η₂), μ = σ² η₁."""
+    var = -0.5 / eta2
+    mu = var * eta1
+    return mu, mu.square() + var
+
+
+def _normal_fisher_blocks(eta1: Tensor, eta2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per coordinate: Var[x] = σ², Cov[x, x²] = 2μσ², Var[x²] = 4μ²σ² + 2σ⁴."""
+    var = -0.5 / eta2
+    mu = var * eta1
+    return var, 2 * mu * var, 4 * mu.square() * var + 2 * var.square()
+
+
+def _normal_natural(m1: Tensor, m2: Tensor, what: str) -> tuple[Tensor, Tensor]:
+    var = m2 - m1.square()
+    check_open_interval(var, f"{what} variance E[x²] − E[x]²", 0.0)
+    return m1 / var, -0.5 / var
+
+
+class Normal(ExponentialFamily):
+    """N(x; μ, σ²), x ∈ R.
+
+    η = (μ/σ², −1/(2σ²)) (P = 2); t(x) = (x, x²); log h(x) = −½ log 2π;
+    A(η) = −η₁²/(4η₂) − ½ log(−2η₂) = μ²/(2σ²) + log σ.
+    """
+
+    @classmethod
+    def from_mean_var(cls, loc: Any, variance: Any) -> Normal:
+        m = as_tensor(loc, name="loc")
+        v = as_tensor(variance, name="variance")
+        m, v = torch.broadcast_tensors(m, v)
+        check_open_interval(v, "Normal variance", 0.0)
+        return cls(torch.stack([m / v, -0.5 / v], -1))
+
+    @property
+    def loc(self) -> Tensor:
+        return self.variance * self.natural[..., 0]
+
+    @property
+    def variance(self) -> Tensor:
+        return -0.5 / self.natural[..., 1]
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.stack([xf, xf.square()], -1)
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        return torch.full_like(_float(x), -0.5 * LOG_TAU)
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        return _normal_log_partition(natural[..., 0], natural[..., 1])
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        return torch.stack(_normal_mean(natural[..., 0], natural[..., 1]), -1)
+
+    @classmethod
+    def fisher_from_natural(cls, natural: Tensor) -> Tensor:
+        v11, v12, v22 = _normal_fisher_blocks(natural[..., 0], natural[..., 1])
+        return torch.stack([torch.stack([v11, v12], -1), torch.stack([v12, v22], -1)], -2)
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor) -> Tensor:
+        return torch.stack(_normal_natural(mean[..., 0], mean[..., 1], "Normal"), -1)
+
+    @classmethod
+    def check_natural(cls, natural: Tensor) -> None:
+        if natural.shape[-1] != 2:
+            raise ValueError(f"Normal natural parameters have P = 2, got {natural.shape[-1]}.")
+        check_open_interval(natural[..., 0], "Normal η₁ = μ/σ²")
+        check_open_interval(natural[..., 1], "Normal η₂ = −1/(2σ²)", high=0.0)
+
+    def to_torch(self) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.loc, self.variance.sqrt())
+
+    @classmethod
+    def from_torch(cls, dist: torch.distributions.Distribution) -> Normal:
+        if not isinstance(dist, torch.distributions.Normal):
+            raise ValueError(f"expected torch.distributions.Normal, got {type(dist).__name__}.")
+        return cls.from_mean_var(dist.loc, dist.scale.square())
+
+
+class DiagonalNormal(ExponentialFamily):
+    """N(x; μ, diag σ²), x ∈ R^D: D independent ``Normal`` coordinates.
+
+    Flat layout (P = 2D): η = (μ/σ² [D entries], −1/(2σ²) [D entries]);
+    t(x) = (x, x²) (element-wise square); log h(x) = −(D/2) log 2π; A is the sum of the
+    coordinates' log-partitions. The Fisher information is block-diagonal per coordinate,
+    laid out as [[diag Var x, diag Cov(x, x²)], [diag Cov(x, x²), diag Var x²]].
+    """
+
+    event_dim = 1
+
+    @classmethod
+    def from_mean_var(cls, loc: Any, variance: Any) -> DiagonalNormal:
+        """loc, variance: (*batch, D)."""
+        m = as_tensor(loc, name="loc")
+        v = as_tensor(variance, name="variance")
+        m, v = torch.broadcast_tensors(m, v)
+        check_open_interval(v, "DiagonalNormal variance", 0.0)
+        return cls(torch.cat([m / v, -0.5 / v], -1))
+
+    @property
+    def dim(self) -> int:
+        return self.num_natural // 2
+
+    @property
+    def loc(self) -> Tensor:
+        return self.variance * self.natural[..., : self.dim]
+
+    @property
+    def variance(self) -> Tensor:
+        return -0.5 / self.natural[..., self.dim:]
+
+    @staticmethod
+    def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
+        d = natural.shape[-1] // 2
+        return natural[..., :d], natural[..., d:]
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.cat([xf, xf.square()], -1)
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.full_like(xf[..., 0], -0.5 * LOG_TAU * xf.shape[-1])
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        return _normal_log_partition(*cls._split(natural)).sum(-1)
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        return torch.cat(_normal_mean(*cls._split(natural)), -1)
+
+    @classmethod
+    def fisher_from_natural(cls, natural: Tensor) -> Tensor:
+        v11, v12, v22 = (torch.diag_embed(v) for v in _normal_fisher_blocks(*cls._split(natural)))
+        return torch.cat([torch.cat([v11, v12], -1), torch.cat([v12, v22], -1)], -2)
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor) -> Tensor:
+        d = mean.shape[-1] // 2
+        return torch.cat(_normal_natural(mean[..., :d], mean[..., d:], "DiagonalNormal"), -1)
+
+    @classmethod
+    def check_natural(cls, natural: Tensor) -> None:
+        if natural.shape[-1] % 2:
+            raise ValueError(
+                f"DiagonalNormal natural parameters have P = 2D, got {natural.shape[-1]}.")
+        e1, e2 = cls._split(natural)
+        check_open_interval(e1, "DiagonalNormal η₁ = μ/σ²")
+        check_open_interval(e2, "DiagonalNormal η₂ = −1/(2σ²)", high=0.0)
+
+    def log_prob(self, x: Any) -> Tensor:
+        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
+        if xt.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
+        return super().log_prob(xt)
+
+    def to_torch(self) -> torch.distributions.Independent:
+        return torch.distributions.Independent(
+            torch.distributions.Normal(self.loc, self.variance.sqrt()), 1)
+
+    @classmethod
+    def from_torch(cls, dist: torch.distributions.Distribution) -> DiagonalNormal:
+        base = dist.base_dist if isinstance(dist, torch.distributions.Independent) else None
+        if not isinstance(base, torch.distributions.Normal) or dist.event_shape.numel() != \
+                base.batch_shape[-1]:
+            raise ValueError("expected torch.distributions.Independent(Normal(loc, scale), 1).")
+        return cls.from_mean_var(base.loc, base.scale.square())
+
+
+class FullNormal(ExponentialFamily):
+    """N(x; μ, Σ), x ∈ R^D, full covariance.
+
+    η = (Σ⁻¹μ, −½Σ⁻¹), t(x) = (x, x xᵀ), log h(x) = −(D/2) log 2π,
+    A(η) = −¼ η₁ᵀ Λ⁻¹ η₁ − ½ log|−2Λ| with Λ = η₂ = −½Σ⁻¹.
+
+    Flattening (P = D + D²): the flat vector is (η₁, vec η₂) with η₂ row-major over all D²
+    entries, and t(x) = (x, vec x xᵀ) likewise, so ηᵀt = η₁ᵀx + tr(η₂ x xᵀ). Since x xᵀ is
+    symmetric, only sym(η₂) matters: A is defined through sym(η₂), mean parameters are
+    (μ, vec(Σ + μμᵀ)), and the Fisher information ∇²A = Cov[(x, vec x xᵀ)] is a (P, P) matrix
+    of rank D + D(D+1)/2 — singular along the antisymmetric directions of η₂, which do not
+    change the distribution (damp it before solving with it).
+    """
+
+    event_dim = 1
+
+    @classmethod
+    def from_mean_cov(cls, loc: Any, covariance: Any) -> FullNormal:
+        """loc: (*batch, D); covariance: (*batch, D, D) symmetric positive definite."""
+        m = as_tensor(loc, name="loc")
+        c = as_tensor(covariance, name="covariance")
+        prec = _checked_precision(c, "covariance")
+        eta1 = (prec @ m[..., None])[..., 0]
+        batch = eta1.shape[:-1]
+        eta2 = (-0.5 * prec).expand(*batch, *prec.shape[-2:])
+        return cls(torch.cat([eta1, eta2.flatten(-2)], -1))
+
+    @staticmethod
+    def dim_from_num_natural(p: int) -> int:
+        d = round((math.sqrt(1 + 4 * p) - 1) / 2)
+        if d * (d + 1) != p:
+            raise ValueError(f"FullNormal natural parameters have P = D + D², got P = {p}.")
+        return d
+
+    @classmethod
+    def _split(cls, natural: Tensor) -> tuple[Tensor, Tensor]:
+        d = cls.dim_from_num_natural(natural.shape[-1])
+        eta2 = natural[..., d:].unflatten(-1, (d, d))
+        return natural[..., :d], symmetrize(eta2)
+
+    @property
+    def dim(self) -> int:
+        return self.dim_from_num_natural(self.num_natural)
+
+    @property
+    def precision(self) -> Tensor:
+        return -2 * self._split(self.natural)[1]
+
+    @property
+    def covariance(self) -> Tensor:
+        return symmetrize(torch.cholesky_inverse(torch.linalg.cholesky(self.precision)))
+
+    @property
+    def loc(self) -> Tensor:
+        eta1, _ = self._split(self.natural)
+        return torch.cholesky_solve(eta1[..., None], torch.linalg.cholesky(self.precision))[..., 0]
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.cat([xf, (xf[..., :, None] * xf[..., None, :]).flatten(-2)], -1)
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.full_like(xf[..., 0], -0.5 * LOG_TAU * xf.shape[-1])
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        eta1, eta2 = cls._split(natural)
+        L = torch.linalg.cholesky(-2 * eta2)  # precision = L Lᵀ
+        z = torch.linalg.solve_triangular(L, eta1[..., None], upper=False)[..., 0]
+        # ½ η₁ᵀ Σ η₁ − ½ log|Σ⁻¹|
+        return 0.5 * z.square().sum(-1) - torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+
+    @classmethod
+    def _moments(cls, natural: Tensor) -> tuple[Tensor, Tensor]:
+        eta1, eta2 = cls._split(natural)
+        L = torch.linalg.cholesky(-2 * eta2)
+        cov = symmetrize(torch.cholesky_inverse(L))
+        mu = (cov @ eta1[..., None])[..., 0]
+        return mu, cov
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        mu, cov = cls._moments(natural)
+        second = cov + mu[..., :, None] * mu[..., None, :]
+        return torch.cat([mu, second.flatten(-2)], -1)
+
+    @classmethod
+    def fisher_from_natural(cls, natural: Tensor) -> Tensor:
+        """Cov[(x, vec x xᵀ)] for x ~ N(μ, Σ) (Isserlis' theorem):
+        Cov[x_i, x_k x_l] = μ_k Σ_il + μ_l Σ_ik;
+        Cov[x_i x_j, x_k x_l] = Σ_ik Σ_jl + Σ_il Σ_jk
+                               + μ_i μ_k Σ_jl + μ_i μ_l Σ_jk + μ_j μ_k Σ_il + μ_j μ_l Σ_ik."""
+        mu, S = cls._moments(natural)
+        d = mu.shape[-1]
+        # (*, i, k, l)
+        c12 = (mu[..., None, :, None] * S[..., :, None, :]
+               + mu[..., None, None, :] * S[..., :, :, None])
+        m = mu[..., :, None] * mu[..., None, :]  # μ_a μ_b
+        # (*, i, j, k, l)
+        Sik_Sjl = S[..., :, None, :, None] * S[..., None, :, None, :]
+        Sil_Sjk = S[..., :, None, None, :] * S[..., None, :, :, None]
+        c22 = (Sik_Sjl + Sil_Sjk
+               + m[..., :, None, :, None] * S[..., None, :, None, :]   # μ_i μ_k Σ_jl
+               + m[..., :, None, None, :] * S[..., None, :, :, None]   # μ_i μ_l Σ_jk
+               + m[..., None, :, :, None] * S[..., :, None, None, :]   # μ_j μ_k Σ_il
+               + m[..., None, :, None, :] * S[..., :, None, :, None])  # μ_j μ_l Σ_ik
+        top = torch.cat([S, c12.reshape(*c12.shape[:-3], d, d * d)], -1)
+        bottom = torch.cat([c12.reshape(*c12.shape[:-3], d, d * d).mT,
+                            c22.reshape(*c22.shape[:-4], d * d, d * d)], -1)
+        return torch.cat([top, bottom], -2)
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor) -> Tensor:
+        d = cls.dim_from_num_natural(mean.shape[-1])
+        mu = mean[..., :d]
+        cov = symmetrize(mean[..., d:].unflatten(-1, (d, d))) - mu[..., :, None] * mu[..., None, :]
+        prec = _checked_precision(cov, "covariance E[x xᵀ] − μμᵀ")
+        return torch.cat([(prec @ mu[..., None])[..., 0], (-0.5 * prec).flatten(-2)], -1)
+
+    @classmethod
+    def check_natural(cls, natural: Tensor) -> None:
+        check_open_interval(natural, "FullNormal natural parameters")
+        _, eta2 = cls._split(natural)
+        _, info = torch.linalg.cholesky_ex(-2 * eta2)
+        if bool((info > 0).any()):
+            raise ValueError("FullNormal η₂ = −½Σ⁻¹ must be negative definite (Σ positive "
+                             "definite); it is not for some batch member.")
+
+    def log_prob(self, x: Any) -> Tensor:
+        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
+        if xt.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
+        return super().log_prob(xt)
+
+    def to_torch(self) -> torch.distributions.MultivariateNormal:
+        return torch.distributions.MultivariateNormal(self.loc, precision_matrix=self.precision)
+
+    @classmethod
+    def from_torch(cls, dist: torch.distributions.Distribution) -> FullNormal:
+        if not isinstance(dist, torch.distributions.MultivariateNormal):
+            raise ValueError(
+                f"expected torch.distributions.MultivariateNormal, got {type(dist).__name__}.")
+        return cls.from_mean_cov(dist.loc, dist.covariance_matrix)
+
+
+def _checked_precision(cov: Tensor, name: str) -> Tensor:
+    """Σ⁻¹ of a symmetric positive definite Σ, or ``ValueError``. cov: (*, D, D)."""
+    if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2]:
+        raise ValueError(f"{name} must have shape (*, D, D), got {tuple(cov.shape)}.")
+    L, info = torch.linalg.cholesky_ex(symmetrize(cov))
+    if bool((info > 0).any()):
+        raise ValueError(f"{name} must be symmetric positive definite; it is not for some "
+                         "batch member (too few or collinear data for a full covariance?).")
+    return symmetrize(torch.cholesky_inverse(L))
