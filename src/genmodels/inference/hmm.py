@@ -316,7 +316,7 @@ def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
 def _filter_seq_log(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
                     ) -> tuple[Tensor, Tensor, Tensor]:
     """``_filter_seq`` with the measurement update in log space (safe at any scale)."""
-    N, T, K = ll.shape
+    T = ll.shape[1]
     filts, preds, norms = [], [], []
     p = pred0
     f = pred0
@@ -390,7 +390,7 @@ def _pairwise(filt: Tensor, pred: Tensor, gamma: Tensor, trans: Tensor, valid: T
               per_step: bool) -> tuple[Tensor, Tensor | None]:
     """Pairwise smoothed marginals p̂(x_{t−1} = i, x_t = j | y) = f_{t−1}(i) P_ij γ_t(j) /
     pred_t(j) (Eqs. 2.38–2.39 before marginalising), summed over t (and per step on request)."""
-    N, T, K = filt.shape
+
     ratio = _safe_div(gamma[:, 1:], pred[:, 1:])  # (N, T−1, K)
     if valid is not None:
         ratio = ratio * valid[:, 1:, None].to(ratio.dtype)
@@ -482,6 +482,7 @@ def _transfer_log(trans: Tensor, ll: Tensor) -> tuple[Tensor, Tensor]:
     q = trans.expand(N, C, K, K).clone()
     q[:, 0] = eye
     log_scale = torch.zeros(N, C, K, dtype=ll.dtype, device=ll.device)
+    M = q
     for step in range(L):
         if step > 0:
             q = M @ trans
@@ -568,7 +569,7 @@ def _associative_scan(fn: Any, elems: Tensor, dim: int) -> Tensor:
 def _scan_elements(c: _Chain) -> Tensor:
     """E_t[i, j] = log P_ij + log p̂(y_t | x_t = j) (identity at padded steps); E_0 has every row
     log π + log p̂(y_1 | ·). Shapes (N, T, K, K)."""
-    N, T, K = c.log_lik.shape
+    N, _, K = c.log_lik.shape
     E = c.log_trans + c.log_lik[:, 1:, None, :]  # (N, T−1, K, K)
     if c.valid is not None:
         ident = torch.full((K, K), -math.inf, dtype=E.dtype, device=E.device)
@@ -591,7 +592,7 @@ def _forward_backward_scan(c: _Chain, per_step: bool) -> tuple[Tensor, ...]:
     else:
         log_beta = E.new_zeros(N, 1, K)
     lse_alpha = torch.logsumexp(log_alpha, -1)  # log p̂(y_1..y_t)
-    log_marg = lse_alpha[:, -1]
+
     filt = torch.exp(log_alpha - lse_alpha[..., None])
     log_norm = torch.cat([lse_alpha[:, :1], lse_alpha[:, 1:] - lse_alpha[:, :-1]], 1)
     log_g = log_alpha + log_beta
@@ -786,7 +787,7 @@ def _viterbi_forward(delta0: Tensor, log_trans: Tensor, ll: Tensor, valid: Tenso
 
 def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
     """Follow backpointers from ``last`` (N,) → states (N, T)."""
-    N, T, K = psi.shape
+    N, T, _ = psi.shape
     states = torch.empty(N, T, dtype=torch.long, device=psi.device)
     x = last
     states[:, T - 1] = x
@@ -869,7 +870,7 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None) -> tuple[Tensor, Tensor]
 
 def _path_log_joint(c: _Chain, states: Tensor) -> Tensor:
     """log p̂(x_1..x_T, y_1..y_T) of given paths (N, T) (padding ignored)."""
-    N, T = states.shape
+    T = states.shape[1]
     ll = c.log_lik.gather(-1, states.clamp_min(0)[..., None])[..., 0]
     lp = c.log_init.gather(-1, states[:, :1])[:, 0]
     if T > 1:
@@ -947,7 +948,7 @@ def sample_posterior(log_init: Any, log_trans: Any, log_lik: Any, *, num_samples
         w = f[:, :, t - 1] * P.mT[x]  # f_{t−1}(j) P[j, x_t]
         x_new = _categorical(w, u[:, :, t - 1])
         if last_t is not None:
-            at_end = (t - 1) == last_t  # draw the last real step from the filter
+            at_end = last_t.eq(t - 1)  # draw the last real step from the filter
             x_new = torch.where(at_end, _categorical(f[:, :, t - 1], u[:, :, t - 1]), x_new)
         x = x_new
         states[:, :, t - 1] = x
