@@ -56,9 +56,14 @@ __all__ = [
 ]
 
 METHODS = ("auto", "sequential", "chunked", "scan")
-#: Sequences at least this long use the chunked form under ``method="auto"`` (see the
-#: benchmark: below it the Python loop over time is cheaper than forming transfer matrices).
+#: Under ``method="auto"`` sequences at least this long use the chunked form (below it the
+#: Python loop over time is cheaper than forming transfer matrices) ...
 AUTO_CHUNK_MIN_T = 512
+#: ... when the chain has at most this many states: the chunked forward–backward costs
+#: O(T K³) flops against the sequential O(T K²) plus a per-step interpreter overhead of tens
+#: of microseconds, which breaks even near K ≈ 50 on one CPU core (benchmarks/bench_hmm.py).
+#: The chunked Viterbi is O(T K²) per fixed-point sweep and is chosen for any K.
+AUTO_CHUNK_MAX_K = 48
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +256,8 @@ def _trans_at(trans: Tensor, t: int) -> Tensor:
     return trans if trans.dim() == 2 else trans[t - 1]
 
 
-def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True) -> str:
+def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True,
+             max_k: int = AUTO_CHUNK_MAX_K) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     chunk_ok = allow_chunked and c.homogeneous and c.valid is None
@@ -260,8 +266,8 @@ def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True) -> str:
                          "padding (lengths); use 'sequential' or 'scan'.")
     if method != "auto":
         return method
-    T = c.log_lik.shape[1]
-    return "chunked" if chunk_ok and T >= AUTO_CHUNK_MIN_T else "sequential"
+    T, K = c.log_lik.shape[1:]
+    return "chunked" if chunk_ok and T >= AUTO_CHUNK_MIN_T and K <= max_k else "sequential"
 
 
 def _zero_prob_error(log_norm: Tensor) -> ValueError:
@@ -895,7 +901,7 @@ def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
     scan needs O(T K³) work without BLAS; measured slower on CPU for K ≥ 8, so not offered.)
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
-    how = _resolve(method if method != "scan" else "sequential", c)
+    how = _resolve(method if method != "scan" else "sequential", c, max_k=1 << 30)
     if how == "chunked":
         states, log_joint = _viterbi_chunked(c, chunk_size)
     else:
