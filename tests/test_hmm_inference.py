@@ -101,7 +101,7 @@ def test_invariants_and_emission_scaling():
     torch.testing.assert_close(post2.log_marginal, post.log_marginal + shift.sum())
 
 
-@pytest.mark.parametrize(("batch", "T"), [((), 7), ((5,), 64), ((2, 3), 101), ((), 1)])
+@pytest.mark.parametrize(("batch", "T"), [((), 7), ((5,), 64), ((2, 3), 41), ((), 1)])
 def test_forms_agree(batch, T):
     K = 4
     li, lt, ll = random_hmm(K, T, batch, seed=T + len(batch), scale=3.0)
@@ -125,7 +125,7 @@ def test_forms_agree(batch, T):
 
 def test_sticky_viterbi_chunked_needs_many_iterations():
     # Nearly deterministic chain with uninformative emissions: best paths coalesce slowly.
-    K, T = 3, 200
+    K, T = 3, 60
     li = torch.log(torch.full((K,), 1 / K))
     P = torch.full((K, K), 1e-6) + torch.eye(K)
     lt = torch.log(P / P.sum(-1, keepdim=True))

@@ -803,15 +803,19 @@ def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
     return states
 
 
-def _viterbi_chunked(c: _Chain, chunk_size: int | None) -> tuple[Tensor, Tensor]:
+def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 4
+                     ) -> tuple[Tensor, Tensor] | None:
     """Exact chunk-parallel Viterbi by fixed-point iteration on chunk boundaries.
 
     All chunks run the max-product recursion at once from a guess of their incoming δ (the
     normalised max-log-joint at the previous chunk's last step); each chunk's guess is then
     replaced by the previous chunk's result and the chunks whose guess changed are re-run,
-    until no guess changes. Chunk 0 is exact at once and chunk c at the latest at iteration
-    c + 1, so this terminates with the sequential answer; because best paths coalesce, two or
-    three iterations suffice in practice. Work O(T K²) per iteration, O(√T) Python steps.
+    until no guess changes (to rounding): then every chunk started from its predecessor's
+    exact result, and the path is the sequential one. Chunk c is exact after sweep c + 1 at the
+    latest; because best paths coalesce, two or three sweeps suffice in practice. After
+    ``max_sweeps`` without agreement (paths that stay apart for many chunks: a nearly
+    deterministic chain with uninformative emissions) returns None and the caller runs the
+    sequential recursion. Work O(T K²) per sweep, O(√T) Python steps.
     """
     ll0 = c.log_lik
     N, T, K = ll0.shape
@@ -829,7 +833,7 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None) -> tuple[Tensor, Tensor]
     # The padded tail must not change the maximiser: identity transitions there (unlike the
     # sum-product, where appended missing steps are neutral, max-product is not).
     tail = (torch.arange(C * L, device=ll.device) < T).reshape(C, L)
-    for _ in range(C + 1):
+    for _ in range(max_sweeps + 1):
         idx = torch.nonzero(todo)  # (M, 2) (sequence, chunk)
         if idx.shape[0] == 0:
             break
@@ -853,6 +857,8 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None) -> tuple[Tensor, Tensor]
         todo = ~same
         todo[:, 0] = False
         guess = new_guess
+    if bool(todo.any()):
+        return None  # best paths did not coalesce within a few chunks: use the sequential form
     # Backtrack inside every chunk from every end state at once.
     paths = torch.empty(N, C, L, K, dtype=torch.long, device=ll.device)
     x = torch.arange(K, device=ll.device).expand(N, C, K)
@@ -902,8 +908,9 @@ def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
     how = _resolve(method if method != "scan" else "sequential", c, max_k=1 << 30)
-    if how == "chunked":
-        states, log_joint = _viterbi_chunked(c, chunk_size)
+    out = _viterbi_chunked(c, chunk_size) if how == "chunked" else None
+    if out is not None:
+        states, log_joint = out
     else:
         psi, d = _viterbi_forward(c.log_init + c.log_lik[:, 0], c.log_trans, c.log_lik,
                                   c.valid)
