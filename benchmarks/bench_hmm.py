@@ -89,6 +89,55 @@ def _hmmlearn_viterbi(p: dict[str, np.ndarray], log_lik: np.ndarray) -> None:
     _hmmc.viterbi(p["startprob"], p["transmat"], log_lik)
 
 
+Row = tuple[str, str, str, float, float]
+
+
+def _bench_long(K: int, D: int, T: int, repeats: int) -> list[Row]:
+    """One long sequence: kernels on the same log-likelihood table, then the estimators."""
+    p = _params(K, D, K)
+    ref, ours = _hmmlearn(p), _ours(p)
+    X, _ = ref.sample(T, random_state=0)
+    log_lik = ref._compute_log_likelihood(X)
+    li = torch.log(torch.as_tensor(p["startprob"]))
+    lt = torch.log(torch.as_tensor(p["transmat"]))
+    ll = torch.as_tensor(log_lik)
+    shape = f"1 × {T:,}"
+    rows: list[Row] = []
+    t_ref, t_ours = _time([lambda: _hmmlearn_fb(p, log_lik),
+                           lambda: forward_backward(li, lt, ll)], repeats)
+    rows.append(("forward–backward, kernel", str(K), shape, t_ref, t_ours))
+    t_ref, t_ours = _time([lambda: _hmmlearn_viterbi(p, log_lik),
+                           lambda: viterbi(li, lt, ll)], repeats)
+    rows.append(("Viterbi, kernel", str(K), shape, t_ref, t_ours))
+    t_ref, t_ours = _time([lambda: ref.score_samples(X), lambda: ours.score_samples(X)], repeats)
+    rows.append(("score_samples (posteriors)", str(K), shape, t_ref, t_ours))
+    t_ref, t_ours = _time([lambda: ref.decode(X), lambda: ours.decode(X)], repeats)
+    rows.append(("decode (Viterbi)", str(K), shape, t_ref, t_ours))
+    return rows
+
+
+def _bench_batch(K: int, D: int, n_seq: int, T: int, repeats: int, n_iter: int = 3
+                 ) -> list[Row]:
+    """Many short sequences: posteriors, Viterbi and Baum–Welch per iteration."""
+    p = _params(K, D, 100 + K)
+    ref, ours = _hmmlearn(p), _ours(p)
+    rs = np.random.RandomState(1)
+    X = np.concatenate([ref.sample(T, random_state=rs)[0] for _ in range(n_seq)])
+    lengths = [T] * n_seq
+    shape = f"{n_seq:,} × {T}"
+    rows: list[Row] = []
+    t_ref, t_ours = _time([lambda: ref.score_samples(X, lengths),
+                           lambda: ours.score_samples(X, lengths)], repeats)
+    rows.append(("score_samples (posteriors)", str(K), shape, t_ref, t_ours))
+    t_ref, t_ours = _time([lambda: ref.decode(X, lengths), lambda: ours.decode(X, lengths)],
+                          repeats)
+    rows.append(("decode (Viterbi)", str(K), shape, t_ref, t_ours))
+    t_ref, t_ours = _time([lambda: _hmmlearn(p, n_iter).fit(X, lengths),
+                           lambda: _ours(p, n_iter).fit(X, lengths)], max(1, repeats - 2))
+    rows.append(("Baum–Welch, per iteration", str(K), shape, t_ref / n_iter, t_ours / n_iter))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats")
@@ -101,53 +150,12 @@ def main(argv: list[str] | None = None) -> None:
     n_seq, seq_T = (200, 100) if args.quick else (1000, 100)
     repeats = args.repeats or (3 if args.quick else 5)
     D = 2
-    rows: list[tuple[str, str, str, float, float]] = []
+    rows: list[Row] = []
 
     for K in (8, 32):
-        p = _params(K, D, K)
-        ref, ours = _hmmlearn(p), _ours(p)
-        X, _ = ref.sample(long_T, random_state=0)
-        log_lik = ref._compute_log_likelihood(X)
-        li, lt = torch.log(torch.as_tensor(p["startprob"])), torch.log(
-            torch.as_tensor(p["transmat"]))
-        ll = torch.as_tensor(log_lik)
-        t_ref, t_ours = _time([lambda: _hmmlearn_fb(p, log_lik),
-                               lambda: forward_backward(li, lt, ll)], repeats)
-        rows.append(("forward–backward, kernel", str(K), f"1 × {long_T:,}", t_ref, t_ours))
-        t_ref, t_ours = _time([lambda: _hmmlearn_viterbi(p, log_lik),
-                               lambda: viterbi(li, lt, ll)], repeats)
-        rows.append(("Viterbi, kernel", str(K), f"1 × {long_T:,}", t_ref, t_ours))
-        t_ref, t_ours = _time([lambda: ref.score_samples(X), lambda: ours.score_samples(X)],
-                              repeats)
-        rows.append(("score_samples (posteriors)", str(K), f"1 × {long_T:,}", t_ref, t_ours))
-        t_ref, t_ours = _time([lambda: ref.decode(X), lambda: ours.decode(X)], repeats)
-        rows.append(("decode (Viterbi)", str(K), f"1 × {long_T:,}", t_ref, t_ours))
-
+        rows += _bench_long(K, D, long_T, repeats)
     for K in (8, 32):
-        p = _params(K, D, 100 + K)
-        ref = _hmmlearn(p)
-        rs = np.random.RandomState(1)
-        X = np.concatenate([ref.sample(seq_T, random_state=rs)[0] for _ in range(n_seq)])
-        lengths = [seq_T] * n_seq
-        ours = _ours(p)
-        shape = f"{n_seq:,} × {seq_T}"
-        t_ref, t_ours = _time([lambda: ref.score_samples(X, lengths),
-                               lambda: ours.score_samples(X, lengths)], repeats)
-        rows.append(("score_samples (posteriors)", str(K), shape, t_ref, t_ours))
-        t_ref, t_ours = _time([lambda: ref.decode(X, lengths),
-                               lambda: ours.decode(X, lengths)], repeats)
-        rows.append(("decode (Viterbi)", str(K), shape, t_ref, t_ours))
-        n_iter = 3
-
-        def fit_ref() -> None:
-            _hmmlearn(p, n_iter).fit(X, lengths)
-
-        def fit_ours() -> None:
-            _ours(p, n_iter).fit(X, lengths)
-
-        t_ref, t_ours = _time([fit_ref, fit_ours], max(1, repeats - 2))
-        rows.append(("Baum–Welch, per iteration", str(K), shape, t_ref / n_iter,
-                     t_ours / n_iter))
+        rows += _bench_batch(K, D, n_seq, seq_T, repeats)
 
     print(f"\nHMM benchmark: genmodels vs hmmlearn (implementation='scaling'); torch threads = "
           f"{args.threads}; median of {repeats} interleaved repeats; Gaussian diag emissions, "

@@ -38,6 +38,7 @@ class Recipe:
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
 RECIPES: dict[str, str] = {
+    "hmm": "genmodels.recipes.hmm:HMM_RECIPE",
 }
 
 
