@@ -65,7 +65,7 @@ def test_brute_force(T, time_varying):
     K = 3
     li, lt, ll = random_hmm(K, T, seed=T, time_varying=time_varying)
     log_marg, filtered, smoothed, pair, best, best_lj = brute_force(li, lt, ll)
-    methods = ["sequential", "scan"] + ([] if time_varying else ["chunked"])
+    methods = ["sequential", "scan"] + ([] if time_varying else ["chunked", "sweeps"])
     for method in methods:
         post = forward_backward(li, lt, ll, pairwise=True, method=method, chunk_size=2)
         torch.testing.assert_close(post.log_marginal, log_marg, rtol=1e-10, atol=1e-10)
@@ -106,7 +106,8 @@ def test_forms_agree(batch, T):
     K = 4
     li, lt, ll = random_hmm(K, T, batch, seed=T + len(batch), scale=3.0)
     ref = forward_backward(li, lt, ll, pairwise=True, method="sequential")
-    for method, cs in [("scan", None), ("chunked", None), ("chunked", 5), ("chunked", 1000)]:
+    for method, cs in [("scan", None), ("chunked", None), ("chunked", 5), ("chunked", 1000),
+                       ("sweeps", None), ("sweeps", 16), ("sweeps", 3)]:
         out = forward_backward(li, lt, ll, pairwise=True, method=method, chunk_size=cs)
         for a, b in zip(out, ref):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
@@ -121,6 +122,20 @@ def test_forms_agree(batch, T):
     sm = backward_smooth(forward_filter(li, lt, ll, method="sequential"), lt, pairwise=True)
     torch.testing.assert_close(sm.smoothed_probs, ref.smoothed_probs)
     torch.testing.assert_close(sm.expected_transitions, ref.expected_transitions)
+
+
+def test_sweeps_converge_without_fallback():
+    import genmodels.inference.hmm as H
+
+    K, T = 4, 256
+    li, lt, ll = random_hmm(K, T, (3,), seed=9, scale=2.0)
+    c = H._check_chain(li, lt, ll)
+    out = H._forward_backward_sweeps(c, 32)
+    assert out is not None  # a well-mixing chain settles within the sweep budget
+    ref = forward_backward(li, lt, ll, method="sequential")
+    torch.testing.assert_close(out[0], ref.filtered_probs, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(out[3], ref.smoothed_probs, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(out[2].sum(-1), ref.log_marginal, rtol=1e-10, atol=1e-10)
 
 
 def test_sticky_viterbi_chunked_needs_many_iterations():
@@ -167,7 +182,7 @@ def test_stress_long_large_scale():
     li = torch.log_softmax(torch.randn(K, generator=g), -1)
     lt = torch.log_softmax(3 * torch.randn(K, K, generator=g), -1)
     ll = 1e3 * torch.randn(T, K, generator=g)
-    for method in ("sequential", "chunked"):
+    for method in ("sequential", "chunked", "sweeps"):
         post = forward_backward(li, lt, ll, method=method)
         assert bool(torch.isfinite(post.smoothed_probs).all())
         assert bool(torch.isfinite(post.log_marginal))

@@ -55,7 +55,7 @@ __all__ = [
     "viterbi",
 ]
 
-METHODS = ("auto", "sequential", "chunked", "scan")
+METHODS = ("auto", "sequential", "sweeps", "chunked", "scan")
 #: Under ``method="auto"`` sequences at least this long use the chunked form (below it the
 #: Python loop over time is cheaper than forming transfer matrices) ...
 AUTO_CHUNK_MIN_T = 512
@@ -235,18 +235,22 @@ def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
         valid = torch.arange(T, device=device) < lens[:, None]
         if bool(valid.all()):
             valid = None
-    use = torch.ones(B, T, dtype=torch.bool, device=device)
+    use: Tensor | None = None
     if observed is not None:
-        use = use & observed
-    if valid is not None:
-        use = use & valid
-    bad_ll = torch.isnan(ll) | (ll == math.inf)
-    bad_ll = bad_ll & use[..., None]
-    if bool(bad_ll.any()):
-        idx = tuple(int(i) for i in torch.nonzero(bad_ll)[0])
-        raise ValueError(f"log_lik contains NaN or +inf at (sequence, t, state) = {idx} where "
-                         "the observation is not masked; mark missing observations in `mask`.")
-    ll = torch.where(use[..., None], ll, torch.zeros((), dtype=dtype, device=device))
+        use = observed if valid is None else observed & valid
+    elif valid is not None:
+        use = valid
+    if not bool(torch.isfinite(ll.amax())) or bool(torch.isnan(ll.sum())):  # fast path first
+        bad_ll = torch.isnan(ll) | (ll == math.inf)
+        if use is not None:
+            bad_ll = bad_ll & use[..., None]
+        if bool(bad_ll.any()):
+            idx = tuple(int(i) for i in torch.nonzero(bad_ll)[0])
+            raise ValueError(f"log_lik contains NaN or +inf at (sequence, t, state) = {idx} "
+                             "where the observation is not masked; mark missing observations "
+                             "in `mask`.")
+    if use is not None:
+        ll = torch.where(use[..., None], ll, torch.zeros((), dtype=dtype, device=device))
     li = log_init.expand(*batch_shape, K).reshape(B, K)
     return _Chain(li, log_trans, log_trans.exp(), ll, valid, lens, batch_shape)
 
@@ -256,18 +260,41 @@ def _trans_at(trans: Tensor, t: int) -> Tensor:
     return trans if trans.dim() == 2 else trans[t - 1]
 
 
-def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True,
-             max_k: int = AUTO_CHUNK_MAX_K) -> str:
+def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     chunk_ok = allow_chunked and c.homogeneous and c.valid is None
-    if method == "chunked" and not chunk_ok:
-        raise ValueError("method='chunked' needs a homogeneous transition matrix and no "
+    if method in ("chunked", "sweeps") and not chunk_ok:
+        raise ValueError(f"method={method!r} needs a homogeneous transition matrix and no "
                          "padding (lengths); use 'sequential' or 'scan'.")
     if method != "auto":
         return method
-    T, K = c.log_lik.shape[1:]
-    return "chunked" if chunk_ok and T >= AUTO_CHUNK_MIN_T and K <= max_k else "sequential"
+    T = c.log_lik.shape[1]
+    return "sweeps" if chunk_ok and T >= AUTO_CHUNK_MIN_T else "sequential"
+
+
+def _fb_dispatch(c: _Chain, how: str, pairwise: bool, chunk_size: int | None
+                 ) -> tuple[Tensor, ...]:
+    """(filt, pred, log_norm, gamma) by the chosen form; "sweeps" falls back to "chunked"
+    (K ≤ AUTO_CHUNK_MAX_K) or "sequential" when its sweeps do not settle."""
+    if how == "sweeps":
+        out = _forward_backward_sweeps(c, chunk_size)
+        if out is not None:
+            return out
+        how = "chunked" if c.log_lik.shape[-1] <= AUTO_CHUNK_MAX_K else "sequential"
+    if how == "chunked":
+        return _forward_backward_chunked(c, pairwise, chunk_size)
+    if how == "scan":
+        return _forward_backward_scan(c, pairwise)
+    filt, pred, log_norm = _filter_seq(c.log_init.exp(), c.trans, c.log_lik, c.valid)
+    if bool((log_norm == -math.inf).any()):
+        raise _zero_prob_error(log_norm)
+    if c.lengths is not None:
+        g_last = filt[torch.arange(filt.shape[0], device=filt.device), c.lengths - 1]
+    else:
+        g_last = filt[:, -1]  # the smoother starts from the filter at T
+    gamma = _smooth_seq(filt, pred, c.trans, g_last, c.valid)
+    return filt, pred, log_norm, gamma
 
 
 def _zero_prob_error(log_norm: Tensor) -> ValueError:
@@ -312,10 +339,10 @@ def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
         preds.append(p)
         filts.append(f)
         norms.append(c)
-    filt = torch.stack(filts, 1)
-    log_norm = torch.log(torch.cat(norms, 1)) + m[..., 0]
-    if bool(torch.isfinite(filt).all()) and not bool((log_norm == -math.inf).any()):
-        return filt, torch.stack(preds, 1), log_norm
+    norm = torch.cat(norms, 1)
+    # u ≥ 0 is finite (p ≤ 1, lik ≤ 1), so the filter is finite iff every normaliser is > 0
+    if bool(norm.amin() > 0):
+        return torch.stack(filts, 1), torch.stack(preds, 1), torch.log(norm) + m[..., 0]
     return _filter_seq_log(pred0, trans, ll, valid)
 
 
@@ -351,8 +378,8 @@ def _smooth_seq(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
     overflows (extreme log-likelihood scales), the pass is redone with per-step rescaling.
     """
     T = filt.shape[1]
-    tiny = torch.finfo(filt.dtype).tiny
-    inv_pred = torch.where(pred > 0, 1.0 / pred.clamp_min(tiny), torch.zeros_like(pred))
+    # pred = 0 only where γ = 0 too (an impossible state), and 0 · (1/tiny) = 0.
+    inv_pred = 1.0 / pred.clamp_min(torch.finfo(filt.dtype).tiny)
     g = gamma_last
     out = [g]
     for t in range(T - 1, 0, -1):
@@ -362,7 +389,7 @@ def _smooth_seq(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
         g = g_new
         out.append(g)
     gamma = torch.stack(out[::-1], 1)
-    if bool(torch.isfinite(gamma).all()):
+    if bool(torch.isfinite(gamma.sum())):  # one reduction: NaN or inf anywhere shows in the sum
         return gamma
     return _smooth_seq_safe(filt, pred, trans, gamma_last, valid)
 
@@ -546,6 +573,114 @@ def _forward_backward_chunked(c: _Chain, per_step: bool, chunk_size: int | None,
     return filt, pred, log_norm, gamma
 
 
+def _agree(a: Tensor, b: Tensor, rtol: float) -> Tensor:
+    """Whether probability vectors a, b (*, K) agree to relative tolerance ``rtol`` in every
+    entry that is not below 1e-250 in both (entries that small cannot matter to a normalised
+    recursion in double precision). → (*,) bool."""
+    big = torch.maximum(a, b)
+    ok = ((a - b).abs() <= rtol * big) | (big < 1e-250)
+    return ok.all(-1)
+
+
+def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int = 6,
+                             rtol: float = 1e-11) -> tuple[Tensor, ...] | None:
+    """Parallel-in-time filter and smoother by fixed-point sweeps over chunk boundaries.
+
+    The sequence is cut into C chunks of L steps. A sweep runs the normalised filter (Eqs.
+    2.36–2.37) inside every chunk at once, each from a guess of its incoming predicted
+    distribution; the guesses are then replaced by what the previous chunk produced, and the
+    chunks whose guess moved by more than ``rtol`` (relative, per entry) are re-run. The filter
+    forgets its start geometrically, so after a few sweeps every chunk starts from its
+    predecessor's result to within ``rtol`` and the whole equals the sequential recursion to
+    ~rtol. The smoother (Eqs. 2.38–2.39) is done the same way backwards, from guesses of γ at
+    each chunk's last step. Work O(T K²) per sweep (no K³ transfer matrices) and O(L) Python
+    steps per sweep. Returns None if ``max_sweeps`` do not suffice (slowly mixing chains); the
+    caller then uses the transfer-matrix form, which is exact in one pass.
+    """
+    ll0 = c.log_lik
+    N, T, K = ll0.shape
+    L = chunk_size if chunk_size is not None else 64
+    ll, C = _pad_time(ll0, L)
+    m = ll.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    lik = torch.exp(ll - m).reshape(N * C, L, K)
+    trans = c.trans
+    pi = c.log_init.exp()  # (N, K)
+    pred0 = torch.full((N, C, K), 1.0 / K, dtype=ll.dtype, device=ll.device)
+    pred0[:, 0] = pi
+    filt = torch.empty(N * C, L, K, dtype=ll.dtype, device=ll.device)
+    pred = torch.empty_like(filt)
+    norm = torch.empty(N * C, L, dtype=ll.dtype, device=ll.device)
+    todo = torch.arange(N * C, device=ll.device)
+    for sweep in range(max_sweeps + 1):
+        if todo.numel() == 0:
+            break
+        if sweep == max_sweeps:
+            return None
+        f, p, n = _filter_core(pred0.reshape(N * C, K)[todo], trans, lik[todo])
+        filt[todo], pred[todo], norm[todo] = f, p, n
+        f_end = filt[:, -1].reshape(N, C, K)
+        new = torch.cat([pi[:, None], f_end[:, :-1] @ trans], 1)
+        todo = torch.nonzero(~_agree(new, pred0, rtol).reshape(-1))[:, 0]
+        pred0 = new
+    if not bool(norm.amin() > 0):
+        return None  # an underflowing normaliser: the safe forms handle it
+    log_norm = (torch.log(norm).reshape(N, C * L) + m[..., 0])[:, :T]
+    # Backward sweeps: guesses of γ at each chunk's last step; the last chunk's is exact.
+    inv_pred = 1.0 / pred.clamp_min(torch.finfo(ll.dtype).tiny)
+    g_end = filt[:, -1].reshape(N, C, K).clone()
+    gamma = torch.empty_like(filt)
+    todo = torch.arange(N * C, device=ll.device)
+    for sweep in range(max_sweeps + 1):
+        if todo.numel() == 0:
+            break
+        if sweep == max_sweeps:
+            return None
+        gamma[todo] = _smooth_core(filt[todo], inv_pred[todo], trans,
+                                   g_end.reshape(N * C, K)[todo])
+        g_first = gamma[:, 0].reshape(N, C, K)
+        ip_first = inv_pred[:, 0].reshape(N, C, K)
+        f_last = filt[:, -1].reshape(N, C, K)
+        # the boundary step from chunk c + 1's first step back to chunk c's last (Eq. 2.39)
+        new = torch.cat([f_last[:, :-1] * ((g_first[:, 1:] * ip_first[:, 1:]) @ trans.mT),
+                         f_last[:, -1:]], 1)
+        new = new / new.sum(-1, keepdim=True)
+        todo = torch.nonzero(~_agree(new, g_end, rtol).reshape(-1))[:, 0]
+        g_end = new
+    filt = filt.reshape(N, C * L, K)[:, :T]
+    pred = pred.reshape(N, C * L, K)[:, :T]
+    gamma = gamma.reshape(N, C * L, K)[:, :T]
+    return filt, pred, log_norm, gamma
+
+
+def _filter_core(pred0: Tensor, trans: Tensor, lik: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The fast normalised filter on scaled likelihoods (N, L, K): filt, pred, normalisers."""
+    filts, preds, norms = [], [], []
+    p = pred0
+    f = pred0
+    for t in range(lik.shape[1]):
+        if t > 0:
+            p = f @ trans  # Eq. 2.36
+        u = p * lik[:, t]
+        cn = u.sum(-1, keepdim=True)
+        f = u / cn  # Eq. 2.37
+        preds.append(p)
+        filts.append(f)
+        norms.append(cn)
+    return torch.stack(filts, 1), torch.stack(preds, 1), torch.cat(norms, 1)
+
+
+def _smooth_core(filt: Tensor, inv_pred: Tensor, trans: Tensor, g_last: Tensor) -> Tensor:
+    """The backward smoother (Eqs. 2.38–2.39) inside chunks from γ at their last step."""
+    g = g_last
+    out = [g]
+    tT = trans.mT
+    for t in range(filt.shape[1] - 1, 0, -1):
+        g = filt[:, t - 1] * ((g * inv_pred[:, t]) @ tT)
+        out.append(g)
+    return torch.stack(out[::-1], 1)
+
+
 # --------------------------------------------------------------------------------------------
 # Associative-scan (log-semiring) form
 # --------------------------------------------------------------------------------------------
@@ -625,8 +760,13 @@ def forward_filter(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = N
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
     how = _resolve(method, c)
-    if how == "chunked":
-        filt, pred, log_norm = _forward_backward_chunked(c, False, chunk_size, smooth=False)
+    if how == "sweeps":
+        out = _forward_backward_sweeps(c, chunk_size)
+        how = "sequential" if out is None else how
+    if how == "sweeps" and out is not None:
+        filt, pred, log_norm = out[0], out[1], out[2]
+    elif how == "chunked":
+        filt, pred, log_norm, *_ = _forward_backward_chunked(c, False, chunk_size, smooth=False)
     elif how == "scan":
         filt, pred, log_norm, _ = _forward_backward_scan(c, False)
     else:
@@ -679,20 +819,7 @@ def forward_backward(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any =
     lengths: (*batch,). method: "auto" | "sequential" | "chunked" | "scan".
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
-    how = _resolve(method, c)
-    if how == "chunked":
-        filt, pred, log_norm, gamma = _forward_backward_chunked(c, pairwise, chunk_size)
-    elif how == "scan":
-        filt, pred, log_norm, gamma = _forward_backward_scan(c, pairwise)
-    else:
-        filt, pred, log_norm = _filter_seq(c.log_init.exp(), c.trans, c.log_lik, c.valid)
-        if bool((log_norm == -math.inf).any()):
-            raise _zero_prob_error(log_norm)
-        if c.lengths is not None:
-            g_last = filt[torch.arange(filt.shape[0], device=filt.device), c.lengths - 1]
-        else:
-            g_last = filt[:, -1]  # the smoother starts from the filter at T
-        gamma = _smooth_seq(filt, pred, c.trans, g_last, c.valid)
+    filt, pred, log_norm, gamma = _fb_dispatch(c, _resolve(method, c), pairwise, chunk_size)
     if bool((log_norm == -math.inf).any()):
         raise _zero_prob_error(log_norm)
     counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
@@ -907,8 +1034,8 @@ def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
     scan needs O(T K³) work without BLAS; measured slower on CPU for K ≥ 8, so not offered.)
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
-    how = _resolve(method if method != "scan" else "sequential", c, max_k=1 << 30)
-    out = _viterbi_chunked(c, chunk_size) if how == "chunked" else None
+    how = _resolve(method if method != "scan" else "sequential", c)
+    out = _viterbi_chunked(c, chunk_size) if how in ("chunked", "sweeps") else None
     if out is not None:
         states, log_joint = out
     else:
