@@ -310,10 +310,43 @@ def _zero_prob_error(log_norm: Tensor) -> ValueError:
 # --------------------------------------------------------------------------------------------
 
 
+def _time_major_lik(ll: Tensor) -> tuple[Tensor, Tensor]:
+    """Scaled likelihoods exp(ll − max ll) laid out time-major (T, N, K), contiguous (so that
+    each step reads one contiguous block), and the per-step log-scales m (N, T, 1)."""
+    m = ll.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    T, N, K = ll.shape[1], ll.shape[0], ll.shape[2]
+    lik = torch.empty(T, N, K, dtype=ll.dtype, device=ll.device)
+    torch.sub(ll.transpose(0, 1), m.transpose(0, 1), out=lik)
+    return lik.exp_(), m
+
+
+def _filter_tm(pred0: Tensor, trans: Tensor, lik: Tensor, valid: Tensor | None = None
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """The normalised filter on time-major scaled likelihoods lik (T, N, K), writing into
+    preallocated time-major buffers (no per-step allocation or stacking).
+    valid: (T, N) bool or None. Returns filt, pred (T, N, K), normalisers (T, N, 1)."""
+    T = lik.shape[0]
+    filt = torch.empty_like(lik)
+    pred = torch.empty_like(lik)
+    norm = lik.new_empty(T, lik.shape[1], 1)
+    pred[0] = pred0
+    for t in range(T):
+        if t > 0:
+            torch.matmul(filt[t - 1], _trans_at(trans, t), out=pred[t])  # Eq. 2.36
+            if valid is not None:
+                pred[t] = torch.where(valid[t, :, None], pred[t], filt[t - 1])
+        torch.mul(pred[t], lik[t], out=filt[t])  # numerator of Eq. 2.37
+        torch.sum(filt[t], -1, keepdim=True, out=norm[t])  # Eq. 2.40 (scaled)
+        filt[t].div_(norm[t])  # Eq. 2.37
+    return filt, pred, norm
+
+
 def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
                 ) -> tuple[Tensor, Tensor, Tensor]:
     """Normalised forward filter. pred0: (N, K) predicted probabilities at the first step;
-    trans: (K, K) or (T−1, K, K); ll: (N, T, K). Returns filt, pred (N, T, K), log_norm (N, T).
+    trans: (K, K) or (T−1, K, K); ll: (N, T, K). Returns filt, pred (N, T, K), log_norm (N, T)
+    (the first two are views of time-major buffers).
 
     Fast path: likelihoods scaled to max 1 per step, ``l_t = exp(ll_t − max ll_t)``, computed
     for the whole table at once; the time update multiplies probabilities (entries in [0, 1]).
@@ -321,28 +354,12 @@ def _filter_seq(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | None
     near-zero predicted probability), the pass is redone with the measurement update in log
     space, which is safe at any scale.
     """
-    m = ll.amax(-1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    lik = torch.exp(ll - m)
-    T = ll.shape[1]
-    filts, preds, norms = [], [], []
-    p = pred0
-    f = pred0
-    for t in range(T):
-        if t > 0:
-            p = f @ _trans_at(trans, t)  # Eq. 2.36, time update
-            if valid is not None:
-                p = torch.where(valid[:, t, None], p, f)
-        u = p * lik[:, t]  # numerator of Eq. 2.37
-        c = u.sum(-1, keepdim=True)  # p̂(y_t | y_1..y_{t−1}) / exp(max ll_t), Eq. 2.40
-        f = u / c  # Eq. 2.37, measurement update
-        preds.append(p)
-        filts.append(f)
-        norms.append(c)
-    norm = torch.cat(norms, 1)
+    lik, m = _time_major_lik(ll)
+    filt, pred, norm = _filter_tm(pred0, trans, lik, None if valid is None else valid.T)
     # u ≥ 0 is finite (p ≤ 1, lik ≤ 1), so the filter is finite iff every normaliser is > 0
     if bool(norm.amin() > 0):
-        return torch.stack(filts, 1), torch.stack(preds, 1), torch.log(norm) + m[..., 0]
+        log_norm = torch.log(norm[..., 0]).T + m[..., 0]
+        return filt.transpose(0, 1), pred.transpose(0, 1), log_norm
     return _filter_seq_log(pred0, trans, ll, valid)
 
 
@@ -367,30 +384,38 @@ def _filter_seq_log(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | No
     return torch.stack(filts, 1), torch.stack(preds, 1), torch.cat(norms, 1)
 
 
+def _smooth_tm(filt: Tensor, inv_pred: Tensor, trans: Tensor, g_last: Tensor,
+               valid: Tensor | None = None) -> Tensor:
+    """The backward smoother on time-major filt, 1/pred (T, N, K) from γ at the last step.
+    γ_{t−1}(j) = f_{t−1}(j) Σ_i P_ji γ_t(i) / pred_t(i) (Eqs. 2.38–2.39). valid: (T, N)."""
+    T = filt.shape[0]
+    gamma = torch.empty_like(filt)
+    gamma[T - 1] = g_last
+    tmp = torch.empty_like(g_last)
+    for t in range(T - 1, 0, -1):
+        torch.mul(gamma[t], inv_pred[t], out=tmp)
+        torch.matmul(tmp, _trans_at(trans, t).mT, out=gamma[t - 1])
+        gamma[t - 1].mul_(filt[t - 1])
+        if valid is not None:
+            gamma[t - 1] = torch.where(valid[t, :, None], gamma[t - 1], gamma[t])
+    return gamma
+
+
 def _smooth_seq(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
                 valid: Tensor | None) -> Tensor:
     """The book's backward smoother (Eqs. 2.38–2.39): future conditioning then the backward
-    step, from the filter alone (the data are not re-accessed). Returns γ: (N, T, K).
+    step, from the filter alone (the data are not re-accessed). filt, pred: (N, T, K).
+    Returns γ: (N, T, K) (a view of a time-major buffer).
 
-    γ_{t−1}(j) = Σ_i γ_t(i) p̂(x_{t−1} = j | x_t = i, y_1..y_{t−1}) (Eq. 2.39) with the
-    future-conditioning distribution f_{t−1}(j) P_ji / pred_t(i) (Eq. 2.38). A predicted
-    probability of 0 has γ = 0 too, so 1/pred is taken as 0 there. If the ratio γ/pred
-    overflows (extreme log-likelihood scales), the pass is redone with per-step rescaling.
+    A predicted probability of 0 has γ = 0 too, so 1/pred is taken as 1/tiny there (and
+    0 · 1/tiny = 0). If the ratio γ/pred overflows (extreme log-likelihood scales), the pass is
+    redone with per-step rescaling.
     """
-    T = filt.shape[1]
-    # pred = 0 only where γ = 0 too (an impossible state), and 0 · (1/tiny) = 0.
-    inv_pred = 1.0 / pred.clamp_min(torch.finfo(filt.dtype).tiny)
-    g = gamma_last
-    out = [g]
-    for t in range(T - 1, 0, -1):
-        g_new = filt[:, t - 1] * ((g * inv_pred[:, t]) @ _trans_at(trans, t).mT)
-        if valid is not None:
-            g_new = torch.where(valid[:, t, None], g_new, g)
-        g = g_new
-        out.append(g)
-    gamma = torch.stack(out[::-1], 1)
+    ft = filt.transpose(0, 1).contiguous()
+    ip = (1.0 / pred.clamp_min(torch.finfo(filt.dtype).tiny)).transpose(0, 1).contiguous()
+    gamma = _smooth_tm(ft, ip, trans, gamma_last, None if valid is None else valid.T)
     if bool(torch.isfinite(gamma.sum())):  # one reduction: NaN or inf anywhere shows in the sum
-        return gamma
+        return gamma.transpose(0, 1)
     return _smooth_seq_safe(filt, pred, trans, gamma_last, valid)
 
 
@@ -601,84 +626,62 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
     N, T, K = ll0.shape
     L = chunk_size if chunk_size is not None else 64
     ll, C = _pad_time(ll0, L)
-    m = ll.amax(-1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    lik = torch.exp(ll - m).reshape(N * C, L, K)
+    M = N * C
+    lik, m = _time_major_lik(ll.reshape(M, L, K))  # (L, M, K), chunks as the batch
     trans = c.trans
     pi = c.log_init.exp()  # (N, K)
     pred0 = torch.full((N, C, K), 1.0 / K, dtype=ll.dtype, device=ll.device)
     pred0[:, 0] = pi
-    filt = torch.empty(N * C, L, K, dtype=ll.dtype, device=ll.device)
+    filt = torch.empty(L, M, K, dtype=ll.dtype, device=ll.device)
     pred = torch.empty_like(filt)
-    norm = torch.empty(N * C, L, dtype=ll.dtype, device=ll.device)
-    todo = torch.arange(N * C, device=ll.device)
+    norm = torch.empty(L, M, 1, dtype=ll.dtype, device=ll.device)
+    todo: Tensor | None = None  # None: every chunk
     for sweep in range(max_sweeps + 1):
-        if todo.numel() == 0:
+        if todo is not None and todo.numel() == 0:
             break
         if sweep == max_sweeps:
             return None
-        f, p, n = _filter_core(pred0.reshape(N * C, K)[todo], trans, lik[todo])
-        filt[todo], pred[todo], norm[todo] = f, p, n
-        f_end = filt[:, -1].reshape(N, C, K)
+        if todo is None:
+            filt, pred, norm = _filter_tm(pred0.reshape(M, K), trans, lik)
+        else:
+            f, p, n = _filter_tm(pred0.reshape(M, K)[todo], trans, lik[:, todo])
+            filt[:, todo], pred[:, todo], norm[:, todo] = f, p, n
+        f_end = filt[-1].reshape(N, C, K)
         new = torch.cat([pi[:, None], f_end[:, :-1] @ trans], 1)
         todo = torch.nonzero(~_agree(new, pred0, rtol).reshape(-1))[:, 0]
         pred0 = new
     if not bool(norm.amin() > 0):
         return None  # an underflowing normaliser: the safe forms handle it
-    log_norm = (torch.log(norm).reshape(N, C * L) + m[..., 0])[:, :T]
+    log_norm = (torch.log(norm[..., 0]).T + m[..., 0]).reshape(N, C * L)[:, :T]
     # Backward sweeps: guesses of γ at each chunk's last step; the last chunk's is exact.
     inv_pred = 1.0 / pred.clamp_min(torch.finfo(ll.dtype).tiny)
-    g_end = filt[:, -1].reshape(N, C, K).clone()
+    g_end = filt[-1].reshape(N, C, K).clone()
     gamma = torch.empty_like(filt)
-    todo = torch.arange(N * C, device=ll.device)
+    todo = None
     for sweep in range(max_sweeps + 1):
-        if todo.numel() == 0:
+        if todo is not None and todo.numel() == 0:
             break
         if sweep == max_sweeps:
             return None
-        gamma[todo] = _smooth_core(filt[todo], inv_pred[todo], trans,
-                                   g_end.reshape(N * C, K)[todo])
-        g_first = gamma[:, 0].reshape(N, C, K)
-        ip_first = inv_pred[:, 0].reshape(N, C, K)
-        f_last = filt[:, -1].reshape(N, C, K)
+        if todo is None:
+            gamma = _smooth_tm(filt, inv_pred, trans, g_end.reshape(M, K))
+        else:
+            gamma[:, todo] = _smooth_tm(filt[:, todo], inv_pred[:, todo], trans,
+                                        g_end.reshape(M, K)[todo])
+        g_first = gamma[0].reshape(N, C, K)
+        ip_first = inv_pred[0].reshape(N, C, K)
+        f_last = filt[-1].reshape(N, C, K)
         # the boundary step from chunk c + 1's first step back to chunk c's last (Eq. 2.39)
         new = torch.cat([f_last[:, :-1] * ((g_first[:, 1:] * ip_first[:, 1:]) @ trans.mT),
                          f_last[:, -1:]], 1)
         new = new / new.sum(-1, keepdim=True)
         todo = torch.nonzero(~_agree(new, g_end, rtol).reshape(-1))[:, 0]
         g_end = new
-    filt = filt.reshape(N, C * L, K)[:, :T]
-    pred = pred.reshape(N, C * L, K)[:, :T]
-    gamma = gamma.reshape(N, C * L, K)[:, :T]
-    return filt, pred, log_norm, gamma
 
+    def batch_major(x: Tensor) -> Tensor:  # (L, N·C, K) → (N, T, K)
+        return x.reshape(L, N, C, K).permute(1, 2, 0, 3).reshape(N, C * L, K)[:, :T]
 
-def _filter_core(pred0: Tensor, trans: Tensor, lik: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The fast normalised filter on scaled likelihoods (N, L, K): filt, pred, normalisers."""
-    filts, preds, norms = [], [], []
-    p = pred0
-    f = pred0
-    for t in range(lik.shape[1]):
-        if t > 0:
-            p = f @ trans  # Eq. 2.36
-        u = p * lik[:, t]
-        cn = u.sum(-1, keepdim=True)
-        f = u / cn  # Eq. 2.37
-        preds.append(p)
-        filts.append(f)
-        norms.append(cn)
-    return torch.stack(filts, 1), torch.stack(preds, 1), torch.cat(norms, 1)
-
-
-def _smooth_core(filt: Tensor, inv_pred: Tensor, trans: Tensor, g_last: Tensor) -> Tensor:
-    """The backward smoother (Eqs. 2.38–2.39) inside chunks from γ at their last step."""
-    g = g_last
-    out = [g]
-    tT = trans.mT
-    for t in range(filt.shape[1] - 1, 0, -1):
-        g = filt[:, t - 1] * ((g * inv_pred[:, t]) @ tT)
-        out.append(g)
-    return torch.stack(out[::-1], 1)
+    return batch_major(filt), batch_major(pred), log_norm, batch_major(gamma)
 
 
 # --------------------------------------------------------------------------------------------
