@@ -641,7 +641,7 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
             break
         if sweep == max_sweeps:
             return None
-        if todo is None:
+        if todo is None:  # the first sweep, or most chunks moved
             filt, pred, norm = _filter_tm(pred0.reshape(M, K), trans, lik)
         else:
             f, p, n = _filter_tm(pred0.reshape(M, K)[todo], trans, lik[:, todo])
@@ -649,6 +649,7 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
         f_end = filt[-1].reshape(N, C, K)
         new = torch.cat([pi[:, None], f_end[:, :-1] @ trans], 1)
         todo = torch.nonzero(~_agree(new, pred0, rtol).reshape(-1))[:, 0]
+        todo = None if 2 * todo.numel() > M else todo  # re-run all rather than gather most
         pred0 = new
     if not bool(norm.amin() > 0):
         return None  # an underflowing normaliser: the safe forms handle it
@@ -676,6 +677,7 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
                          f_last[:, -1:]], 1)
         new = new / new.sum(-1, keepdim=True)
         todo = torch.nonzero(~_agree(new, g_end, rtol).reshape(-1))[:, 0]
+        todo = None if 2 * todo.numel() > M else todo
         g_end = new
 
     def batch_major(x: Tensor) -> Tensor:  # (L, N·C, K) → (N, T, K)
@@ -901,24 +903,31 @@ def alpha_gamma(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None
 
 
 def _viterbi_forward(delta0: Tensor, log_trans: Tensor, ll: Tensor, valid: Tensor | None,
-                     start_t: int = 0) -> tuple[Tensor, Tensor]:
-    """Max-product recursion from δ at the first step. Returns backpointers (N, T, K) (entry t
-    holds argmax_i for step t; row 0 unused) and δ at the last step (N, K)."""
+                     start_t: int = 0, pointers: bool = True) -> tuple[Any, Tensor]:
+    """Max-product recursion from δ at the first step. ll: (N, T, K). Returns backpointers
+    (N, T, K) (entry t holds argmax_i for step t; row 0 unused; a view of a time-major buffer)
+    and δ at the last step (N, K). Without ``pointers`` only δ is computed (psi is None).
+    The scores are laid out (N, to, from) so that the maximum runs over the last dimension."""
     N, T, K = ll.shape
-    psi = torch.zeros(N, T, K, dtype=torch.long, device=ll.device)
-    d = delta0
+    llt = ll.transpose(0, 1).contiguous()
+    psi = torch.zeros(T, N, K, dtype=torch.long, device=ll.device)
+    d = delta0.clone()
+    best = torch.empty_like(d)
+    scores = torch.empty(N, K, K, dtype=ll.dtype, device=ll.device)
     ar = torch.arange(K, device=ll.device)
     for t in range(1, T):
-        scores = d[:, :, None] + _trans_at(log_trans, t + start_t)  # (N, K_from, K_to)
-        best, arg = scores.max(-2)
-        new = best + ll[:, t]
+        torch.add(d[:, None, :], _trans_at(log_trans, t + start_t).mT, out=scores)
+        if pointers:
+            torch.max(scores, -1, out=(best, psi[t]))
+        else:
+            torch.amax(scores, -1, out=best)
         if valid is not None:
             v = valid[:, t, None]
-            new = torch.where(v, new, d)
-            arg = torch.where(v, arg, ar)
-        d = new
-        psi[:, t] = arg
-    return psi, d
+            d = torch.where(v, best + llt[t], d)
+            psi[t] = torch.where(v, psi[t], ar)
+        else:
+            torch.add(best, llt[t], out=d)
+    return (psi.transpose(0, 1) if pointers else None), d
 
 
 def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
@@ -933,7 +942,20 @@ def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
     return states
 
 
-def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 4
+def _divisor_near(T: int, L0: int) -> int:
+    """A chunk length near L0 that divides T if one exists within a factor 2 (no padding:
+    padded steps would cost a select per step in the max-product recursion)."""
+    L0 = max(1, min(L0, T))
+    for delta in range(0, L0):
+        for L in (L0 + delta, L0 - delta):
+            if L0 // 2 <= L <= 2 * L0 and L >= 1 and T % L == 0:
+                return L
+        if L0 - delta < L0 // 2 and L0 + delta > 2 * L0:
+            break
+    return L0
+
+
+def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 8
                      ) -> tuple[Tensor, Tensor] | None:
     """Exact chunk-parallel Viterbi by fixed-point iteration on chunk boundaries.
 
@@ -949,7 +971,7 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 4
     """
     ll0 = c.log_lik
     N, T, K = ll0.shape
-    L = _chunk_size(T, chunk_size)
+    L = _chunk_size(T, chunk_size) if chunk_size is not None else _divisor_near(T, 64)
     ll, C = _pad_time(ll0, L)
     llc = ll.reshape(N, C, L, K)
     logP = c.log_trans
@@ -963,19 +985,29 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 4
     # The padded tail must not change the maximiser: identity transitions there (unlike the
     # sum-product, where appended missing steps are neutral, max-product is not).
     tail = (torch.arange(C * L, device=ll.device) < T).reshape(C, L)
-    for _ in range(max_sweeps + 1):
+    for sweep in range(max_sweeps + 1):
+        # Sweep 0 runs values only (amax, ~4× cheaper than max with indices); from sweep 1 on
+        # backpointers are kept, and sweep 1 re-runs every chunk so each has its pointers.
+        pointers = sweep >= 1
+        if sweep == 1:
+            todo[:, 1:] = True
+            todo[:, 0] = True
         idx = torch.nonzero(todo)  # (M, 2) (sequence, chunk)
         if idx.shape[0] == 0:
             break
+        if sweep == max_sweeps:
+            return None  # best paths did not coalesce within a few chunks: sequential form
         n_i, c_i = idx[:, 0], idx[:, 1]
         g = guess[n_i, c_i]
         scores = g[:, :, None] + logP
         best, arg0 = scores.max(-2)
         d0 = best + llc[n_i, c_i, 0]
         d0 = torch.where((c_i == 0)[:, None], first[n_i], d0)
-        p, d_end = _viterbi_forward(d0, logP, llc[n_i, c_i], tail[c_i])
-        p[:, 0] = arg0
-        psi[n_i, c_i] = p
+        v = tail[c_i] if C * L != T else None
+        p, d_end = _viterbi_forward(d0, logP, llc[n_i, c_i], v, pointers=pointers)
+        if p is not None:
+            p[:, 0] = arg0
+            psi[n_i, c_i] = p
         mx = d_end.amax(-1, keepdim=True)
         ends[n_i, c_i] = d_end - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
         new_guess = guess.clone()
@@ -987,25 +1019,27 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 4
         todo = ~same
         todo[:, 0] = False
         guess = new_guess
-    if bool(todo.any()):
-        return None  # best paths did not coalesce within a few chunks: use the sequential form
     # Backtrack inside every chunk from every end state at once.
-    paths = torch.empty(N, C, L, K, dtype=torch.long, device=ll.device)
-    x = torch.arange(K, device=ll.device).expand(N, C, K)
-    paths[:, :, L - 1] = x
-    for s in range(L - 1, 0, -1):
-        x = psi[:, :, s].gather(-1, x)
-        paths[:, :, s - 1] = x
-    into = psi[:, :, 0].gather(-1, paths[:, :, 0])  # state at the previous chunk's end
-    # The padded tail (ll = 0, any state) does not change the maximiser of the real steps:
-    # choose the end state at T − 1, then pick the last chunk's end state consistent with it.
-    states = torch.empty(N, C, L, dtype=torch.long, device=ll.device)
-    ar_n = torch.arange(N, device=ll.device)
-    d_last = ends[:, -1]
-    end_state = d_last.argmax(-1)
-    for k in range(C - 1, -1, -1):
-        states[:, k] = paths[ar_n, k, :, end_state]
-        end_state = into[ar_n, k, end_state]
+    psi_t = psi.permute(2, 0, 1, 3).contiguous()  # (L, N, C, K)
+    paths = torch.empty(L, N, C, K, dtype=torch.long, device=ll.device)
+    x = torch.arange(K, device=ll.device).expand(N, C, K).contiguous()
+    paths[L - 1] = x
+    for s_ in range(L - 1, 0, -1):
+        x = psi_t[s_].gather(-1, x)
+        paths[s_ - 1] = x
+    into = psi_t[0].gather(-1, paths[0])  # (N, C, K): the previous chunk's end state
+    # End state of every chunk: E_{C−1} = argmax δ_T and E_{k−1} = into_k[E_k]; the suffix
+    # compositions of the maps into_k come from one associative scan (pointer jumping).
+    end_last = ends[:, -1].argmax(-1)  # (N,)
+    end_state = torch.empty(N, C, dtype=torch.long, device=ll.device)
+    end_state[:, -1] = end_last
+    if C > 1:
+        maps = into[:, 1:].flip(1)  # G_{C−1}, ..., G_1
+        comp = _associative_scan(lambda a, b: b.gather(-1, a), maps, 1)
+        end_state[:, :-1] = comp.gather(-1, end_last[:, None, None].expand(N, C - 1, 1))[
+            ..., 0].flip(1)
+    states = paths.permute(1, 2, 0, 3).gather(
+        -1, end_state[:, :, None, None].expand(N, C, L, 1))[..., 0]  # (N, C, L)
     states = states.reshape(N, C * L)[:, :T]
     return states, _path_log_joint(c, states)
 
