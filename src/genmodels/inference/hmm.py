@@ -439,17 +439,13 @@ def _smooth_seq_safe(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tens
     return torch.stack(out[::-1], 1)
 
 
-def _safe_div(a: Tensor, b: Tensor) -> Tensor:
-    """a / b with 0 where b == 0 (an impossible predicted state has γ = 0 too)."""
-    return torch.where(b > 0, a / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(a))
-
-
 def _pairwise(filt: Tensor, pred: Tensor, gamma: Tensor, trans: Tensor, valid: Tensor | None,
               per_step: bool) -> tuple[Tensor, Tensor | None]:
     """Pairwise smoothed marginals p̂(x_{t−1} = i, x_t = j | y) = f_{t−1}(i) P_ij γ_t(j) /
     pred_t(j) (Eqs. 2.38–2.39 before marginalising), summed over t (and per step on request)."""
 
-    ratio = _safe_div(gamma[:, 1:], pred[:, 1:])  # (N, T−1, K)
+    # γ_t / pred_t, with pred = 0 only where γ = 0 (0 · 1/tiny = 0)
+    ratio = gamma[:, 1:] / pred[:, 1:].clamp_min(torch.finfo(filt.dtype).tiny)  # (N, T−1, K)
     if valid is not None:
         ratio = ratio * valid[:, 1:, None].to(ratio.dtype)
     f_prev = filt[:, :-1]
