@@ -16,15 +16,30 @@ likelihood is taken as 1 and its entry of ``log_lik`` may be NaN); optional ``le
 (*batch,) gives each sequence's length (steps at and beyond it are padding: their outputs are
 zero, or −1 for state paths).
 
-Forms. ``method="sequential"`` is the book's recursion (a Python loop over time, vectorised over
-sequences). ``"chunked"`` is exact and parallel in time: the sequence is cut into C chunks; the
-product of the chunk's transition–likelihood matrices (its *transfer matrix*) is formed for all
-chunks at once, the filter and the backward message are carried across chunk boundaries (C
-steps), and the recursions then run inside all chunks at once (L steps) — O(T K³) work but only
-O(√T) Python steps. ``"scan"`` is an associative (Blelloch-style odd–even) scan over log-semiring
-matrix products (``linalg.logmatmulexp``): O(log T) steps, O(T K³) work and O(T K²) memory,
-the form for accelerators. ``"auto"`` picks sequential for short sequences and chunked for long
-ones (measured in benchmarks/bench_hmm.py). All forms agree to rounding (tests).
+Forms (torch's per-call overhead, not arithmetic, dominates a Python loop over T with small
+K × K matrices, so the long-sequence forms cut the number of Python-level steps):
+
+* ``"sequential"``: the book's recursion, a Python loop over time vectorised over sequences.
+* ``"sweeps"`` (parallel in time, O(T K²) work): the sequence is cut into chunks of L = 64
+  steps; all chunks run the recursion at once from a guess of their incoming distribution,
+  the guesses are replaced by the previous chunk's result, and the chunks that moved are re-run
+  until every chunk starts from its predecessor's result to 1e-11 (relative) — two sweeps for
+  a chain that forgets its start within L steps. Falls back to ``"chunked"`` (K ≤ 48) or
+  ``"sequential"`` when the chain mixes too slowly. Viterbi uses the same idea, exactly:
+  max-product paths coalesce, so the backpointers become those of the sequential recursion.
+* ``"chunked"`` (exact in one pass, O(T K³) work): the product of each chunk's
+  transition–likelihood matrices (its *transfer matrix*) is formed for all chunks at once; the
+  filter and the backward message are carried across chunk boundaries; the recursions then run
+  inside all chunks at once. O(√T) Python steps.
+* ``"scan"``: an associative (Blelloch-style odd–even) scan over log-semiring matrix products
+  (``linalg.logmatmulexp``): O(log T) steps, O(T K³) work and O(T K²) memory — the form for
+  accelerators (not chosen automatically on CPU, where it is the slowest); handles
+  time-varying transitions and padding.
+* ``"auto"``: sequential below T = 512 (or with padding / time-varying transitions), sweeps
+  above (measured in benchmarks/bench_hmm.py). A max-plus matrix scan for Viterbi was measured
+  slower on CPU for K ≥ 8 (its K³ max-plus products have no BLAS) and is not offered.
+
+All forms agree with the sequential one to rounding (tests: ≤ 1e-9 relative).
 
 Complexity (the book's empty heading B:845, errata E-7): O(T K²) time and O(T K) memory for the
 sequential forms (Rabiner 1989; Bishop 2006 §13.2).
@@ -926,16 +941,37 @@ def _viterbi_forward(delta0: Tensor, log_trans: Tensor, ll: Tensor, valid: Tenso
     return (psi.transpose(0, 1) if pointers else None), d
 
 
-def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
-    """Follow backpointers from ``last`` (N,) → states (N, T)."""
-    N, T, _ = psi.shape
-    states = torch.empty(N, T, dtype=torch.long, device=psi.device)
-    x = last
-    states[:, T - 1] = x
+def _viterbi_values_backtrack(c: _Chain) -> tuple[Tensor, Tensor]:
+    """Sequential Viterbi that stores the max-product values δ_t (T, N, K) but no
+    backpointers: ``amax`` over the (N, K, K) scores is several times cheaper than ``max``
+    with indices, and the backtrack recovers x_{t−1} = argmax_j δ_{t−1}(j) + log P[j, x_t]
+    for the one state on the path (O(N K) per step), with the same scores and the same
+    first-index tie rule as the forward pass. Returns (states (N, T), log joint (N,))."""
+    ll = c.log_lik
+    N, T, K = ll.shape
+    llt = ll.transpose(0, 1).contiguous()
+    delta = torch.empty(T, N, K, dtype=ll.dtype, device=ll.device)
+    delta[0] = c.log_init + llt[0]
+    scores = torch.empty(N, K, K, dtype=ll.dtype, device=ll.device)
+    best = torch.empty(N, K, dtype=ll.dtype, device=ll.device)
+    valid = None if c.valid is None else c.valid.T  # (T, N)
+    for t in range(1, T):
+        torch.add(delta[t - 1][:, None, :], _trans_at(c.log_trans, t).mT, out=scores)
+        torch.amax(scores, -1, out=best)  # (N, to)
+        torch.add(best, llt[t], out=delta[t])
+        if valid is not None:
+            delta[t] = torch.where(valid[t, :, None], delta[t], delta[t - 1])
+    log_joint, x = delta[T - 1].max(-1)
+    states = torch.empty(T, N, dtype=torch.long, device=ll.device)
+    states[T - 1] = x
     for t in range(T - 1, 0, -1):
-        x = psi[:, t].gather(1, x[:, None])[:, 0]
-        states[:, t - 1] = x
-    return states
+        lt_T = _trans_at(c.log_trans, t).mT  # [to, from]
+        prev = (delta[t - 1] + lt_T[x]).argmax(-1)
+        if valid is not None:
+            prev = torch.where(valid[t], prev, x)
+        x = prev
+        states[t - 1] = x
+    return states.T, log_joint
 
 
 def _divisor_near(T: int, L0: int) -> int:
@@ -1072,10 +1108,7 @@ def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
     if out is not None:
         states, log_joint = out
     else:
-        psi, d = _viterbi_forward(c.log_init + c.log_lik[:, 0], c.log_trans, c.log_lik,
-                                  c.valid)
-        log_joint, last = d.max(-1)
-        states = _backtrack(psi, last)
+        states, log_joint = _viterbi_values_backtrack(c)
     if bool((log_joint == -math.inf).any()):
         b = int(torch.nonzero(log_joint == -math.inf)[0, 0])
         raise ValueError(f"sequence {b} has zero probability under the model: every state "
