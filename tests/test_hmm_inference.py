@@ -237,3 +237,29 @@ def test_bad_input():
         forward_backward(li, lt, zero)
     with pytest.raises(ValueError, match="zero probability"):
         viterbi(li, lt, zero)
+
+
+@pytest.mark.parametrize("K", [3, 17])
+def test_viterbi_sequential_variants_agree_with_lengths(K):
+    # K ≥ 16 takes the values-only forward pass with an O(NK) backtrack, K < 16 backpointers.
+    T = 12
+    li, lt, ll = random_hmm(K, T, (3,), seed=K)
+    lengths = torch.tensor([12, 7, 1])
+    vp = viterbi(li, lt, ll, lengths=lengths, method="sequential")
+    ag = None
+    for b in range(3):
+        n = int(lengths[b])
+        ref = viterbi(li, lt, ll[b, :n], method="sequential")
+        assert vp.states[b, :n].tolist() == ref.states.tolist()
+        torch.testing.assert_close(vp.log_joint[b], ref.log_joint)
+        if n <= 4 and K == 3:
+            ag = brute_force(li, lt, ll[b, :n])
+            assert vp.states[b, :n].tolist() == ag[4].tolist()
+    # the two sequential variants agree with each other on full-length sequences
+    import genmodels.inference.hmm as H
+
+    c = H._check_chain(li, lt, ll)
+    psi, d = H._viterbi_forward(c.log_init + c.log_lik[:, 0], c.log_trans, c.log_lik, None)
+    by_pointers = H._backtrack(psi, d.max(-1)[1])
+    by_values, _ = H._viterbi_values_backtrack(c)
+    assert torch.equal(by_pointers, by_values)

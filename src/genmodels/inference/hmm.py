@@ -941,6 +941,19 @@ def _viterbi_forward(delta0: Tensor, log_trans: Tensor, ll: Tensor, valid: Tenso
     return (psi.transpose(0, 1) if pointers else None), d
 
 
+def _backtrack(psi: Tensor, last: Tensor) -> Tensor:
+    """Follow backpointers psi (N, T, K) from ``last`` (N,) → states (N, T)."""
+    N, T, _ = psi.shape
+    pt = psi.transpose(0, 1)
+    states = torch.empty(T, N, dtype=torch.long, device=psi.device)
+    x = last
+    states[T - 1] = x
+    for t in range(T - 1, 0, -1):
+        x = pt[t].gather(1, x[:, None])[:, 0]
+        states[t - 1] = x
+    return states.T
+
+
 def _viterbi_values_backtrack(c: _Chain) -> tuple[Tensor, Tensor]:
     """Sequential Viterbi that stores the max-product values δ_t (T, N, K) but no
     backpointers: ``amax`` over the (N, K, K) scores is several times cheaper than ``max``
@@ -1107,8 +1120,13 @@ def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
     out = _viterbi_chunked(c, chunk_size) if how in ("chunked", "sweeps") else None
     if out is not None:
         states, log_joint = out
-    else:
+    elif c.log_lik.shape[-1] >= 16:  # max with indices costs more than the O(NK) backtrack
         states, log_joint = _viterbi_values_backtrack(c)
+    else:
+        psi, d = _viterbi_forward(c.log_init + c.log_lik[:, 0], c.log_trans, c.log_lik,
+                                  c.valid)
+        log_joint, last = d.max(-1)
+        states = _backtrack(psi, last)
     if bool((log_joint == -math.inf).any()):
         b = int(torch.nonzero(log_joint == -math.inf)[0, 0])
         raise ValueError(f"sequence {b} has zero probability under the model: every state "
