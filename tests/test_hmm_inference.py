@@ -116,8 +116,10 @@ def test_forms_agree(batch, T):
         vc = viterbi(li, lt, ll, method="chunked", chunk_size=cs)
         assert torch.equal(vc.states, vs.states)
         torch.testing.assert_close(vc.log_joint, vs.log_joint)
-    filt = forward_filter(li, lt, ll, method="chunked")
-    torch.testing.assert_close(filt.filtered_probs, ref.filtered_probs)
+    for method in ("chunked", "sweeps", "scan"):
+        filt = forward_filter(li, lt, ll, method=method)
+        torch.testing.assert_close(filt.filtered_probs, ref.filtered_probs)
+        torch.testing.assert_close(filt.log_marginal, ref.log_marginal)
     torch.testing.assert_close(hmm_log_marginal(li, lt, ll), ref.log_marginal)
     sm = backward_smooth(forward_filter(li, lt, ll, method="sequential"), lt, pairwise=True)
     torch.testing.assert_close(sm.smoothed_probs, ref.smoothed_probs)

@@ -619,7 +619,8 @@ def _agree(a: Tensor, b: Tensor, rtol: float) -> Tensor:
 
 
 def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int = 6,
-                             rtol: float = 1e-11) -> tuple[Tensor, ...] | None:
+                             rtol: float = 1e-11, smooth: bool = True
+                             ) -> tuple[Tensor, ...] | None:
     """Parallel-in-time filter and smoother by fixed-point sweeps over chunk boundaries.
 
     The sequence is cut into C chunks of L steps. A sweep runs the normalised filter (Eqs.
@@ -665,6 +666,12 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
     if not bool(norm.amin() > 0):
         return None  # an underflowing normaliser: the safe forms handle it
     log_norm = (torch.log(norm[..., 0]).T + m[..., 0]).reshape(N, C * L)[:, :T]
+
+    def batch_major(x: Tensor) -> Tensor:  # (L, N·C, K) → (N, T, K)
+        return x.reshape(L, N, C, K).permute(1, 2, 0, 3).reshape(N, C * L, K)[:, :T]
+
+    if not smooth:
+        return batch_major(filt), batch_major(pred), log_norm
     # Backward sweeps: guesses of γ at each chunk's last step; the last chunk's is exact.
     inv_pred = 1.0 / pred.clamp_min(torch.finfo(ll.dtype).tiny)
     g_end = filt[-1].reshape(N, C, K).clone()
@@ -690,10 +697,6 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
         todo = torch.nonzero(~_agree(new, g_end, rtol).reshape(-1))[:, 0]
         todo = None if 2 * todo.numel() > M else todo
         g_end = new
-
-    def batch_major(x: Tensor) -> Tensor:  # (L, N·C, K) → (N, T, K)
-        return x.reshape(L, N, C, K).permute(1, 2, 0, 3).reshape(N, C * L, K)[:, :T]
-
     return batch_major(filt), batch_major(pred), log_norm, batch_major(gamma)
 
 
@@ -777,7 +780,7 @@ def forward_filter(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = N
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
     how = _resolve(method, c)
     if how == "sweeps":
-        out = _forward_backward_sweeps(c, chunk_size)
+        out = _forward_backward_sweeps(c, chunk_size, smooth=False)
         how = "sequential" if out is None else how
     if how == "sweeps" and out is not None:
         filt, pred, log_norm = out[0], out[1], out[2]
