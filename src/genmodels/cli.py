@@ -38,6 +38,10 @@ class Recipe:
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
 RECIPES: dict[str, str] = {
+    "gmm": "genmodels.recipes.mixture:gmm",
+    "kmeans": "genmodels.recipes.mixture:kmeans_recipe",
+    "lda": "genmodels.recipes.mixture:lda",
+    "qda": "genmodels.recipes.mixture:qda",
     "hmm": "genmodels.recipes.hmm:HMM_RECIPE",
 }
 

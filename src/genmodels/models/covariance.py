@@ -64,13 +64,21 @@ def _ill_defined(which: list[int], what: str = "component") -> ValueError:
 
 
 def _triu_features(y: Tensor) -> Tensor:
-    """The D(D+1)/2 distinct products y_i y_j, i ≤ j, row by row. y: (N, D) → (N, D(D+1)/2)."""
+    """[the D(D+1)/2 distinct products y_i y_j (i ≤ j, row by row), y, 1].
+
+    y: (N, D) → (N, D(D+1)/2 + D + 1). With the trailing y and 1, the whole Mahalanobis table
+    is one matrix product with [vec P_k; −2 P_k μ_k; μ_kᵀP_kμ_k], and the M step's counts,
+    weighted sums and weighted scatter are one product Rᵀ F.
+    """
     n, d = y.shape
-    out = torch.empty(n, d * (d + 1) // 2, dtype=y.dtype, device=y.device)
+    t = d * (d + 1) // 2
+    out = torch.empty(n, t + d + 1, dtype=y.dtype, device=y.device)
     o = 0
     for i in range(d):  # D slices of whole columns: vectorised over data
         torch.mul(y[:, i:], y[:, i : i + 1], out=out[:, o : o + d - i])
         o += d - i
+    out[:, t : t + d] = y
+    out[:, t + d] = 1.0
     return out
 
 
@@ -98,10 +106,16 @@ def _unpack(p: Tensor, d: int) -> Tensor:
 
 
 def _cholesky_or_raise(cov: Tensor, what: str) -> Tensor:
+    """Lower Cholesky factor; ``ValueError`` naming the matrices that are not numerically
+    positive definite: the factorisation fails, or a pivot L_ii² is at most D·eps times the
+    largest variance (a rank deficiency that rounding turned into a tiny positive pivot)."""
     L, info = torch.linalg.cholesky_ex(symmetrize(cov))
-    if bool((info > 0).any()):
-        bad = torch.nonzero(info.reshape(-1) > 0).reshape(-1).tolist()
-        raise _ill_defined(bad, what)
+    d = cov.shape[-1]
+    pivots = L.diagonal(dim1=-2, dim2=-1).square()
+    floor = d * eps(cov.dtype) * cov.diagonal(dim1=-2, dim2=-1).amax(-1, keepdim=True)
+    bad_mask = (info > 0) | (pivots <= floor).any(-1)
+    if bool(bad_mask.any()):
+        raise _ill_defined(torch.nonzero(bad_mask.reshape(-1)).reshape(-1).tolist(), what)
     return L
 
 
@@ -165,6 +179,16 @@ class CovarianceStructure(ABC):
     @abstractmethod
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         """Weighted second-order statistic Σ_n r_nk (·) — additive over data."""
+
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """log N(y_n; μ_k, Σ_k) = −½D log τ + log|U_k| − ½ maha (Eq. 2.8 without π): (N, K)."""
+        k, d = means.shape
+        logdet = self.log_det_precision_cholesky(prec_chol, k, d)
+        return (-0.5 * d * LOG_TAU) + logdet - 0.5 * self.mahalanobis(y, feats, means, prec_chol)
+
+    def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Σ_n r_nk, Σ_n r_nk y_n and ``second_moment``: the statistics of the M step."""
+        return weights.sum(0), weights.T @ y, self.second_moment(y, feats, weights)
 
     @abstractmethod
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
@@ -246,22 +270,49 @@ class Full(_MatrixStructure):
         return torch.log(prec_chol.diagonal(dim1=-2, dim2=-1)).sum(-1)
 
     def features(self, y: Tensor) -> Tensor:
-        return _triu_features(y)  # (N, D(D+1)/2)
+        return _triu_features(y)  # (N, D(D+1)/2 + D + 1): [y_i y_j, y, 1]
 
-    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    @staticmethod
+    def _quadratic_weights(means: Tensor, prec_chol: Tensor) -> Tensor:
+        """[vec P_k; −2 P_k μ_k; μ_kᵀ P_k μ_k] (K, T + D + 1): F @ thisᵀ = Mahalanobis table."""
         P = prec_chol @ prec_chol.mT  # (K, D, D) precisions
         b = (P @ means[..., None]).squeeze(-1)  # (K, D) P_k μ_k
-        quad = feats @ _pack(P, 2.0).T  # (N, K) yᵀ P_k y from the quadratic features
-        maha = quad - 2.0 * (y @ b.T) + (means * b).sum(-1)  # (N, K)
-        return maha.clamp_min(0.0)
+        return torch.cat([_pack(P, 2.0), -2.0 * b, (means * b).sum(-1, keepdim=True)], 1)
+
+    def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        # yᵀP_k y − 2 yᵀP_k μ_k + μ_kᵀP_k μ_k as ONE product with the quadratic features
+        return (feats @ self._quadratic_weights(means, prec_chol).T).clamp_min_(0.0)  # (N, K)
+
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        memo = getattr(self, "_memo", None)  # the weights change only when the parameters do
+        if memo is not None and memo[0] is means and memo[1] is prec_chol:
+            w, top = memo[2], memo[3]
+        else:
+            k, d = means.shape
+            top = (-0.5 * d * LOG_TAU) + self.log_det_precision_cholesky(prec_chol, k, d)  # (K,)
+            w = -0.5 * self._quadratic_weights(means, prec_chol)
+            w[:, -1] += top  # the constant column carries the normaliser
+            w = w.T.contiguous()  # (T + D + 1, K)
+            self._memo = (means, prec_chol, w, top)
+        # one product (rounding in the expansion is ~eps·‖f(y)‖·‖P‖ about the center, far below
+        # the density's own scale; ``mahalanobis`` clamps at 0 for callers who need the sign)
+        return feats @ w  # (N, K)
+
+    def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = y.shape[-1]
+        t = d * (d + 1) // 2
+        g = weights.T @ feats  # (K, T + D + 1): all three statistics in one product
+        return g[:, t + d], g[:, t : t + d], g[:, :t]
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
-        return weights.T @ feats  # (K, D(D+1)/2): Σ_n r_nk y_n y_nᵀ, packed
+        d = y.shape[-1]
+        return weights.T @ feats[:, : d * (d + 1) // 2]  # (K, D(D+1)/2) Σ r y yᵀ, packed
 
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
         d = means.shape[-1]
-        cov = _unpack(second, d) / counts[:, None, None] - means[:, :, None] * means[:, None, :]
+        raw = _unpack(second, d) / counts[:, None, None]
+        cov = _zero_rounding_noise(raw - means[:, :, None] * means[:, None, :], raw)
         return _add_reg(symmetrize(cov), reg_covar)
 
     def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
@@ -306,7 +357,7 @@ class Tied(_MatrixStructure):
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
         between = (means * counts[:, None]).T @ means  # Σ_k N_k μ_k μ_kᵀ
-        cov = (second - between) / counts.sum()
+        cov = _zero_rounding_noise((second - between) / counts.sum(), second / counts.sum())
         return _add_reg(symmetrize(cov), reg_covar)
 
     def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
@@ -359,7 +410,10 @@ class Diagonal(CovarianceStructure):
 
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
-        return (second / counts[:, None] - means.square()).clamp_min(0.0) + reg_covar
+        raw = second / counts[:, None]
+        var = raw - means.square()
+        var = torch.where(var <= means.shape[-1] * eps(var.dtype) * raw, 0.0, var)
+        return var + reg_covar
 
     def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
         return cov.sqrt()[states] * eps_
@@ -410,8 +464,10 @@ class Spherical(CovarianceStructure):
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
         d = means.shape[-1]
-        var = (second / counts - means.square().sum(-1)) / d
-        return var.clamp_min(0.0) + reg_covar
+        raw = second / counts
+        var = raw - means.square().sum(-1)
+        var = torch.where(var <= d * eps(var.dtype) * raw, 0.0, var) / d
+        return var + reg_covar
 
     def noise(self, cov: Tensor, states: Tensor, eps_: Tensor) -> Tensor:
         return cov.sqrt()[states][..., None] * eps_
@@ -422,6 +478,20 @@ class Spherical(CovarianceStructure):
     def as_full(self, cov: Tensor, k: int, d: int) -> Tensor:
         eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
         return cov[:, None, None] * eye
+
+
+def _zero_rounding_noise(cov: Tensor, raw: Tensor) -> Tensor:
+    """Set to exactly 0 the variances (and their rows/columns) that the subtraction
+    ⟨y yᵀ⟩ − μ μᵀ left at the rounding level of ⟨y yᵀ⟩ (D·eps relative): they are zero-variance
+    directions, and must stay singular (→ ``ValueError`` without ``reg_covar``) rather than
+    become tiny random positives. cov, raw: (*, D, D)."""
+    d = cov.shape[-1]
+    var = cov.diagonal(dim1=-2, dim2=-1)
+    dead = var <= d * eps(cov.dtype) * raw.diagonal(dim1=-2, dim2=-1)  # (*, D)
+    if not bool(dead.any()):
+        return cov
+    keep = (~dead).to(cov.dtype)
+    return cov * keep[..., :, None] * keep[..., None, :]
 
 
 def _add_reg(cov: Tensor, reg_covar: float) -> Tensor:
@@ -492,7 +562,9 @@ class GaussianEmission(SavableModule):
         self.register_buffer("covariances", cov)
         self.register_buffer("precisions_cholesky", self.structure.precision_cholesky(cov))
         self.register_buffer("center", torch.zeros(d, dtype=dt, device=device))
-        self._memo: tuple[Tensor, int, Tensor] | None = None
+        self._cache: dict[tuple[Any, ...], tuple[Tensor, int, Tensor, Tensor]] = {}
+        self._cache_bytes = 0
+        self._cache_base: int | None = None
 
     means: Tensor
     covariances: Tensor
@@ -547,12 +619,12 @@ class GaussianEmission(SavableModule):
             c = self.structure.check(covariances, k, d, name="covariances", dtype=dt, device=dev)
             self.precisions_cholesky = self.structure.precision_cholesky(c)
             self.covariances = c.clone()
-        self._memo = None
+        self._cache_clear_if_center_changed()
 
     def set_center(self, y: Tensor) -> None:
         """Take statistics about the mean of ``y`` (N, D) from now on (numerics only)."""
         self.center = y.detach().to(self.center).mean(0)
-        self._memo = None
+        self.clear_cache()
 
     @property
     def precisions(self) -> Tensor:
@@ -569,39 +641,94 @@ class GaussianEmission(SavableModule):
         return k * d + self.structure.num_parameters(k, d)
 
     # -- inference ----------------------------------------------------------------------------
-    def _features(self, yc: Tensor, y: Tensor) -> Tensor:
-        # One-entry memo: a mixture's E step asks for the log-likelihood of a chunk and then for
-        # its statistics; both use the same quadratic features, computed once.
-        memo = self._memo
-        if memo is not None and memo[0] is y and memo[1] == y._version:
-            return memo[2]
+    #: Upper bound on the memory the feature cache may hold (see ``_prepared``).
+    feature_cache_bytes: int = 1 << 30
+
+    def _prepared(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(y − center, the structure's features of it), cached per data tensor.
+
+        The quadratic features depend on the data and the center only, not on the parameters,
+        so EM computes them once per batch and reuses them in every iteration (and for both
+        the log-likelihood and the statistics of an iteration). The cache is keyed on the
+        tensor's memory and holds a reference to it (so the memory cannot be reused by other
+        data), checks its version counter (so in-place edits invalidate it), holds chunks of
+        one underlying data tensor at a time (data from another storage replaces them), is
+        bounded by ``feature_cache_bytes`` and is emptied by ``clear_cache``, ``set_center``
+        and pickling.
+        """
+        base = y.untyped_storage().data_ptr()
+        if base != getattr(self, "_cache_base", None):
+            self.clear_cache()
+            self._cache_base = base
+        key = (y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype, str(y.device))
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is not None and hit[1] == y._version:
+            return hit[2], hit[3]
+        yc = y - self.center
         feats = self.structure.features(yc)
-        self._memo = (y, y._version, feats)
-        return feats
+        size = (yc.numel() + feats.numel()) * yc.element_size()
+        if self._cache_bytes + size > self.feature_cache_bytes:
+            self.clear_cache()  # keep at least the latest batch (log-likelihood → statistics)
+        self._cache[key] = (y, y._version, yc, feats)
+        self._cache_bytes += size
+        return yc, feats
+
+    def clear_cache(self) -> None:
+        """Release the cached features (and the references to the data they came from)."""
+        self._cache = {}
+        self._cache_bytes = 0
+        self._cache_base = None
+
+    def _cache_clear_if_center_changed(self) -> None:
+        pass  # features depend on the data and the center only; parameters may change freely
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state["_cache"], state["_cache_bytes"] = {}, 0
+        return state
 
     def mahalanobis(self, y: Tensor) -> Tensor:
         """(y_n − μ_k)ᵀ Σ_k⁻¹ (y_n − μ_k). y: (N, D) → (N, K)."""
-        yc = y - self.center
-        return self.structure.mahalanobis(yc, self._features(yc, y), self.means - self.center,
+        yc, feats = self._prepared(y)
+        return self.structure.mahalanobis(yc, feats, self.means - self.center,
                                           self.precisions_cholesky)
 
     def log_likelihood(self, y: Tensor) -> Tensor:
         """log N(y_n; μ_k, Σ_k) (Eq. 2.8 without the prior). y: (N, D) → (N, K)."""
-        k, d = self.num_states, self.dim
-        logdet = self.structure.log_det_precision_cholesky(self.precisions_cholesky, k, d)
-        return (-0.5 * d * LOG_TAU) + logdet - 0.5 * self.mahalanobis(y)
+        yc, feats = self._prepared(y)
+        return self.structure.log_density(yc, feats, self._centered_means(),
+                                          self.precisions_cholesky)
+
+    def _centered_means(self) -> Tensor:
+        """μ_k − center, the same tensor object while the parameters are unchanged (so the
+        structure can reuse what it derives from them across the chunks of one E step)."""
+        key = (self.means, self.means._version, self.center, self.center._version)
+        memo = getattr(self, "_means_memo", None)
+        if memo is not None and all(a is b for a, b in zip(memo[0][::2], key[::2],
+                                                           strict=True)) \
+                and memo[0][1::2] == key[1::2]:
+            return memo[1]
+        out = self.means - self.center
+        self._means_memo = (key, out)
+        return out
 
     # -- learning -----------------------------------------------------------------------------
     def expected_stats(self, y: Tensor, weights: Tensor) -> Stats:
         """Σ_n r_nk, Σ_n r_nk (y_n − c), and the second-order statistic. y: (N, D);
         weights: (N, K)."""
-        yc = y - self.center
-        feats = self._features(yc, y)
-        return {
-            "counts": weights.sum(0),
-            "sum": weights.T @ yc,
-            "second": self.structure.second_moment(yc, feats, weights),
-        }
+        yc, feats = self._prepared(y)
+        counts, sums, second = self.structure.moments(yc, feats, weights)
+        return {"counts": counts, "sum": sums, "second": second}
+
+    def estimate(self, stats: Stats, reg_covar: float | None = None) -> tuple[Tensor, Tensor]:
+        """The M step's values without setting them (§7.1): (means (K, D), covariances).
+
+        Used where the covariances are post-processed before use (LDA/QDA solvers)."""
+        counts = stats["counts"] + 10.0 * eps(stats["counts"].dtype)
+        means_c = stats["sum"] / counts[:, None]  # (K, D) about the center
+        reg = self.reg_covar if reg_covar is None else reg_covar
+        cov = self.structure.covariance(counts, means_c, stats["second"], reg)
+        return means_c + self.center, cov
 
     def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
         """M step (§7.1); ``frozen`` may name ``means`` and/or ``covariances``."""
@@ -614,7 +741,7 @@ class GaussianEmission(SavableModule):
             self.precisions_cholesky = self.structure.precision_cholesky(cov)
             self.covariances = cov
         self.means = means_c + self.center
-        self._memo = None
+        self._cache_clear_if_center_changed()
 
     def sample(self, states: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """y ~ N(μ_s, Σ_s) for each state s. states: (*,) long → (*, D)."""
