@@ -187,8 +187,8 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         """(log p̂(X), posteriors (Σ T_i, K)) — the smoothed marginals γ (Eq. 2.43)."""
         model = self._fitted_model()
         data = self._data(X, lengths, reset=False)
-        post = model.posterior(data, method=self.method)
-        return float(post.log_marginal.sum()), to_numpy(post.smoothed_probs[data.valid])
+        post = model.posterior(data, transitions=False, method=self.method)
+        return float(post.log_marginal.sum()), to_numpy(_real_steps(post.smoothed_probs, data))
 
     def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Posterior state probabilities p̂(x_t | all of the sequence): (Σ T_i, K)."""
@@ -205,8 +205,8 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         if algo == "viterbi":
             vp = model.most_probable_states(data, method=self.method)
             return float(vp.log_joint.sum()), to_numpy(vp.states[data.valid])
-        post = model.posterior(data, method=self.method)
-        g = post.smoothed_probs[data.valid]
+        post = model.posterior(data, transitions=False, method=self.method)
+        g = _real_steps(post.smoothed_probs, data)
         best, states = g.max(-1)
         return float(best.sum()), to_numpy(states)
 
@@ -231,6 +231,13 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
     def aic(self, X: Any, lengths: Any = None) -> float:
         """−2 log p̂(X) + 2p."""
         return -2 * self.score(X, lengths) + 2 * self._fitted_model().num_parameters()
+
+
+def _real_steps(x: Any, data: HMMData) -> Any:
+    """(B, T, ...) → (Σ lengths, ...): the real steps in sequence order."""
+    if int(data.lengths.min()) == x.shape[1]:
+        return x.reshape(-1, *x.shape[2:])
+    return x[data.valid]
 
 
 def _gaussian_emission(k: int, d: int, covariance_type: str, means: Any, covars: Any,

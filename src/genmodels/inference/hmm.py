@@ -109,7 +109,8 @@ class HMMPosterior(NamedTuple):
     log_marginal: (*batch,), log p̂(y_1..y_T).
     log_normalizers: (*batch, T), log p̂(y_t | y_1..y_{t−1}).
     expected_transitions: (*batch, K, K), Σ_{t=2}^T p̂(x_{t−1} = i, x_t = j | y_1..y_T): the
-        pairwise smoothed marginals summed over time (what Baum–Welch needs, §7.2).
+        pairwise smoothed marginals summed over time (what Baum–Welch needs, §7.2); None when
+        not requested (``transitions=False``).
     pairwise_probs: (*batch, T−1, K, K) with ``[..., t−1, i, j] = p̂(x_{t−1} = i, x_t = j |
         y_1..y_T)`` when requested (``pairwise=True``), else None.
     """
@@ -118,7 +119,7 @@ class HMMPosterior(NamedTuple):
     smoothed_probs: Tensor
     log_marginal: Tensor
     log_normalizers: Tensor
-    expected_transitions: Tensor
+    expected_transitions: Tensor | None
     pairwise_probs: Tensor | None = None
 
 
@@ -400,15 +401,19 @@ def _filter_seq_log(pred0: Tensor, trans: Tensor, ll: Tensor, valid: Tensor | No
 
 
 def _smooth_tm(filt: Tensor, inv_pred: Tensor, trans: Tensor, g_last: Tensor,
-               valid: Tensor | None = None) -> Tensor:
-    """The backward smoother on time-major filt, 1/pred (T, N, K) from γ at the last step.
+               valid: Tensor | None = None, divide: bool = False) -> Tensor:
+    """The backward smoother on time-major filt, 1/pred (T, N, K) from γ at the last step
+    (with ``divide``, ``inv_pred`` holds pred itself, > 0, and is divided by).
     γ_{t−1}(j) = f_{t−1}(j) Σ_i P_ji γ_t(i) / pred_t(i) (Eqs. 2.38–2.39). valid: (T, N)."""
     T = filt.shape[0]
     gamma = torch.empty_like(filt)
     gamma[T - 1] = g_last
     tmp = torch.empty_like(g_last)
     for t in range(T - 1, 0, -1):
-        torch.mul(gamma[t], inv_pred[t], out=tmp)
+        if divide:
+            torch.div(gamma[t], inv_pred[t], out=tmp)
+        else:
+            torch.mul(gamma[t], inv_pred[t], out=tmp)
         torch.matmul(tmp, _trans_at(trans, t).mT, out=gamma[t - 1])
         gamma[t - 1].mul_(filt[t - 1])
         if valid is not None:
@@ -427,8 +432,11 @@ def _smooth_seq(filt: Tensor, pred: Tensor, trans: Tensor, gamma_last: Tensor,
     redone with per-step rescaling.
     """
     ft = filt.transpose(0, 1).contiguous()
-    ip = (1.0 / pred.clamp_min(torch.finfo(filt.dtype).tiny)).transpose(0, 1).contiguous()
-    gamma = _smooth_tm(ft, ip, trans, gamma_last, None if valid is None else valid.T)
+    pt = pred.transpose(0, 1)
+    if bool((trans == 0).any()) or bool((pt[0] == 0).any()):
+        pt = pt.clamp_min(torch.finfo(filt.dtype).tiny)  # else pred ≥ min P > 0 for t ≥ 2
+    gamma = _smooth_tm(ft, pt.contiguous(), trans, gamma_last,
+                       None if valid is None else valid.T, divide=True)
     if bool(torch.isfinite(gamma.sum())):  # one reduction: NaN or inf anywhere shows in the sum
         return gamma.transpose(0, 1)
     return _smooth_seq_safe(filt, pred, trans, gamma_last, valid)
@@ -828,25 +836,30 @@ def backward_smooth(filtered: HMMFiltered, log_trans: Any, *, lengths: Any = Non
 
 
 def forward_backward(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
-                     lengths: Any = None, pairwise: bool = False, method: str = "auto",
-                     chunk_size: int | None = None) -> HMMPosterior:
+                     lengths: Any = None, pairwise: bool = False, transitions: bool = True,
+                     method: str = "auto", chunk_size: int | None = None) -> HMMPosterior:
     """Filter and smoother of an HMM (B10–B11): posterior marginals, pairwise marginals (summed
     over time, and per step when ``pairwise``), and the log-marginal.
 
     log_init: (K,) or (*batch, K); log_trans: (K, K) or (T−1, K, K), row-stochastic
     ``[from, to]``; log_lik: (*batch, T, K); mask: (*batch, T) bool, True where observed;
-    lengths: (*batch,). method: "auto" | "sequential" | "chunked" | "scan".
+    lengths: (*batch,). method: "auto" | "sequential" | "sweeps" | "chunked" | "scan".
+    transitions=False skips the summed pairwise marginals (not needed for posteriors alone).
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
     filt, pred, log_norm, gamma = _fb_dispatch(c, _resolve(method, c), pairwise, chunk_size)
     if bool((log_norm == -math.inf).any()):
         raise _zero_prob_error(log_norm)
-    counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
+    counts: Tensor | None = None
+    pair = None
+    if transitions or pairwise:
+        counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
     filt, gamma, log_norm = _finish_masks(c, filt, gamma, log_norm)
     log_marg = log_norm.sum(-1)
     return HMMPosterior(
         c.reshape(filt, 2), c.reshape(gamma, 2), c.reshape(log_marg, 0), c.reshape(log_norm, 1),
-        c.reshape(counts, 2), None if pair is None else c.reshape(pair, 3))
+        None if counts is None else c.reshape(counts, 2),
+        None if pair is None else c.reshape(pair, 3))
 
 
 def hmm_log_marginal(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,

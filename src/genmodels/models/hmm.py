@@ -308,12 +308,13 @@ class HiddenMarkovModel(SavableModule):
     def _lengths(self, data: HMMData) -> Tensor | None:
         return None if int(data.lengths.min()) == data.y.shape[1] else data.lengths
 
-    def posterior(self, data: HMMData, *, pairwise: bool = False, method: str = "auto"
-                  ) -> kernels.HMMPosterior:
+    def posterior(self, data: HMMData, *, pairwise: bool = False, transitions: bool = True,
+                  method: str = "auto") -> kernels.HMMPosterior:
         """Filter, smoother and log-marginal of every sequence (B10–B11)."""
         return kernels.forward_backward(
             self.log_initial, self.log_transition, self.log_likelihood_table(data),
-            mask=data.mask, lengths=self._lengths(data), pairwise=pairwise, method=method)
+            mask=data.mask, lengths=self._lengths(data), pairwise=pairwise,
+            transitions=transitions, method=method)
 
     def log_marginal(self, data: HMMData, *, method: str = "auto") -> Tensor:
         """log p̂(y_1..y_T) per sequence. → (B,)."""
@@ -371,7 +372,7 @@ class HiddenMarkovModel(SavableModule):
         valid = batch.valid
         stats: Stats = {
             "initial": gamma[:, 0].sum(0),  # ⟨X̌_1^k⟩
-            "transitions": post.expected_transitions.sum(0),  # ⟨Σ_{t≥2} X̌_{t−1}^i X̌_t^j⟩
+            "transitions": _required(post.expected_transitions).sum(0),  # ⟨Σ X̌_{t−1}^i X̌_t^j⟩
         }
         y = _observed_rows(batch)
         w = gamma[valid]
@@ -463,6 +464,11 @@ def _init_gaussian(em: GaussianEmission, y: Tensor, generator: torch.Generator |
         else:
             c = cov.diagonal().mean().expand(k).clone()
         em.set_parameters(covariances=c)
+
+
+def _required(t: Tensor | None) -> Tensor:
+    assert t is not None
+    return t
 
 
 def _observed_rows(data: HMMData) -> Tensor:
