@@ -40,6 +40,12 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.factor_analysis" for name in (
         "FactorAnalyzer", "ProbabilisticPCA", "EMPCA", "fit_ppca", "pca")},
     **{name: "genmodels.estimators.decomposition" for name in ("FactorAnalysis", "PCA")},
+    # hidden Markov models
+    "HiddenMarkovModel": "genmodels.models.hmm",
+    **{name: "genmodels.estimators.hmm" for name in (
+        "GaussianHMM", "CategoricalHMM", "PoissonHMM", "GMMHMM")},
+    **{name: "genmodels.inference.hmm" for name in (
+        "forward_backward", "forward_filter", "viterbi", "HMMPosterior")},
     # state-space models
     "LinearGaussianSSM": "genmodels.models.lgssm",
     "KalmanFilter": "genmodels.estimators.kalman",

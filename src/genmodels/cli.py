@@ -30,6 +30,7 @@ RECIPES: dict[str, str] = {
     "qda": "genmodels.recipes.mixture:qda",
     "fa": "genmodels.recipes.decomposition:FA",
     "pca": "genmodels.recipes.decomposition:PCA",
+    "hmm": "genmodels.recipes.hmm:HMM_RECIPE",
     "lgssm": "genmodels.recipes.lgssm:recipe",
     "vae": "genmodels.recipes.vae:VAE_RECIPE",
     "glm": "genmodels.recipes.glm:GLM_RECIPE",
