@@ -72,6 +72,9 @@ def _triu_features(y: Tensor) -> Tensor:
     """
     n, d = y.shape
     t = d * (d + 1) // 2
+    if y.requires_grad:  # differentiable in y (e.g. the score ∇_y log p̂): no out= writes
+        i, j = torch.triu_indices(d, d, device=y.device)
+        return torch.cat([y[:, i] * y[:, j], y, torch.ones_like(y[:, :1])], dim=1)
     out = torch.empty(n, t + d + 1, dtype=y.dtype, device=y.device)
     o = 0
     for i in range(d):  # D slices of whole columns: vectorised over data

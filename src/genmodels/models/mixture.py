@@ -113,16 +113,18 @@ class MixtureModel(SavableModule):
         return torch.log(self.weights)
 
     def log_joint(self, y: Tensor) -> Tensor:
-        """ẑ_nk = log p̂(y_n | x̂ = k) + log π_k (Eq. 2.6). y: (N, D) → (N, K)."""
+        """ẑ_nk = log p̂(y_n | x̂ = k) + log π_k (Eq. 2.6). y: (*batch, N, D) → (*batch, N, K)."""
+        if y.dim() > 2:  # emissions see (N, D): fold the leading batch dimensions into N
+            return self.log_joint(y.reshape(-1, y.shape[-1])).reshape(*y.shape[:-1], -1)
         return self.emission.log_likelihood(y) + self.log_prior()
 
     def posterior(self, y: Tensor) -> MixturePosterior:
-        """Responsibilities and log marginal (Eqs. 2.6, 2.7, 2.10). y: (N, D)."""
+        """Responsibilities and log marginal (Eqs. 2.6, 2.7, 2.10). y: (*batch, N, D)."""
         log_resp, log_marg = log_normalize(self.log_joint(y))  # softmax in log space
         return MixturePosterior(log_resp.exp(), log_resp, log_marg)
 
     def log_marginal(self, y: Tensor) -> Tensor:
-        """log p̂(y_n) = logsumexp_k ẑ_nk (Eq. 2.10). y: (N, D) → (N,)."""
+        """log p̂(y_n) = logsumexp_k ẑ_nk (Eq. 2.10). y: (*batch, N, D) → (*batch, N)."""
         return torch.logsumexp(self.log_joint(y), dim=-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
