@@ -59,3 +59,24 @@ def test_reduce_is_identity_without_process_group():
     est = model.expected_stats(toy_data(10))
     assert all_reduce_estep(est) is est
     assert shard(torch.arange(10)).tolist() == list(range(10))
+
+
+def test_torchrun_launch_equals_one_process(tmp_path):
+    """The example launched by torchrun (two gloo processes) gives one process's result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "examples" / "distributed_em.py")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    two, one = str(tmp_path / "two.pt"), str(tmp_path / "one.pt")
+    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               "--nproc_per_node=2", script, "--out", two], check=True,
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert "2 process(es)" in launched.stdout
+    subprocess.run([sys.executable, script, "--out", one], check=True, env=env,
+                   capture_output=True, timeout=300)
+    a, b = torch.load(two), torch.load(one)
+    torch.testing.assert_close(a["means"], b["means"], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(a["weights"], b["weights"], rtol=1e-10, atol=1e-12)
+    assert a["log_likelihood"] == pytest.approx(b["log_likelihood"], rel=1e-12)
