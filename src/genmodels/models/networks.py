@@ -166,6 +166,7 @@ class MLP(SavableModule):
         for lin, psi in zip(self.layers, self.activations):
             # Eq. 5.15; F.linear rather than lin(z) skips the module-call (hook) overhead, which
             # is a measurable share of a small network's step (benchmarks/bench_vae.py)
+            assert isinstance(lin, nn.Linear)
             z = nn.functional.linear(z, lin.weight, lin.bias)
             if psi.name != "identity":
                 z = psi.fn(z)
