@@ -405,6 +405,17 @@ class Diagonal(CovarianceStructure):
         maha = feats @ prec.T - 2.0 * (y @ (means * prec).T) + (means.square() * prec).sum(-1)
         return maha.clamp_min(0.0)
 
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """Eq. 2.8 as ONE matrix product: with λ = 1/σ², log N(y; μ_k, Σ_k) =
+        [y², y] · [−½λ_k; λ_k μ_k] + (log|U_k| − ½D log τ − ½ Σ_d λ_kd μ_kd²), so the (N, K)
+        table is written once (``addmm``) instead of by several elementwise passes."""
+        d = means.shape[1]
+        prec = prec_chol.square()  # (K, D)
+        weight = torch.cat([-0.5 * prec, means * prec], -1).T  # (2D, K)
+        bias = (torch.log(prec_chol).sum(-1) - 0.5 * d * LOG_TAU
+                - 0.5 * (means.square() * prec).sum(-1))  # (K,)
+        return torch.addmm(bias, torch.cat([feats, y], -1), weight)
+
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         return weights.T @ feats  # (K, D)
 

@@ -52,8 +52,15 @@ class HMMData:
         T = self.y.shape[1]
         return torch.arange(T, device=self.y.device) < self.lengths[:, None]
 
+    @property
+    def padded(self) -> bool:
+        """Whether any sequence is shorter than T (some steps are padding)."""
+        return int(self.lengths.min()) != self.y.shape[1]
+
     def flat(self) -> Tensor:
         """The real rows, (Σ lengths, D), in sequence order."""
+        if not self.padded:
+            return self.y.reshape(-1, self.y.shape[-1])
         return self.y[self.valid]
 
 
@@ -93,8 +100,8 @@ def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = N
             raise ValueError(f"lengths sum to {int(lens.sum())} but X has {n} rows.")
     lens = lens.to(t.device)
     B, T = lens.numel(), int(lens.max())
-    if B == 1:
-        return HMMData(t[None], lens)
+    if B == 1 or int(lens.min()) == T:  # equal lengths: a reshape, no padding
+        return HMMData(t.reshape(B, T, t.shape[1]), lens)
     valid = torch.arange(T, device=t.device) < lens[:, None]
     y = t[:1].expand(B * T, t.shape[1]).clone().reshape(B, T, t.shape[1])
     y[valid] = t
@@ -299,14 +306,14 @@ class HiddenMarkovModel(SavableModule):
         valid = data.valid
         B, T = valid.shape
         ll_flat = self.emission.log_likelihood(_observed_rows(data))
-        if B == 1 and bool(valid.all()):
-            return ll_flat[None]
+        if not data.padded:
+            return ll_flat.reshape(B, T, self.num_states)
         ll = ll_flat.new_zeros(B, T, self.num_states)
         ll[valid] = ll_flat
         return ll
 
     def _lengths(self, data: HMMData) -> Tensor | None:
-        return None if int(data.lengths.min()) == data.y.shape[1] else data.lengths
+        return data.lengths if data.padded else None
 
     def posterior(self, data: HMMData, *, pairwise: bool = False, transitions: bool = True,
                   method: str = "auto") -> kernels.HMMPosterior:
@@ -375,7 +382,7 @@ class HiddenMarkovModel(SavableModule):
             "transitions": _required(post.expected_transitions).sum(0),  # ⟨Σ X̌_{t−1}^i X̌_t^j⟩
         }
         y = _observed_rows(batch)
-        w = gamma[valid]
+        w = gamma[valid] if batch.padded else gamma.reshape(-1, gamma.shape[-1])
         if batch.mask is not None:  # a missing observation carries no emission statistics
             w = w * batch.mask[valid][:, None].to(w.dtype)
         for key, value in self.emission.expected_stats(y, w).items():
