@@ -937,7 +937,8 @@ def _viterbi_forward(delta0: Tensor, log_trans: Tensor, ll: Tensor, valid: Tenso
     The scores are laid out (N, to, from) so that the maximum runs over the last dimension."""
     N, T, K = ll.shape
     llt = ll.transpose(0, 1).contiguous()
-    psi = torch.zeros(T, N, K, dtype=torch.long, device=ll.device)
+    psi = torch.empty(T, N, K, dtype=torch.long, device=ll.device)  # rows t ≥ 1 all written
+    psi[0] = 0
     d = delta0.clone()
     best = torch.empty_like(d)
     scores = torch.empty(N, K, K, dtype=ll.dtype, device=ll.device)
