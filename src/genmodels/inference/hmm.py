@@ -1171,7 +1171,7 @@ def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
     out = _viterbi_chunked(c, chunk_size) if how in ("chunked", "sweeps") else None
     if out is not None:
         states, log_joint = out
-    elif c.log_lik.shape[-1] >= 16:  # max with indices costs more than the O(NK) backtrack
+    elif c.log_lik.shape[-1] >= 8:  # max with indices costs more than the O(NK) backtrack
         states, log_joint = _viterbi_values_backtrack(c)
     else:
         psi, d = _viterbi_forward(c.log_init + c.log_lik[:, 0], c.log_trans, c.log_lik,
