@@ -204,7 +204,7 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         data = self._data(X, lengths, reset=False)
         if algo == "viterbi":
             vp = model.most_probable_states(data, method=self.method)
-            return float(vp.log_joint.sum()), to_numpy(vp.states[data.valid])
+            return float(vp.log_joint.sum()), to_numpy(_real_steps(vp.states, data))
         post = model.posterior(data, transitions=False, method=self.method)
         g = _real_steps(post.smoothed_probs, data)
         best, states = g.max(-1)

@@ -401,15 +401,35 @@ class Diagonal(CovarianceStructure):
         return torch.log(prec_chol).sum(-1)
 
     def features(self, y: Tensor) -> Tensor:
-        return y.square()
+        """[y², y]: (N, 2D), so that the log-density and the M-step statistics are one matrix
+        product each."""
+        return torch.cat([y.square(), y], -1)
 
     def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
         prec = prec_chol.square()  # (K, D)
-        maha = feats @ prec.T - 2.0 * (y @ (means * prec).T) + (means.square() * prec).sum(-1)
+        sq = feats[:, :y.shape[-1]]
+        maha = sq @ prec.T - 2.0 * (y @ (means * prec).T) + (means.square() * prec).sum(-1)
         return maha.clamp_min(0.0)
 
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """Eq. 2.8 as ONE matrix product: with λ = 1/σ², log N(y; μ_k, Σ_k) =
+        [y², y] · [−½λ_k; λ_k μ_k] + (log|U_k| − ½D log τ − ½ Σ_d λ_kd μ_kd²), so the (N, K)
+        table is written once (``addmm``) instead of by several elementwise passes."""
+        d = means.shape[1]
+        prec = prec_chol.square()  # (K, D)
+        bias = (torch.log(prec_chol).sum(-1) - 0.5 * d * LOG_TAU
+                - 0.5 * (means.square() * prec).sum(-1))  # (K,)
+        weight = torch.cat([-0.5 * prec, means * prec], -1).T  # (2D, K)
+        return torch.addmm(bias, feats, weight)
+
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
-        return weights.T @ feats  # (K, D)
+        return weights.T @ feats[:, :y.shape[-1]]  # (K, D)
+
+    def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Σ r, and Σ r y² and Σ r y from one product with the features [y², y]."""
+        d = y.shape[-1]
+        m = weights.T @ feats  # (K, 2D)
+        return weights.sum(0), m[:, d:], m[:, :d]
 
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:

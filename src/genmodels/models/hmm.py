@@ -17,7 +17,7 @@ emission's own names (``means``, ``covariances``, ``probs``, ``rates``, ``weight
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +45,15 @@ class HMMData:
     y: Tensor
     lengths: Tensor
     mask: Tensor | None = None
+    _time_major: Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def time_major_rows(self) -> Tensor:
+        """The rows in time-major order, (T·B, D) (row t·B + b is ``y[b, t]``), made once per
+        data object: the kernels run time-major, so an emission table computed in this order
+        needs no transposing copy (and the emission's feature cache sees one tensor)."""
+        if self._time_major is None:
+            self._time_major = self.y.transpose(0, 1).reshape(-1, self.y.shape[-1])
+        return self._time_major
 
     @property
     def valid(self) -> Tensor:
@@ -52,8 +61,15 @@ class HMMData:
         T = self.y.shape[1]
         return torch.arange(T, device=self.y.device) < self.lengths[:, None]
 
+    @property
+    def padded(self) -> bool:
+        """Whether any sequence is shorter than T (some steps are padding)."""
+        return int(self.lengths.min()) != self.y.shape[1]
+
     def flat(self) -> Tensor:
         """The real rows, (Σ lengths, D), in sequence order."""
+        if not self.padded:
+            return self.y.reshape(-1, self.y.shape[-1])
         return self.y[self.valid]
 
 
@@ -93,8 +109,8 @@ def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = N
             raise ValueError(f"lengths sum to {int(lens.sum())} but X has {n} rows.")
     lens = lens.to(t.device)
     B, T = lens.numel(), int(lens.max())
-    if B == 1:
-        return HMMData(t[None], lens)
+    if B == 1 or int(lens.min()) == T:  # equal lengths: a reshape, no padding
+        return HMMData(t.reshape(B, T, t.shape[1]), lens)
     valid = torch.arange(T, device=t.device) < lens[:, None]
     y = t[:1].expand(B * T, t.shape[1]).clone().reshape(B, T, t.shape[1])
     y[valid] = t
@@ -296,17 +312,20 @@ class HiddenMarkovModel(SavableModule):
     # -- inference ---------------------------------------------------------------------------
     def log_likelihood_table(self, data: HMMData) -> Tensor:
         """log p̂(y_t | x_t = k) for every real step, zeros at padding. → (B, T, K)."""
+        B, T = data.y.shape[:2]
+        if data.mask is None and not data.padded:  # time-major, returned as a (B, T, K) view
+            ll_tm = self.emission.log_likelihood(data.time_major_rows())
+            return ll_tm.reshape(T, B, self.num_states).transpose(0, 1)
         valid = data.valid
-        B, T = valid.shape
         ll_flat = self.emission.log_likelihood(_observed_rows(data))
-        if B == 1 and bool(valid.all()):
-            return ll_flat[None]
+        if not data.padded:
+            return ll_flat.reshape(B, T, self.num_states)
         ll = ll_flat.new_zeros(B, T, self.num_states)
         ll[valid] = ll_flat
         return ll
 
     def _lengths(self, data: HMMData) -> Tensor | None:
-        return None if int(data.lengths.min()) == data.y.shape[1] else data.lengths
+        return data.lengths if data.padded else None
 
     def posterior(self, data: HMMData, *, pairwise: bool = False, transitions: bool = True,
                   method: str = "auto") -> kernels.HMMPosterior:
@@ -374,10 +393,14 @@ class HiddenMarkovModel(SavableModule):
             "initial": gamma[:, 0].sum(0),  # ⟨X̌_1^k⟩
             "transitions": _required(post.expected_transitions).sum(0),  # ⟨Σ X̌_{t−1}^i X̌_t^j⟩
         }
-        y = _observed_rows(batch)
-        w = gamma[valid]
-        if batch.mask is not None:  # a missing observation carries no emission statistics
-            w = w * batch.mask[valid][:, None].to(w.dtype)
+        if batch.mask is None and not batch.padded:  # time-major rows, as the table
+            y = batch.time_major_rows()
+            w = gamma.transpose(0, 1).reshape(-1, gamma.shape[-1])
+        else:
+            y = _observed_rows(batch)
+            w = gamma[valid]
+            if batch.mask is not None:  # a missing observation carries no emission statistics
+                w = w * batch.mask[valid][:, None].to(w.dtype)
         for key, value in self.emission.expected_stats(y, w).items():
             stats["emission." + key] = value
         n = float(batch.lengths.sum())
