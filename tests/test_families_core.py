@@ -207,7 +207,7 @@ def test_fisher_of_flat_full_normal_is_singular_only_in_antisymmetric_directions
         lambda: DiagonalNormal(torch.zeros(3)),
         lambda: FullNormal.from_mean_cov(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
         lambda: FullNormal(torch.zeros(5)),
-        lambda: FullNormal.fit(torch.randn(2, 3)),  # rank-deficient sample covariance
+        lambda: FullNormal.fit(torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])),  # rank one
         lambda: Poisson.fit(torch.zeros(0)),
         lambda: Normal(torch.tensor(1.0)),
     ],
