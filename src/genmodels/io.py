@@ -52,6 +52,24 @@ class SavableModule(nn.Module):
         return obj
 
 
+def class_path(obj: Any) -> str:
+    """``"module:QualName"`` of an object's class, as saved in config.json."""
+    return f"{type(obj).__module__}:{type(obj).__qualname__}"
+
+
+def import_class(path: str, *, allow_external: bool = False) -> Any:
+    """The class named by ``class_path``; only genmodels' own unless ``allow_external`` (a
+    saved folder names the class to construct, so loading one you did not write is refused)."""
+    module_name, _, qualname = path.partition(":")
+    if not (module_name.split(".")[0] == "genmodels" or allow_external):
+        raise ValueError(f"refusing to load class {path!r} from outside genmodels; "
+                         "pass allow_external=True if you trust this folder.")
+    cls: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return cls
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)
@@ -91,7 +109,7 @@ def save(obj: Savable, path: str | os.PathLike[str]) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in obj.state_tensors().items()}
     meta = {
         "format_version": FORMAT_VERSION,
-        "class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        "class": class_path(obj),
         "config": obj.get_config(),
     }
     atomic_write_bytes(folder / "tensors.safetensors", st_save(tensors))
@@ -113,13 +131,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
     if not cfg_file.exists():
         raise ValueError(f"{folder} is not a saved genmodels model: no config.json in it.")
     meta = json.loads(cfg_file.read_text())
-    module_name, _, qualname = meta["class"].partition(":")
-    if not (module_name.split(".")[0] == "genmodels" or allow_external):
-        raise ValueError(f"refusing to load class {meta['class']!r} from outside genmodels; "
-                         "pass allow_external=True if you trust this folder.")
-    cls: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    cls = import_class(meta["class"], allow_external=allow_external)
     tensors = load_file(str(folder / "tensors.safetensors"), device=str(device))
     return cls.from_saved(meta["config"], tensors)
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from genmodels._validation import as_tensor, check_positive_int, resolve_dtype
 from genmodels.inference import hmm as kernels
-from genmodels.io import SavableModule
+from genmodels.io import SavableModule, class_path, import_class
 from genmodels.learning.em import EStep, Stats
 from genmodels.models.covariance import GaussianEmission
 
@@ -245,20 +245,12 @@ class HiddenMarkovModel(SavableModule):
     def get_config(self) -> dict[str, Any]:
         em = self.emission
         return {"num_states": self.num_states,
-                "emission_class": f"{type(em).__module__}:{type(em).__qualname__}",
+                "emission_class": class_path(em),
                 "emission_config": em.get_config()}
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> Any:
-        import importlib
-
-        module, _, qual = config["emission_class"].partition(":")
-        if not module.startswith("genmodels"):
-            raise ValueError(f"refusing to load emission class {module!r}.")
-        em_cls: Any = importlib.import_module(module)
-        for part in qual.split("."):
-            em_cls = getattr(em_cls, part)
-        em = em_cls(**config["emission_config"])
+        em = import_class(config["emission_class"])(**config["emission_config"])
         k = config["num_states"]
         dt = _emission_dtype(em)
         obj = cls(torch.full((k,), 1.0 / k, dtype=dt), torch.full((k, k), 1.0 / k, dtype=dt), em)

@@ -15,14 +15,13 @@ summed responsibilities and the emission's posterior-weighted statistics, ``maxi
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from genmodels.io import SavableModule
+from genmodels.io import SavableModule, class_path, import_class
 from genmodels.learning.em import EStep
 from genmodels.linalg import eps, log_normalize
 from genmodels.models.emissions import Emission
@@ -87,18 +86,12 @@ class MixtureModel(SavableModule):
         if not hasattr(em, "get_config"):
             raise ValueError(f"cannot save: the emission {type(em).__name__} is not savable.")
         return {"init": self.init,
-                "emission_class": f"{type(em).__module__}:{type(em).__qualname__}",
+                "emission_class": class_path(em),
                 "emission_config": em.get_config()}
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> Any:
-        module_name, _, qualname = config["emission_class"].partition(":")
-        if not module_name.startswith("genmodels"):
-            raise ValueError(f"refusing to load emission class {config['emission_class']!r}.")
-        emission_cls: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            emission_cls = getattr(emission_cls, part)
-        emission = emission_cls(**config["emission_config"])
+        emission = import_class(config["emission_class"])(**config["emission_config"])
         obj = cls(torch.ones_like(tensors["weights"]), emission, init=config["init"])
         obj.load_state_dict(tensors)
         return obj
