@@ -312,10 +312,10 @@ def test_estimator_api_roundtrip_and_clone() -> None:
     c = clone(est)
     assert c.get_params() == est.get_params()
     assert list(est.get_feature_names_out()) == ["infomaxica0", "infomaxica1", "infomaxica2"]
-    # Fewer components: a (K, D) unmixing; score_samples needs K = D.
+    # Fewer components: a (K, D) unmixing; no density on data space, so no score_samples.
     est2 = InfomaxICA(n_components=2, random_state=0).fit(X)
     assert est2.components_.shape == (2, 3) and est2.mixing_.shape == (3, 2)
-    with pytest.raises(ValueError, match="n_components == n_features"):
+    with pytest.raises(AttributeError, match="score_samples"):
         est2.score_samples(X)
     # whiten=False: the data are used as given (here: pre-whitened).
     Z = (X - X.mean(0)) @ whiten(torch.as_tensor(X)).matrix.T.numpy()
@@ -370,3 +370,19 @@ def test_amari_distance_properties() -> None:
     assert float(amari_distance(P, torch.eye(3))) == 0.0
     assert float(amari_distance(torch.ones(3, 3), torch.eye(3))) == pytest.approx(1.0)
     assert 0 < float(amari_distance(torch.eye(3) + 0.1, torch.eye(3))) < 1
+
+
+@pytest.mark.slow
+def test_infomax_ica_passes_check_estimator() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(InfomaxICA(max_iter=50, random_state=0), on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert not failed, failed
+
+
+def test_score_is_absent_when_components_are_fewer_than_features() -> None:
+    _, _, X = _super_sources()
+    assert not hasattr(InfomaxICA(n_components=2, random_state=0).fit(X), "score_samples")
+    assert hasattr(InfomaxICA(random_state=0).fit(X), "score_samples")

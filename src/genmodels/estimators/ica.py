@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.metaestimators import available_if
 
 from genmodels._validation import (
     as_tensor,
@@ -28,6 +29,12 @@ from genmodels._validation import (
 from genmodels.estimators._base import TorchEstimatorMixin, check_fitted, to_numpy
 from genmodels.learning.infomax import fit_infomax, whiten
 from genmodels.models.ica import ICAModel
+
+
+def _is_density(est: Any) -> bool:
+    """``score``/``score_samples`` exist unless the fit kept fewer components than features:
+    then the ICA model is no density on the data space (scikit-learn's ``available_if``)."""
+    return not hasattr(est, "components_") or hasattr(est, "model_")
 
 
 class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin,
@@ -72,7 +79,7 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         learning_rate: float = 1.0,
         batch_size: int | None = None,
         solver: str = "natural",
-        dtype: Any = torch.float64,
+        dtype: Any = "float64",
         device: Any = "cpu",
     ) -> None:
         self.n_components = n_components
@@ -185,20 +192,18 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         A = torch.as_tensor(self.mixing_, dtype=S.dtype)
         return to_numpy(S @ A.mT + torch.as_tensor(self.mean_, dtype=S.dtype))
 
+    @available_if(_is_density)
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each sample under the fitted ICA model (Eq. 9.5): (N,).
 
-        Defined when n_components == n_features (the model is then a density on data space).
+        Present only when n_components == n_features (the model is then a density on data
+        space); with fewer components the attribute does not exist (``available_if``).
         """
         Xt = self._validate_X(X, reset=False)
-        if not hasattr(self, "model_"):
-            raise ValueError(
-                "score_samples needs n_components == n_features: with fewer components the "
-                "ICA model is not a density on the data space."
-            )
         with torch.no_grad():
             return to_numpy(self.model_.log_prob(Xt))
 
+    @available_if(_is_density)
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of X under the fitted model."""
         return float(np.mean(self.score_samples(X)))
