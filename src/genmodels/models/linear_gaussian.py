@@ -231,6 +231,21 @@ def _source_space(prior_covariance: Tensor, C: Tensor, noise: Covariance) -> _So
     return _SourceSpace(L_x, B, L_M)
 
 
+def _prepare(y: Any, prior_mean: Tensor, C: Tensor, c: Tensor, noise: Tensor | Covariance,
+             form: str) -> tuple[Covariance, Tensor, bool, str, Tensor]:
+    """What the posterior and the marginal both start from: the noise as a covariance object,
+    y as (*, N, D) (and whether it was one datum), ``form`` resolved ("information" when
+    K ≤ D), and the marginal mean μ_y = C μ_x + c (Eq. 2.16)."""
+    noise = _as_covariance(noise)
+    y, single = _as_data(y)
+    k, d = C.shape[-1], C.shape[-2]
+    if y.shape[-1] != d:
+        raise ValueError(f"y has {y.shape[-1]} features but the emission matrix C has {d} rows.")
+    if form == "auto":
+        form = "information" if k <= d else "covariance"
+    return noise, y, single, form, (C @ prior_mean[..., None])[..., 0] + c
+
+
 def linear_gaussian_posterior(
     y: Tensor,
     prior_mean: Tensor,
@@ -249,14 +264,7 @@ def linear_gaussian_posterior(
         Σ_x may be singular) or ``"auto"`` (information when K ≤ D, else covariance).
     Returns a ``GaussianPosterior`` (mean (*, N, K) or (K,) for a single datum).
     """
-    noise = _as_covariance(noise)
-    y, single = _as_data(y)
-    k, d = C.shape[-1], C.shape[-2]
-    if y.shape[-1] != d:
-        raise ValueError(f"y has {y.shape[-1]} features but the emission matrix C has {d} rows.")
-    if form == "auto":
-        form = "information" if k <= d else "covariance"
-    mu_y = (C @ prior_mean[..., None])[..., 0] + c  # Eq. 2.16
+    noise, y, single, form, mu_y = _prepare(y, prior_mean, C, c, noise, form)
     if form == "information":
         ss = _source_space(prior_covariance, C, noise)
         # Σ_{x|y} = (Σ_x⁻¹ + Cᵀ Σ_{y|x}⁻¹ C)⁻¹ = L_x M⁻¹ L_xᵀ  (Eq. 2.14)
@@ -292,21 +300,14 @@ def linear_gaussian_log_marginal(
     The information form uses the determinant lemma and Woodbury's identity (Eq. B.14) so a
     diagonal Σ_{y|x} never needs the D × D matrix Σ_y (see the module docstring).
     """
-    noise = _as_covariance(noise)
-    y, single = _as_data(y)
-    k, d = C.shape[-1], C.shape[-2]
-    if y.shape[-1] != d:
-        raise ValueError(f"y has {y.shape[-1]} features but the emission matrix C has {d} rows.")
-    if form == "auto":
-        form = "information" if k <= d else "covariance"
-    mu_y = (C @ prior_mean[..., None])[..., 0] + c  # Eq. 2.16
+    noise, y, single, form, mu_y = _prepare(y, prior_mean, C, c, noise, form)
     if form == "information":
         ss = _source_space(prior_covariance, C, noise)
         z = noise.whiten((y - mu_y[..., None, :]).mT)  # (*, D, N)
         u = torch.linalg.solve_triangular(ss.L_M, ss.B.mT @ z, upper=False)  # (*, K, N)
         maha = z.square().sum(-2) - u.square().sum(-2)  # Woodbury, Eq. B.14
         logdet = noise.logdet() + cholesky_logdet(ss.L_M)  # determinant lemma
-        out = -0.5 * (d * LOG_TAU + logdet[..., None] + maha)
+        out = -0.5 * (C.shape[-2] * LOG_TAU + logdet[..., None] + maha)
     elif form == "covariance":
         L_y = safe_cholesky(C @ prior_covariance @ C.mT + noise.dense())
         out = gaussian_log_density_cholesky(y, mu_y, L_y)
