@@ -6,15 +6,18 @@
 Both libraries get the same parameters and the same data. hmmlearn runs its fastest compiled
 back end, ``implementation="scaling"`` (C++). Rows:
 
-* "kernel": the inference kernel alone on the same (T, K) table of log-likelihoods —
-  genmodels.inference.hmm (method="auto": chunked for long sequences) vs hmmlearn's _hmmc
-  (forward_scaling + backward_scaling + posteriors; viterbi).
+* "kernel": the inference kernel alone on the same table of log-likelihoods —
+  genmodels.inference.hmm (method="auto": the compiled kernels on the CPU) on the (B, T, K)
+  batch vs hmmlearn's _hmmc (forward_scaling + backward_scaling + posteriors; viterbi) called
+  on each sequence in turn, as hmmlearn itself does.
 * "estimator": the public API end to end (emission log-likelihoods included):
   ``score_samples`` / ``decode`` / one Baum–Welch iteration (``fit`` with n_iter iterations from
   the same parameters, time divided by the iterations).
 
 Timings are wall-clock medians of interleaved repeats (the two libraries alternate), with
-torch limited to ``--threads`` threads (default 1; hmmlearn is single-threaded). On a shared
+torch (and the compiled kernels, which split a batch over torch's threads) limited to
+``--threads`` threads (default 1, one core against hmmlearn's one; ``--threads 2`` shows
+what a user's default of all cores gives on a 2-core machine). On a shared
 machine the numbers are noisy: compare the ratio column, and rerun on a quiet machine.
 speed-up = hmmlearn seconds / genmodels seconds (> 1: genmodels is faster).
 """
@@ -126,6 +129,17 @@ def _bench_batch(K: int, D: int, n_seq: int, T: int, repeats: int, n_iter: int =
     lengths = [T] * n_seq
     shape = f"{n_seq:,} × {T}"
     rows: list[Row] = []
+    log_lik = ref._compute_log_likelihood(X)  # (n_seq · T, K), the sequences one after another
+    tables = [log_lik[i * T:(i + 1) * T] for i in range(n_seq)]
+    li = torch.log(torch.as_tensor(p["startprob"]))
+    lt = torch.log(torch.as_tensor(p["transmat"]))
+    ll = torch.as_tensor(log_lik).reshape(n_seq, T, K)
+    t_ref, t_ours = _time([lambda: [_hmmlearn_fb(p, x) for x in tables],
+                           lambda: forward_backward(li, lt, ll, transitions=False)], repeats)
+    rows.append(("forward–backward, kernel", str(K), shape, t_ref, t_ours))
+    t_ref, t_ours = _time([lambda: [_hmmlearn_viterbi(p, x) for x in tables],
+                           lambda: viterbi(li, lt, ll)], repeats)
+    rows.append(("Viterbi, kernel", str(K), shape, t_ref, t_ours))
     t_ref, t_ours = _time([lambda: ref.score_samples(X, lengths),
                            lambda: ours.score_samples(X, lengths)], repeats)
     rows.append(("score_samples (posteriors)", str(K), shape, t_ref, t_ours))

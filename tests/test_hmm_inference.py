@@ -65,7 +65,7 @@ def test_brute_force(T, time_varying):
     K = 3
     li, lt, ll = random_hmm(K, T, seed=T, time_varying=time_varying)
     log_marg, filtered, smoothed, pair, best, best_lj = brute_force(li, lt, ll)
-    methods = ["sequential", "scan"] + ([] if time_varying else ["chunked", "sweeps"])
+    methods = ["sequential", "scan", "compiled"] + ([] if time_varying else ["chunked", "sweeps"])
     for method in methods:
         post = forward_backward(li, lt, ll, pairwise=True, method=method, chunk_size=2)
         torch.testing.assert_close(post.log_marginal, log_marg, rtol=1e-10, atol=1e-10)
@@ -81,7 +81,7 @@ def test_brute_force(T, time_varying):
     torch.testing.assert_close(ag.pairwise_probs_alt, pair, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(torch.softmax(ag.log_alpha, -1), filtered, rtol=1e-10,
                                atol=1e-10)
-    for method in ["sequential"] + ([] if time_varying else ["chunked"]):
+    for method in ["sequential", "compiled"] + ([] if time_varying else ["chunked"]):
         vp = viterbi(li, lt, ll, method=method, chunk_size=2)
         assert vp.states.tolist() == best.tolist()
         torch.testing.assert_close(vp.log_joint, best_lj, rtol=1e-12, atol=1e-12)
@@ -107,23 +107,24 @@ def test_forms_agree(batch, T):
     li, lt, ll = random_hmm(K, T, batch, seed=T + len(batch), scale=3.0)
     ref = forward_backward(li, lt, ll, pairwise=True, method="sequential")
     for method, cs in [("scan", None), ("chunked", None), ("chunked", 5), ("chunked", 1000),
-                       ("sweeps", None), ("sweeps", 16), ("sweeps", 3)]:
+                       ("sweeps", None), ("sweeps", 16), ("sweeps", 3), ("compiled", None)]:
         out = forward_backward(li, lt, ll, pairwise=True, method=method, chunk_size=cs)
         for a, b in zip(out, ref):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
     vs = viterbi(li, lt, ll, method="sequential")
-    for cs in (None, 3, 8):
-        vc = viterbi(li, lt, ll, method="chunked", chunk_size=cs)
+    for method, cs in (("chunked", None), ("chunked", 3), ("chunked", 8), ("compiled", None)):
+        vc = viterbi(li, lt, ll, method=method, chunk_size=cs)
         assert torch.equal(vc.states, vs.states)
         torch.testing.assert_close(vc.log_joint, vs.log_joint)
-    for method in ("chunked", "sweeps", "scan"):
+    for method in ("chunked", "sweeps", "scan", "compiled"):
         filt = forward_filter(li, lt, ll, method=method)
         torch.testing.assert_close(filt.filtered_probs, ref.filtered_probs)
         torch.testing.assert_close(filt.log_marginal, ref.log_marginal)
     torch.testing.assert_close(hmm_log_marginal(li, lt, ll), ref.log_marginal)
-    sm = backward_smooth(forward_filter(li, lt, ll, method="sequential"), lt, pairwise=True)
-    torch.testing.assert_close(sm.smoothed_probs, ref.smoothed_probs)
-    torch.testing.assert_close(sm.expected_transitions, ref.expected_transitions)
+    for method in ("sequential", "compiled"):
+        sm = backward_smooth(forward_filter(li, lt, ll, method=method), lt, pairwise=True)
+        torch.testing.assert_close(sm.smoothed_probs, ref.smoothed_probs)
+        torch.testing.assert_close(sm.expected_transitions, ref.expected_transitions)
 
 
 def test_sweeps_converge_without_fallback():
@@ -159,10 +160,11 @@ def test_lengths_and_mask():
     mask = torch.rand(4, T, generator=torch.Generator().manual_seed(1)) > 0.3
     ll_nan = ll.clone()
     ll_nan[~mask] = float("nan")
-    for method in ("sequential", "scan"):
+    for method in ("sequential", "scan", "compiled"):
         post = forward_backward(li, lt, ll_nan, mask=mask, lengths=lengths, pairwise=True,
                                 method=method)
-        vp = viterbi(li, lt, ll_nan, mask=mask, lengths=lengths)
+        vp = viterbi(li, lt, ll_nan, mask=mask, lengths=lengths,
+                     method="sequential" if method == "scan" else method)
         for b in range(4):
             n = int(lengths[b])
             llb = torch.where(mask[b, :n, None], ll[b, :n], torch.zeros(()))
@@ -172,7 +174,7 @@ def test_lengths_and_mask():
             torch.testing.assert_close(post.filtered_probs[b, :n], ref.filtered_probs)
             assert bool((post.smoothed_probs[b, n:] == 0).all())
             torch.testing.assert_close(post.expected_transitions[b], ref.expected_transitions)
-            vref = viterbi(li, lt, llb)
+            vref = viterbi(li, lt, llb, method="sequential")
             assert vp.states[b, :n].tolist() == vref.states.tolist()
             assert bool((vp.states[b, n:] == -1).all())
 
@@ -184,13 +186,45 @@ def test_stress_long_large_scale():
     li = torch.log_softmax(torch.randn(K, generator=g), -1)
     lt = torch.log_softmax(3 * torch.randn(K, K, generator=g), -1)
     ll = 1e3 * torch.randn(T, K, generator=g)
-    for method in ("sequential", "chunked", "sweeps"):
+    for method in ("sequential", "chunked", "sweeps", "compiled"):
         post = forward_backward(li, lt, ll, method=method)
         assert bool(torch.isfinite(post.smoothed_probs).all())
         assert bool(torch.isfinite(post.log_marginal))
         torch.testing.assert_close(post.smoothed_probs.sum(-1), torch.ones(T))
         torch.testing.assert_close(post.filtered_probs.sum(-1), torch.ones(T))
         torch.testing.assert_close(post.expected_transitions.sum(), torch.tensor(T - 1.0))
+
+
+def test_compiled_kernels_where_they_apply():
+    K, T = 4, 50
+    li, lt, ll = random_hmm(K, T, (3,), seed=21, scale=2.0)
+    ref = forward_backward(li, lt, ll, method="sequential")
+    # float32 compiles its own kernels and agrees to float32 rounding
+    out = forward_backward(li.float(), lt.float(), ll.float(), method="compiled")
+    torch.testing.assert_close(out.smoothed_probs, ref.smoothed_probs.float(), rtol=1e-4,
+                               atol=1e-5)
+    vp = viterbi(li.float(), lt.float(), ll.float(), method="compiled")
+    assert torch.equal(vp.states, viterbi(li, lt, ll, method="sequential").states)
+    # a gradient: "auto" takes the differentiable torch form, "compiled" refuses clearly
+    llg = ll.clone().requires_grad_()
+    with pytest.raises(ValueError, match=r"compiled.*gradient"):
+        forward_backward(li, lt, llg, method="compiled")
+    hmm_log_marginal(li, lt, llg).sum().backward()
+    # ∂ log p(y) / ∂ ll_t(k) = γ_t(k), the smoothed marginal
+    torch.testing.assert_close(llg.grad, ref.smoothed_probs)
+
+
+def test_compiled_filter_underflow_takes_log_space():
+    # a near-impossible state meets an overwhelming likelihood: the scaled normaliser
+    # underflows to 0, and the kernel redoes that step in log space
+    li = torch.log(torch.tensor([1.0 - 1e-300, 1e-300]))
+    lt = torch.log(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    ll = torch.tensor([[-2000.0, 0.0], [-2000.0, 0.0], [0.0, -5.0]])
+    ref = forward_backward(li, lt, ll, method="sequential")
+    out = forward_backward(li, lt, ll, method="compiled")
+    torch.testing.assert_close(out.log_marginal, ref.log_marginal, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.smoothed_probs, ref.smoothed_probs)
+    torch.testing.assert_close(out.smoothed_probs, torch.tensor([[0.0, 1.0]] * 3))
 
 
 def test_posterior_samples_match_smoother():
@@ -265,3 +299,43 @@ def test_viterbi_sequential_variants_agree_with_lengths(K):
     by_pointers = H._backtrack(psi, d.max(-1)[1])
     by_values, _ = H._viterbi_values_backtrack(c)
     assert torch.equal(by_pointers, by_values)
+
+
+def test_compiled_batch_split_over_threads(monkeypatch):
+    from genmodels.inference import _hmm_compiled
+
+    K, T = 5, 40
+    li, lt, ll = random_hmm(K, T, (7,), seed=31, scale=2.0)
+    lengths = torch.tensor([40, 3, 17, 40, 1, 22, 39])
+    ref = forward_backward(li, lt, ll, lengths=lengths, method="sequential")
+    vref = viterbi(li, lt, ll, lengths=lengths, method="sequential")
+    monkeypatch.setattr(_hmm_compiled, "_MIN_PARALLEL_WORK", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # 7 sequences cut into 3 uneven parts
+    try:
+        out = forward_backward(li, lt, ll, lengths=lengths, method="compiled")
+        vp = viterbi(li, lt, ll, lengths=lengths, method="compiled")
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(out, ref):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(vp.states, vref.states)
+
+
+def test_compiled_smoother_underflow_falls_back(monkeypatch):
+    # the compiled smoother reports an underflow by returning no γ: the torch form serves
+    from genmodels.inference import _hmm_compiled
+
+    li, lt, ll = random_hmm(3, 20, (2,), seed=4)
+    ref = forward_backward(li, lt, ll, method="sequential")
+    real = _hmm_compiled.forward_backward
+
+    def underflowing(*args, **kwargs):
+        filt, pred, log_norm, _, _ = real(*args, **kwargs)
+        return filt, pred, log_norm, None, None
+
+    monkeypatch.setattr(_hmm_compiled, "forward_backward", underflowing)
+    out = forward_backward(li, lt, ll, method="compiled")
+    torch.testing.assert_close(out.smoothed_probs, ref.smoothed_probs)
+    torch.testing.assert_close(out.expected_transitions, ref.expected_transitions)

@@ -35,8 +35,13 @@ K × K matrices, so the long-sequence forms cut the number of Python-level steps
   (``linalg.logmatmulexp``): O(log T) steps, O(T K³) work and O(T K²) memory — the form for
   accelerators (not chosen automatically on CPU, where it is the slowest); handles
   time-varying transitions and padding.
-* ``"auto"``: sequential below T = 512 (or with padding / time-varying transitions), sweeps
-  above (measured in benchmarks/bench_hmm.py). A max-plus matrix scan for Viterbi was measured
+* ``"compiled"`` (CPU only, needs Numba): the book's recursions as one compiled loop over
+  sequences, time and states (``_hmm_compiled``); no per-step overhead, O(T K²) work, any
+  padding or time-varying transitions. Not differentiable.
+* ``"auto"``: ``"compiled"`` for CPU tensors that need no gradient; ``"scan"`` when a
+  gradient is required (the only form autograd runs through); otherwise (accelerators)
+  sequential below T = 512 (or with padding / time-varying transitions), sweeps above
+  (measured in benchmarks/bench_hmm.py). A max-plus matrix scan for Viterbi was measured
   slower on CPU for K ≥ 8 (its K³ max-plus products have no BLAS) and is not offered.
 
 All forms agree with the sequential one to rounding (tests: ≤ 1e-9 relative).
@@ -56,6 +61,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
+from genmodels.inference import _hmm_compiled
 from genmodels.linalg import eps, logmatmulexp
 
 __all__ = [
@@ -72,7 +78,7 @@ __all__ = [
     "viterbi",
 ]
 
-METHODS = ("auto", "sequential", "sweeps", "chunked", "scan")
+METHODS = ("auto", "sequential", "sweeps", "chunked", "scan", "compiled")
 #: Under ``method="auto"`` sequences at least this long use the chunked form (below it the
 #: Python loop over time is cheaper than forming transfer matrices) ...
 AUTO_CHUNK_MIN_T = 512
@@ -306,10 +312,35 @@ def _trans_at(trans: Tensor, t: int) -> Tensor:
     return trans if trans.dim() == 2 else trans[t - 1]
 
 
-def _resolve(method: str, c: _Chain, *, allow_chunked: bool = True) -> str:
+def _needs_grad(c: _Chain) -> bool:
+    return torch.is_grad_enabled() and any(
+        t.requires_grad for t in (c.log_init, c.log_trans, c.log_lik))
+
+
+def _compiled_unusable(c: _Chain) -> str | None:
+    """Why the compiled kernels cannot serve this chain (None: they can)."""
+    if c.log_lik.device.type != "cpu":
+        return f"the tensors are on {c.log_lik.device}, not the CPU"
+    if c.log_lik.dtype not in (torch.float32, torch.float64):
+        return f"dtype {c.log_lik.dtype} is not float32/float64"
+    if _needs_grad(c):
+        return "a gradient is required (the compiled kernels are not differentiable)"
+    if not _hmm_compiled.available():
+        return "Numba is not installed"
+    return None
+
+
+def _resolve(method: str, c: _Chain) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    chunk_ok = allow_chunked and c.homogeneous and c.valid is None
+    why_not = _compiled_unusable(c)
+    if method == "compiled" and why_not is not None:
+        raise ValueError(f"method='compiled' cannot be used: {why_not}.")
+    if method == "auto" and why_not is None:
+        return "compiled"
+    if method == "auto" and _needs_grad(c):
+        return "scan"  # the log-semiring scan is the differentiable form
+    chunk_ok = c.homogeneous and c.valid is None
     if method in ("chunked", "sweeps") and not chunk_ok:
         raise ValueError(f"method={method!r} needs a homogeneous transition matrix and no "
                          "padding (lengths); use 'sequential' or 'scan'.")
@@ -827,6 +858,12 @@ def forward_filter(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = N
         filt, pred, log_norm, *_ = _forward_backward_chunked(c, False, chunk_size, smooth=False)
     elif how == "scan":
         filt, pred, log_norm, _ = _forward_backward_scan(c, False)
+    elif how == "compiled":
+        filt, pred_or_none, log_norm, *_ = _hmm_compiled.forward_backward(
+            c.log_init.exp(), c.trans, c.log_lik, c.lengths, counts=False, keep_pred=True,
+            smooth=False)
+        assert pred_or_none is not None
+        pred = pred_or_none
     else:
         filt, pred, log_norm = _filter_seq(c.log_init.exp(), c.trans, c.log_lik, c.valid)
     if bool((log_norm == -math.inf).any()):
@@ -880,13 +917,27 @@ def forward_backward(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any =
     transitions=False skips the summed pairwise marginals (not needed for posteriors alone).
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
-    filt, pred, log_norm, gamma = _fb_dispatch(c, _resolve(method, c), pairwise, chunk_size)
-    if bool((log_norm == -math.inf).any()):
-        raise _zero_prob_error(log_norm)
+    how = _resolve(method, c)
     counts: Tensor | None = None
     pair = None
-    if transitions or pairwise:
-        counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
+    out = None
+    if how == "compiled":
+        out = _hmm_compiled.forward_backward(c.log_init.exp(), c.trans, c.log_lik, c.lengths,
+                                             counts=transitions, keep_pred=pairwise)
+        how = "sequential"  # what serves when the compiled smoother reports an underflow
+    compiled_gamma = None if out is None else out[3]
+    if out is not None and compiled_gamma is not None:
+        filt, pred_or_none, log_norm, _, counts = out
+        gamma = compiled_gamma
+        if pairwise:
+            assert pred_or_none is not None
+            counts, pair = _pairwise(filt, pred_or_none, gamma, c.trans, c.valid, True)
+    else:
+        filt, pred, log_norm, gamma = _fb_dispatch(c, how, pairwise, chunk_size)
+        if transitions or pairwise:
+            counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
+    if bool((log_norm == -math.inf).any()):
+        raise _zero_prob_error(log_norm)
     filt, gamma, log_norm = _finish_masks(c, filt, gamma, log_norm)
     log_marg = log_norm.sum(-1)
     return HMMPosterior(
@@ -1157,19 +1208,24 @@ def _path_log_joint(c: _Chain, states: Tensor) -> Tensor:
     return lp + ll.sum(-1)
 
 
+@torch.no_grad()  # a path is not differentiable; the values-only forms may run
 def viterbi(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
             lengths: Any = None, method: str = "auto",
             chunk_size: int | None = None) -> ViterbiPath:
     """The most probable state path (max-product recursion and backtracking).
 
     Shapes as ``forward_filter``. method: "sequential" (loop over time), "chunked" (exact
-    chunk-parallel fixed-point iteration, for long sequences) or "auto". (A max-plus matrix
+    chunk-parallel fixed-point iteration, for long sequences), "compiled" (CPU, Numba) or
+    "auto" (compiled where it can serve, as in the module docstring). (A max-plus matrix
     scan needs O(T K³) work without BLAS; measured slower on CPU for K ≥ 8, so not offered.)
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
     how = _resolve(method if method != "scan" else "sequential", c)
     out = _viterbi_chunked(c, chunk_size) if how in ("chunked", "sweeps") else None
-    if out is not None:
+    if how == "compiled":
+        states, log_joint = _hmm_compiled.viterbi(c.log_init, c.log_trans, c.log_lik,
+                                                  c.lengths)
+    elif out is not None:
         states, log_joint = out
     elif c.log_lik.shape[-1] >= 8:  # max with indices costs more than the O(NK) backtrack
         states, log_joint = _viterbi_values_backtrack(c)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from genmodels._validation import as_tensor, check_positive_int, resolve_dtype
+from genmodels.inference import _hmm_compiled
 from genmodels.inference import hmm as kernels
 from genmodels.io import SavableModule, class_path, import_class
 from genmodels.learning.em import EStep, Stats
@@ -305,7 +306,10 @@ class HiddenMarkovModel(SavableModule):
     def log_likelihood_table(self, data: HMMData) -> Tensor:
         """log p̂(y_t | x_t = k) for every real step, zeros at padding. → (B, T, K)."""
         B, T = data.y.shape[:2]
-        if data.mask is None and not data.padded:  # time-major, returned as a (B, T, K) view
+        # a time-major table (returned as a (B, T, K) view) serves the loop-over-time forms;
+        # the compiled CPU kernels read each sequence's steps contiguously instead
+        compiled = data.y.device.type == "cpu" and _hmm_compiled.available()
+        if data.mask is None and not data.padded and not compiled:
             ll_tm = self.emission.log_likelihood(data.time_major_rows())
             return ll_tm.reshape(T, B, self.num_states).transpose(0, 1)
         valid = data.valid
