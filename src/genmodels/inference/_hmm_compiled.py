@@ -60,116 +60,135 @@ def _kernels() -> Any:
                              fastmath=_FASTMATH_MAXPLUS)
 
     @jit
-    def filter_kernel(trans_T: Any, init: Any, lik: Any, scale: Any, ll: Any, lengths: Any,
-                      filt: Any, log_norm: Any, pred: Any, store_pred: bool) -> None:
-        """lik = exp(ll − scale): likelihoods scaled to max 1 per step; trans_T [.., to, from].
-        Writes every entry of filt, log_norm (and pred when ``store_pred``), 0 at padding."""
-        B, _, K = lik.shape
+    def filter_one(trans_T: Any, init: Any, lik: Any, scale: Any, ll: Any, n: int, filt: Any,
+                   log_norm: Any, pred: Any, store_pred: bool, p: Any) -> bool:
+        """The filter of one sequence (T, K) over its first n steps; lik = exp(ll − scale),
+        likelihoods scaled to max 1 per step; trans_T [.., to, from]. Writes every entry of
+        filt, log_norm (and pred when ``store_pred``), 0 at padding. p: (K,) scratch.
+        Returns False if some step has zero probability (log_norm −inf there)."""
+        K = lik.shape[1]
         tv = trans_T.shape[0] > 1
-        p = np.empty(K, dtype=lik.dtype)
-        for b in range(B):
-            n = lengths[b]
-            for t in range(n):
-                if t == 0:
-                    p[:] = init[b]
-                else:  # time update, Eq. 2.36: pred_t(j) = Σ_i f_{t−1}(i) P_ij
-                    PT = trans_T[t - 1] if tv else trans_T[0]
-                    f_prev = filt[b, t - 1]
-                    for j in range(K):
-                        row = PT[j]
-                        acc = 0.0
-                        for i in range(K):
-                            acc += f_prev[i] * row[i]
-                        p[j] = acc
-                if store_pred:
-                    pred[b, t] = p
-                # measurement update, Eq. 2.37, and the scaled normaliser of Eq. 2.40
-                f, lt = filt[b, t], lik[b, t]
-                s = 0.0
-                for k in range(K):
-                    f[k] = p[k] * lt[k]
-                    s += f[k]
-                if s > 0.0:
-                    f *= 1.0 / s
-                    log_norm[b, t] = math.log(s) + scale[b, t]
-                    continue
-                # the scaled normaliser underflowed (or no state can emit y_t): log space
-                c = -math.inf
-                for k in range(K):
-                    u = math.log(p[k]) + ll[b, t, k] if p[k] > 0.0 else -math.inf
-                    f[k] = u
-                    c = max(c, u)
-                if c == -math.inf:  # zero probability: reported by the caller
-                    f[:] = 0.0
-                    log_norm[b, t] = -math.inf
-                    continue
-                s = 0.0
-                for k in range(K):
-                    f[k] = math.exp(f[k] - c)
-                    s += f[k]
-                f *= 1.0 / s
-                log_norm[b, t] = c + math.log(s)
-            filt[b, n:] = 0.0
-            log_norm[b, n:] = 0.0
+        possible = True
+        for t in range(n):
+            if t == 0:
+                p[:] = init
+            else:  # time update, Eq. 2.36: pred_t(j) = Σ_i f_{t−1}(i) P_ij
+                PT = trans_T[t - 1] if tv else trans_T[0]
+                f_prev = filt[t - 1]
+                for j in range(K):
+                    row = PT[j]
+                    acc = 0.0
+                    for i in range(K):
+                        acc += f_prev[i] * row[i]
+                    p[j] = acc
             if store_pred:
-                pred[b, n:] = 0.0
+                pred[t] = p
+            # measurement update, Eq. 2.37, and the scaled normaliser of Eq. 2.40
+            f, lt = filt[t], lik[t]
+            s = 0.0
+            for k in range(K):
+                f[k] = p[k] * lt[k]
+                s += f[k]
+            if s > 0.0:
+                f *= 1.0 / s
+                log_norm[t] = math.log(s) + scale[t]
+                continue
+            # the scaled normaliser underflowed (or no state can emit y_t): log space
+            c = -math.inf
+            for k in range(K):
+                u = math.log(p[k]) + ll[t, k] if p[k] > 0.0 else -math.inf
+                f[k] = u
+                c = max(c, u)
+            if c == -math.inf:  # zero probability: reported by the caller
+                f[:] = 0.0
+                log_norm[t] = -math.inf
+                possible = False
+                continue
+            s = 0.0
+            for k in range(K):
+                f[k] = math.exp(f[k] - c)
+                s += f[k]
+            f *= 1.0 / s
+            log_norm[t] = c + math.log(s)
+        filt[n:] = 0.0
+        log_norm[n:] = 0.0
+        if store_pred:
+            pred[n:] = 0.0
+        return possible
 
     @jit
-    def smooth_kernel(trans: Any, filt: Any, lik: Any, lengths: Any, gamma: Any,
-                      counts: Any, want_counts: bool, ok: Any) -> None:
-        """γ_t = f_t ⊙ β_t / Σ, with β_{t−1}(i) ∝ Σ_j P_ij lik_t(j) β_t(j) (the backward
-        message of Eqs. 2.41–2.43 in scaled form; equal to Eqs. 2.38–2.39). β is rescaled to
-        max 1 each step, so no sum can overflow; ``ok[b]`` is False if some γ underflowed.
-        With ``want_counts``, counts[b] = Σ_t ξ_t, ξ_t(i, j) = f_{t−1}(i) P_ij lik_t(j)
-        β_t(j) / Σ (the pairwise marginal, Eq. 2.44)."""
-        B, _, K = filt.shape
+    def smooth_one(trans: Any, filt: Any, lik: Any, n: int, gamma: Any, counts: Any,
+                   want_counts: bool, beta: Any, w: Any, acc_fw: Any) -> bool:
+        """γ_t = f_t ⊙ β_t / Σ for one sequence, with β_{t−1}(i) ∝ Σ_j P_ij lik_t(j) β_t(j)
+        (the backward message of Eqs. 2.41–2.43 in scaled form; equal to Eqs. 2.38–2.39).
+        β is rescaled to max 1 each step, so no sum can overflow. With ``want_counts``,
+        counts = Σ_t ξ_t, ξ_t(i, j) = f_{t−1}(i) P_ij lik_t(j) β_t(j) / Σ (the pairwise
+        marginal, Eq. 2.44). beta, w: (K,), acc_fw: (K, K) scratch. Returns False if some γ
+        underflowed (the caller then takes the log-space form)."""
+        K = filt.shape[1]
         tv = trans.shape[0] > 1
-        beta = np.empty(K, dtype=filt.dtype)
-        w = np.empty(K, dtype=filt.dtype)
-        acc_fw = np.empty((K, K), dtype=filt.dtype)
-        for b in range(B):
-            n = lengths[b]
-            gamma[b, n - 1] = filt[b, n - 1]
-            gamma[b, n:] = 0.0
-            if want_counts:
-                acc_fw[:] = 0.0
-            beta[:] = 1.0
-            for t in range(n - 1, 0, -1):
-                lt = lik[b, t]
+        gamma[n - 1] = filt[n - 1]
+        gamma[n:] = 0.0
+        if want_counts:
+            acc_fw[:] = 0.0
+        beta[:] = 1.0
+        for t in range(n - 1, 0, -1):
+            lt = lik[t]
+            for j in range(K):
+                w[j] = lt[j] * beta[j]
+            P = trans[t - 1] if tv else trans[0]
+            f, out = filt[t - 1], gamma[t - 1]
+            s = 0.0
+            mx = 0.0
+            for i in range(K):
+                row = P[i]
+                acc = 0.0
                 for j in range(K):
-                    w[j] = lt[j] * beta[j]
-                P = trans[t - 1] if tv else trans[0]
-                f, out = filt[b, t - 1], gamma[b, t - 1]
-                s = 0.0
-                mx = 0.0
+                    acc += row[j] * w[j]
+                beta[i] = acc
+                mx = max(mx, acc)
+                out[i] = f[i] * acc
+                s += out[i]
+            if not (s > 0.0 and s < math.inf):
+                return False
+            inv = 1.0 / s
+            out *= inv
+            if want_counts:  # Σ_t f_{t−1}(i) w_t(j) / Σ, times P_ij (at the end if fixed)
                 for i in range(K):
-                    row = P[i]
-                    acc = 0.0
-                    for j in range(K):
-                        acc += row[j] * w[j]
-                    beta[i] = acc
-                    mx = max(mx, acc)
-                    out[i] = f[i] * acc
-                    s += out[i]
-                if not (s > 0.0 and s < math.inf):
-                    ok[b] = False
-                    break
-                inv = 1.0 / s
-                out *= inv
-                if want_counts:  # Σ_t f_{t−1}(i) w_t(j) / Σ, times P_ij (at the end if fixed)
-                    for i in range(K):
-                        a = f[i] * inv
-                        c_row = acc_fw[i]
-                        if tv:
-                            row = P[i]
-                            for j in range(K):
-                                c_row[j] += a * row[j] * w[j]
-                        else:
-                            for j in range(K):
-                                c_row[j] += a * w[j]
-                beta *= 1.0 / mx
-            if want_counts:
-                counts[b] = acc_fw * trans[0] if not tv else acc_fw
+                    a = f[i] * inv
+                    c_row = acc_fw[i]
+                    if tv:
+                        row = P[i]
+                        for j in range(K):
+                            c_row[j] += a * row[j] * w[j]
+                    else:
+                        for j in range(K):
+                            c_row[j] += a * w[j]
+            beta *= 1.0 / mx
+        if want_counts:
+            counts[:] = acc_fw if tv else acc_fw * trans[0]
+        return True
+
+    @jit
+    def fb_kernel(trans_T: Any, trans: Any, init: Any, lik: Any, scale: Any, ll: Any,
+                  lengths: Any, filt: Any, log_norm: Any, pred: Any, store_pred: bool,
+                  gamma: Any, counts: Any, want_counts: bool, smooth: bool, ok: Any) -> None:
+        """Filter then (with ``smooth``) smoother, sequence by sequence, so that a sequence's
+        filter is still in cache when its smoother reads it. ok[b]: False if sequence b has
+        zero probability or its γ underflowed."""
+        K = lik.shape[2]
+        p = np.empty(K, dtype=lik.dtype)
+        beta = np.empty(K, dtype=lik.dtype)
+        w = np.empty(K, dtype=lik.dtype)
+        acc_fw = np.empty((K, K), dtype=lik.dtype)
+        for b in range(lik.shape[0]):
+            n = lengths[b]
+            ok[b] = filter_one(trans_T, init[b], lik[b], scale[b], ll[b], n, filt[b],
+                               log_norm[b], pred[b] if store_pred else pred[0], store_pred, p)
+            if smooth and ok[b]:
+                ok[b] = smooth_one(trans, filt[b], lik[b], n, gamma[b],
+                                   counts[b] if want_counts else counts[0], want_counts,
+                                   beta, w, acc_fw)
 
     @jit_maxplus
     def max_plus_by_reduction(delta: Any, LT: Any, best: Any, arg: Any) -> None:
@@ -237,8 +256,7 @@ def _kernels() -> Any:
             states[b, n:] = -1
 
     class Kernels:
-        filter = filter_kernel
-        smooth = smooth_kernel
+        forward_backward = fb_kernel
         viterbi = viterbi_kernel
 
     return Kernels
@@ -314,20 +332,17 @@ def forward_backward(init: Tensor, trans: Tensor, ll: Tensor, lengths: Tensor | 
     lik, scale = _scaled_likelihoods(ll)
     trans3 = _as_3d(trans)
     filt, log_norm = torch.empty_like(ll), ll.new_empty(B, T)
-    pred = torch.empty_like(ll) if keep_pred else ll.new_empty(0, 0, 0)
-    steps = _lengths(lengths, B, T)
-    _run(_kernels().filter, (_np(trans3.mT),),
-         (_np(init), _np(lik), _np(scale), _np(ll), steps, filt.numpy(), log_norm.numpy(),
-          pred.numpy(), keep_pred), ll.shape)
-    out_pred = pred if keep_pred else None
-    if not smooth or bool((log_norm == -math.inf).any()):
-        return filt, out_pred, log_norm, None, None
-    gamma = torch.empty_like(ll)
-    xi = ll.new_empty(B, K, K) if counts else ll.new_empty(0, 0, 0)
+    dummy = ll.new_empty(1, 1, 1)
+    pred = torch.empty_like(ll) if keep_pred else dummy
+    gamma = torch.empty_like(ll) if smooth else dummy
+    xi = ll.new_empty(B, K, K) if counts and smooth else dummy
     ok = np.ones(B, dtype=np.bool_)
-    _run(_kernels().smooth, (_np(trans3),),
-         (_np(filt), lik.numpy(), steps, gamma.numpy(), xi.numpy(), counts, ok), ll.shape)
-    if not bool(ok.all()):
+    _run(_kernels().forward_backward, (_np(trans3.mT), _np(trans3)),
+         (_np(init), lik.numpy(), scale.numpy(), ll.numpy(), _lengths(lengths, B, T),
+          filt.numpy(), log_norm.numpy(), pred.numpy(), keep_pred, gamma.numpy(), xi.numpy(),
+          counts and smooth, smooth, ok), ll.shape)
+    out_pred = pred if keep_pred else None
+    if not smooth or not bool(ok.all()):
         return filt, out_pred, log_norm, None, None
     return filt, out_pred, log_norm, gamma, xi if counts else None
 
