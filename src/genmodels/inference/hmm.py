@@ -920,22 +920,19 @@ def forward_backward(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any =
     how = _resolve(method, c)
     counts: Tensor | None = None
     pair = None
-    out = None
-    if how == "compiled":
-        out = _hmm_compiled.forward_backward(c.log_init.exp(), c.trans, c.log_lik, c.lengths,
-                                             counts=transitions, keep_pred=pairwise)
-        how = "sequential"  # what serves when the compiled smoother reports an underflow
-    compiled_gamma = None if out is None else out[3]
-    if out is not None and compiled_gamma is not None:
-        filt, pred_or_none, log_norm, _, counts = out
-        gamma = compiled_gamma
-        if pairwise:
-            assert pred_or_none is not None
-            counts, pair = _pairwise(filt, pred_or_none, gamma, c.trans, c.valid, True)
-    else:
+    gamma: Tensor | None = None
+    if how == "compiled":  # the summed pairwise marginals come from the kernel unless per step
+        filt, pred, log_norm, gamma, counts = _hmm_compiled.forward_backward(
+            c.log_init.exp(), c.trans, c.log_lik, c.lengths,
+            counts=transitions and not pairwise, keep_pred=pairwise)
+        if bool((log_norm == -math.inf).any()):
+            raise _zero_prob_error(log_norm)
+        how = "sequential"  # serves below if the compiled smoother reported an underflow
+    if gamma is None:
         filt, pred, log_norm, gamma = _fb_dispatch(c, how, pairwise, chunk_size)
-        if transitions or pairwise:
-            counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
+    if (transitions or pairwise) and counts is None:
+        assert pred is not None
+        counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
     if bool((log_norm == -math.inf).any()):
         raise _zero_prob_error(log_norm)
     filt, gamma, log_norm = _finish_masks(c, filt, gamma, log_norm)
