@@ -339,3 +339,30 @@ def test_compiled_smoother_underflow_falls_back(monkeypatch):
     out = forward_backward(li, lt, ll, method="compiled")
     torch.testing.assert_close(out.smoothed_probs, ref.smoothed_probs)
     torch.testing.assert_close(out.expected_transitions, ref.expected_transitions)
+
+
+@pytest.mark.parametrize("method", ["sequential", "scan", "compiled"])
+def test_without_the_filter(method):
+    # filtered=False leaves the filtered marginals out (the compiled smoother then writes γ over
+    # the filter); everything else is what the full call gives
+    K, T = 4, 30
+    li, lt, ll = random_hmm(K, T, (5,), seed=41, scale=2.0)
+    lengths = torch.tensor([30, 1, 12, 29, 30])
+    for transitions in (False, True):
+        full = forward_backward(li, lt, ll, lengths=lengths, transitions=transitions,
+                                method=method)
+        part = forward_backward(li, lt, ll, lengths=lengths, transitions=transitions,
+                                filtered=False, method=method)
+        assert part.filtered_probs is None
+        for name in ("smoothed_probs", "log_marginal", "log_normalizers",
+                     "expected_transitions"):
+            a, b = getattr(part, name), getattr(full, name)
+            assert (a is None) == (b is None) == (name == "expected_transitions"
+                                                  and not transitions)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # the pairwise marginals need the filter: asking for both still gives them
+    both = forward_backward(li, lt, ll, lengths=lengths, pairwise=True, filtered=False,
+                            method=method)
+    torch.testing.assert_close(both.pairwise_probs, forward_backward(
+        li, lt, ll, lengths=lengths, pairwise=True, method=method).pairwise_probs)

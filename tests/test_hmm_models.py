@@ -125,6 +125,89 @@ def test_gmmhmm_parity_with_hmmlearn():
     _close(ours.weights_.sum(-1), np.ones(3))
 
 
+def test_gmmhmm_tied_parity_with_hmmlearn():
+    # covariance_type="tied": one full matrix per state, shared by its M components
+    rng = np.random.default_rng(1)
+    w = np.array([[0.3, 0.7], [0.5, 0.5], [0.9, 0.1]])
+    means = rng.normal(size=(3, 2, 2)) * 3
+    covars = np.stack([_covars("full")[i] for i in range(3)])  # (K, D, D)
+    ref = hmm.GMMHMM(3, 2, covariance_type="tied", init_params="", implementation="scaling",
+                     n_iter=5, tol=0.0)
+    ref.startprob_, ref.transmat_, ref.weights_ = START, TRANS, w
+    ref.means_, ref.covars_ = means, covars
+    X, _ = ref.sample(sum(LENGTHS), random_state=5)
+    ours = GMMHMM(3, 2, covariance_type="tied", init_params="", reg_covar=0.0, n_iter=5,
+                  tol=0.0)
+    ours.startprob_, ours.transmat_, ours.weights_ = START, TRANS, w
+    ours.means_, ours.covars_ = means, covars
+    _close(ours.score(X, LENGTHS), ref.score(X, LENGTHS))
+    _close(ours.predict_proba(X, LENGTHS), ref.predict_proba(X, LENGTHS))
+    assert np.array_equal(ours.predict(X, LENGTHS), ref.predict(X, LENGTHS))
+    ref.fit(X, LENGTHS)
+    ours.fit(X, LENGTHS)
+    assert ours.covars_.shape == (3, 2, 2)
+    assert np.all(np.diff(ours.monitor_.history) >= -1e-8)
+    # as for "diag": hmmlearn takes the scatter about the E-step means, ours about the new
+    # ones (the exact M step), so ours is at least hmmlearn's at every iteration
+    _close(ours.monitor_.history[0], ref.monitor_.history[0])
+    assert np.all(np.asarray(ours.monitor_.history) >= np.asarray(ref.monitor_.history) - 1e-8)
+    assert ours.bic(X, LENGTHS) > -2 * ours.score(X, LENGTHS)
+    # 3 states · (1 weight + 2·2 means + one 2×2 matrix (3)) + 2 + 3·2 = 32 free parameters
+    assert ours.model_.num_parameters() == 3 * (1 + 4 + 3) + 2 + 6
+
+
+def test_gmm_emission_tied_m_step_pools_the_scatter():
+    from genmodels.models.hmm import GaussianMixtureEmission
+
+    g = torch.Generator().manual_seed(3)
+    K, M, D, N = 2, 3, 2, 400
+    em = GaussianMixtureEmission(K, M, D, "tied", reg_covar=1e-3)
+    em.components.set_parameters(means=torch.randn(K * M, D, generator=g) * 2)
+    y = torch.randn(N, D, generator=g) * 2
+    gamma = torch.softmax(torch.randn(N, K, generator=g), -1)
+    r = gamma[..., None] * torch.softmax(em._component_log_lik(y), -1)  # (N, K, M)
+    em.maximize(em.expected_stats(y, gamma))
+    mu = torch.einsum("nkm,nd->kmd", r, y) / r.sum(0)[..., None]
+    diff = y[:, None, None, :] - mu  # (N, K, M, D)
+    scatter = torch.einsum("nkm,nkmd,nkme->kde", r, diff, diff)
+    expect = scatter / r.sum((0, 2))[:, None, None] + 1e-3 * torch.eye(D)
+    cov = em.components.covariances.reshape(K, M, D, D)
+    for m in range(M):
+        torch.testing.assert_close(cov[:, m], expect)
+    torch.testing.assert_close(em.state_covariances(), expect)
+
+
+def test_dirichlet_priors_parity_with_hmmlearn():
+    # startprob_prior / transmat_prior: the MAP M step, max(counts + α − 1, 0), as hmmlearn's
+    alpha_t = np.array([[3.0, 1.5, 0.7], [1.0, 4.0, 2.0], [0.8, 1.2, 5.0]])
+    kw = dict(startprob_prior=np.array([2.0, 0.6, 1.5]), transmat_prior=alpha_t, n_iter=6,
+              tol=0.0, init_params="")
+    ref = hmm.GaussianHMM(3, covariance_type="diag", covars_prior=0.0,
+                          implementation="scaling", **kw)
+    ours = GaussianHMM(3, covariance_type="diag", reg_covar=0.0, **kw)
+    for m in (ref, ours):
+        m.startprob_, m.transmat_, m.means_ = START, TRANS, MEANS
+        m.covars_ = _covars("diag")
+    X, _ = ref.sample(sum(LENGTHS), random_state=7)
+    ref.fit(X, LENGTHS)
+    ours.fit(X, LENGTHS)
+    _close(ours.monitor_.history, ref.monitor_.history)
+    _close(ours.startprob_, ref.startprob_)
+    _close(ours.transmat_, ref.transmat_)
+    # α < 1 drives small counts to exactly 0, and a forbidden transition stays forbidden
+    left_right = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    est = GaussianHMM(3, reg_covar=0.0, init_params="", startprob_prior=0.5,
+                      transmat_prior=2.0, n_iter=3, tol=0.0)
+    est.startprob_, est.transmat_, est.means_ = START, left_right, MEANS
+    est.covars_ = _covars("diag")
+    est.fit(X, LENGTHS)
+    assert np.all(est.transmat_[left_right == 0] == 0)
+    with pytest.raises(ValueError, match="transmat_prior"):
+        GaussianHMM(3, transmat_prior=np.ones((2, 2))).fit(X, LENGTHS)
+    with pytest.raises(ValueError, match="> 0"):
+        GaussianHMM(3, startprob_prior=0.0).fit(X, LENGTHS)
+
+
 def test_recovery_many_sequences():
     gen = hmm.GaussianHMM(3, covariance_type="diag", init_params="")
     gen.startprob_, gen.transmat_, gen.means_ = START, TRANS, MEANS
@@ -244,5 +327,7 @@ def test_bad_input():
         GaussianHMM(2, init_params="").fit(X)
     with pytest.raises(ValueError, match="letters"):
         GaussianHMM(2, params="stmz").fit(X)
-    with pytest.raises(ValueError, match="tied"):
-        GMMHMM(2, 2, covariance_type="tied").fit(np.random.default_rng(0).normal(size=(20, 2)))
+    with pytest.raises(ValueError, match="tied covars_"):
+        bad = GMMHMM(2, 2, covariance_type="tied", init_params="stmw")
+        bad.covars_ = np.ones((2, 2, 2, 2))
+        bad.fit(np.random.default_rng(0).normal(size=(20, 2)))

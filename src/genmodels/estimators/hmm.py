@@ -12,12 +12,15 @@ Underneath: ``genmodels.models.hmm.HiddenMarkovModel`` and the one EM engine. As
 parameters not in ``init_params`` are taken from the attributes you set before ``fit``, and
 parameters not in ``params`` are held fixed (the engine's frozen set).
 
-Differences from hmmlearn, on purpose: the Dirichlet/normal-Wishart priors (``*_prior``,
-``*_weight``) are replaced by maximum likelihood plus ``reg_covar`` added to every estimated
-covariance's diagonal (scikit-learn's meaning; 0 gives hmmlearn's estimates with
-``covars_prior=0``); ``implementation`` is replaced by ``method`` (the inference form, see
-``genmodels.inference.hmm``); a cold start uses uniform ``startprob_``/``transmat_``, k-means++
-means and the data covariance (+ ``min_covar``) for every state.
+The Dirichlet priors over the start and transition probabilities, ``startprob_prior`` and
+``transmat_prior`` (scalars or arrays; 1, the default, is maximum likelihood), are hmmlearn's:
+the M step takes the posterior mode. Differences from hmmlearn, on purpose: the emissions'
+priors (``means_prior``, ``covars_prior``, ``*_weight``) are replaced by maximum likelihood
+plus ``reg_covar`` added to every estimated covariance's diagonal (scikit-learn's meaning; 0
+gives hmmlearn's estimates with ``covars_prior=0``); ``implementation`` is replaced by
+``method`` (the inference form, see ``genmodels.inference.hmm``); a cold start uses uniform
+``startprob_``/``transmat_``, k-means++ means and the data covariance (+ ``min_covar``) for
+every state.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
 
     n_components: int
     algorithm: str
+    startprob_prior: Any
+    transmat_prior: Any
     random_state: Any
     n_iter: int
     tol: float
@@ -117,7 +122,8 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
             np.asarray(pi), dtype=dt)
         P_t = torch.full((k, k), 1.0 / k, dtype=dt) if P is None else torch.as_tensor(
             np.asarray(P), dtype=dt)
-        return HiddenMarkovModel(pi_t, P_t, emission).to(self.device)
+        return HiddenMarkovModel(pi_t, P_t, emission, initial_prior=self.startprob_prior,
+                                 transition_prior=self.transmat_prior).to(self.device)
 
     def _fitted_model(self) -> HiddenMarkovModel:
         for attr in ("startprob_", "transmat_"):
@@ -187,7 +193,8 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         """(log p̂(X), posteriors (Σ T_i, K)) — the smoothed marginals γ (Eq. 2.43)."""
         model = self._fitted_model()
         data = self._data(X, lengths, reset=False)
-        post = model.posterior(data, transitions=False, method=self.method)
+        post = model.posterior(data, transitions=False, filtered=False,
+                               method=self.method)
         return float(post.log_marginal.sum()), to_numpy(_real_steps(post.smoothed_probs, data))
 
     def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
@@ -205,7 +212,8 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         if algo == "viterbi":
             vp = model.most_probable_states(data, method=self.method)
             return float(vp.log_joint.sum()), to_numpy(_real_steps(vp.states, data))
-        post = model.posterior(data, transitions=False, method=self.method)
+        post = model.posterior(data, transitions=False, filtered=False,
+                               method=self.method)
         g = _real_steps(post.smoothed_probs, data)
         best, states = g.max(-1)
         return float(best.sum()), to_numpy(states)
@@ -262,6 +270,7 @@ class GaussianHMM(_BaseHMM):
 
     def __init__(self, n_components: int = 1, covariance_type: str = "diag", *,
                  min_covar: float = 1e-3, reg_covar: float = 1e-6, algorithm: str = "viterbi",
+                 startprob_prior: Any = 1.0, transmat_prior: Any = 1.0,
                  random_state: Any = None, n_iter: int = 10, tol: float = 1e-2,
                  verbose: bool = False, params: str = "stmc", init_params: str = "stmc",
                  method: str = "auto", dtype: Any = "float64", device: Any = "cpu") -> None:
@@ -270,6 +279,8 @@ class GaussianHMM(_BaseHMM):
         self.min_covar = min_covar
         self.reg_covar = reg_covar
         self.algorithm = algorithm
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
         self.random_state = random_state
         self.n_iter = n_iter
         self.tol = tol
@@ -319,6 +330,7 @@ class CategoricalHMM(_BaseHMM):
 
     def __init__(self, n_components: int = 1, *, n_features: int | None = None,
                  pseudo_count: float = 1e-10, algorithm: str = "viterbi",
+                 startprob_prior: Any = 1.0, transmat_prior: Any = 1.0,
                  random_state: Any = None, n_iter: int = 10, tol: float = 1e-2,
                  verbose: bool = False, params: str = "ste", init_params: str = "ste",
                  method: str = "auto", dtype: Any = "float64", device: Any = "cpu") -> None:
@@ -326,6 +338,8 @@ class CategoricalHMM(_BaseHMM):
         self.n_features = n_features
         self.pseudo_count = pseudo_count
         self.algorithm = algorithm
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
         self.random_state = random_state
         self.n_iter = n_iter
         self.tol = tol
@@ -370,13 +384,16 @@ class PoissonHMM(_BaseHMM):
     _letters = "stl"
 
     def __init__(self, n_components: int = 1, *, pseudo_count: float = 1e-10,
-                 algorithm: str = "viterbi", random_state: Any = None, n_iter: int = 10,
+                 algorithm: str = "viterbi", startprob_prior: Any = 1.0,
+                 transmat_prior: Any = 1.0, random_state: Any = None, n_iter: int = 10,
                  tol: float = 1e-2, verbose: bool = False, params: str = "stl",
                  init_params: str = "stl", method: str = "auto", dtype: Any = "float64",
                  device: Any = "cpu") -> None:
         self.n_components = n_components
         self.pseudo_count = pseudo_count
         self.algorithm = algorithm
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
         self.random_state = random_state
         self.n_iter = n_iter
         self.tol = tol
@@ -404,14 +421,15 @@ class GMMHMM(_BaseHMM):
     """HMM with a Gaussian mixture per state (hmmlearn.hmm.GMMHMM).
 
     weights_ (K, M); means_ (K, M, D); covars_ compact per component: diag (K, M, D),
-    spherical (K, M), full (K, M, D, D). ``covariance_type="tied"`` (one matrix per state,
-    shared by its M components, in hmmlearn) is not offered.
+    spherical (K, M), full (K, M, D, D); or tied (K, D, D), one matrix per state shared by its
+    M components (as in hmmlearn).
     """
 
     _letters = "stmcw"
 
     def __init__(self, n_components: int = 1, n_mix: int = 1, *, covariance_type: str = "diag",
                  min_covar: float = 1e-3, reg_covar: float = 1e-6, algorithm: str = "viterbi",
+                 startprob_prior: Any = 1.0, transmat_prior: Any = 1.0,
                  random_state: Any = None, n_iter: int = 10, tol: float = 1e-2,
                  verbose: bool = False, params: str = "stmcw", init_params: str = "stmcw",
                  method: str = "auto", dtype: Any = "float64", device: Any = "cpu") -> None:
@@ -421,6 +439,8 @@ class GMMHMM(_BaseHMM):
         self.min_covar = min_covar
         self.reg_covar = reg_covar
         self.algorithm = algorithm
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
         self.random_state = random_state
         self.n_iter = n_iter
         self.tol = tol
@@ -432,11 +452,8 @@ class GMMHMM(_BaseHMM):
         self.device = device
 
     def _build_emission(self, data: HMMData | None) -> Any:
-        if self.covariance_type == "tied":
-            raise ValueError("GMMHMM(covariance_type='tied') is not supported: genmodels' tied "
-                             "covariance is shared by all K·M components, hmmlearn's by the M "
-                             "components of each state. Use 'full', 'diag' or 'spherical'.")
-        check_choice(self.covariance_type, "covariance_type", ("full", "diag", "spherical"))
+        check_choice(self.covariance_type, "covariance_type",
+                     ("full", "diag", "spherical", "tied"))
         k, m = self.n_components, check_positive_int(self.n_mix, "n_mix")
         d = data.y.shape[-1] if data is not None else self.n_features_in_
         dt = self._torch_dtype
@@ -452,7 +469,14 @@ class GMMHMM(_BaseHMM):
         cov = getattr(self, "covars_", None)
         if cov is not None and (use or "c" not in self.init_params):
             c = torch.as_tensor(np.asarray(cov), dtype=dt)
-            em.components.set_parameters(covariances=c.reshape(k * m, *c.shape[2:]))
+            if self.covariance_type == "tied":  # (K, D, D): each state's matrix to its M
+                if c.dim() != 3 or c.shape[0] != k:
+                    raise ValueError(f"tied covars_ must have shape (n_components, n_features, "
+                                     f"n_features) = ({k}, {d}, {d}), got {tuple(c.shape)}.")
+                c = c.repeat_interleave(m, 0)
+            else:
+                c = c.reshape(k * m, *c.shape[2:])
+            em.components.set_parameters(covariances=c)
         if data is not None:
             em.components.set_center(data.flat())
         return em
@@ -462,5 +486,4 @@ class GMMHMM(_BaseHMM):
         k, m = self.n_components, self.n_mix
         self.weights_ = to_numpy(em.weights)
         self.means_ = to_numpy(em.components.means).reshape(k, m, -1)
-        c = to_numpy(em.components.covariances)
-        self.covars_ = c.reshape(k, m, *c.shape[1:])
+        self.covars_ = to_numpy(em.state_covariances())

@@ -140,7 +140,8 @@ class HMMFiltered(NamedTuple):
 class HMMPosterior(NamedTuple):
     """Filter and smoother (Eqs. 2.36–2.40).
 
-    filtered_probs: (*batch, T, K), p̂(x_t | y_1..y_t).
+    filtered_probs: (*batch, T, K), p̂(x_t | y_1..y_t); None when not requested
+        (``filtered=False``).
     smoothed_probs: (*batch, T, K), p̂(x_t | y_1..y_T) (γ_t, Eq. 2.43).
     log_marginal: (*batch,), log p̂(y_1..y_T).
     log_normalizers: (*batch, T), log p̂(y_t | y_1..y_{t−1}).
@@ -151,7 +152,7 @@ class HMMPosterior(NamedTuple):
         y_1..y_T)`` when requested (``pairwise=True``), else None.
     """
 
-    filtered_probs: Tensor
+    filtered_probs: Tensor | None
     smoothed_probs: Tensor
     log_marginal: Tensor
     log_normalizers: Tensor
@@ -859,11 +860,11 @@ def forward_filter(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = N
     elif how == "scan":
         filt, pred, log_norm, _ = _forward_backward_scan(c, False)
     elif how == "compiled":
-        filt, pred_or_none, log_norm, *_ = _hmm_compiled.forward_backward(
+        filt_or_none, pred_or_none, log_norm, *_ = _hmm_compiled.forward_backward(
             c.log_init.exp(), c.trans, c.log_lik, c.lengths, counts=False, keep_pred=True,
             smooth=False)
-        assert pred_or_none is not None
-        pred = pred_or_none
+        assert filt_or_none is not None and pred_or_none is not None
+        filt, pred = filt_or_none, pred_or_none
     else:
         filt, pred, log_norm = _filter_seq(c.log_init.exp(), c.trans, c.log_lik, c.valid)
     if bool((log_norm == -math.inf).any()):
@@ -907,38 +908,44 @@ def backward_smooth(filtered: HMMFiltered, log_trans: Any, *, lengths: Any = Non
 @_flush_subnormals
 def forward_backward(log_init: Any, log_trans: Any, log_lik: Any, *, mask: Any = None,
                      lengths: Any = None, pairwise: bool = False, transitions: bool = True,
-                     method: str = "auto", chunk_size: int | None = None) -> HMMPosterior:
+                     filtered: bool = True, method: str = "auto", chunk_size: int | None = None
+                     ) -> HMMPosterior:
     """Filter and smoother of an HMM (B10–B11): posterior marginals, pairwise marginals (summed
     over time, and per step when ``pairwise``), and the log-marginal.
 
     log_init: (K,) or (*batch, K); log_trans: (K, K) or (T−1, K, K), row-stochastic
     ``[from, to]``; log_lik: (*batch, T, K); mask: (*batch, T) bool, True where observed;
     lengths: (*batch,). method: "auto" | "sequential" | "sweeps" | "chunked" | "scan".
-    transitions=False skips the summed pairwise marginals (not needed for posteriors alone).
+    transitions=False skips the summed pairwise marginals (not needed for posteriors alone);
+    filtered=False leaves out the filtered marginals (``filtered_probs`` is None), which spares
+    the compiled form a (*batch, T, K) block: the smoother writes γ over the filter.
     """
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
     how = _resolve(method, c)
     counts: Tensor | None = None
     pair = None
     gamma: Tensor | None = None
+    filt: Tensor | None
     if how == "compiled":  # the summed pairwise marginals come from the kernel unless per step
         filt, pred, log_norm, gamma, counts = _hmm_compiled.forward_backward(
             c.log_init.exp(), c.trans, c.log_lik, c.lengths,
-            counts=transitions and not pairwise, keep_pred=pairwise)
+            counts=transitions and not pairwise, keep_pred=pairwise,
+            filtered=filtered or pairwise)
         if bool((log_norm == -math.inf).any()):
             raise _zero_prob_error(log_norm)
         how = "sequential"  # serves below if the compiled smoother reported an underflow
-    if gamma is None:
+    if gamma is None:  # (the compiled kernels leave zeros at padding themselves)
         filt, pred, log_norm, gamma = _fb_dispatch(c, how, pairwise, chunk_size)
+        filt, gamma, log_norm = _finish_masks(c, filt, gamma, log_norm)
     if (transitions or pairwise) and counts is None:
-        assert pred is not None
+        assert pred is not None and filt is not None
         counts, pair = _pairwise(filt, pred, gamma, c.trans, c.valid, pairwise)
     if bool((log_norm == -math.inf).any()):
         raise _zero_prob_error(log_norm)
-    filt, gamma, log_norm = _finish_masks(c, filt, gamma, log_norm)
     log_marg = log_norm.sum(-1)
     return HMMPosterior(
-        c.reshape(filt, 2), c.reshape(gamma, 2), c.reshape(log_marg, 0), c.reshape(log_norm, 1),
+        c.reshape(filt, 2) if filtered and filt is not None else None, c.reshape(gamma, 2),
+        c.reshape(log_marg, 0), c.reshape(log_norm, 1),
         None if counts is None else c.reshape(counts, 2),
         None if pair is None else c.reshape(pair, 3))
 

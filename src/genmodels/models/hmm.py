@@ -28,6 +28,7 @@ from genmodels.inference import _hmm_compiled
 from genmodels.inference import hmm as kernels
 from genmodels.io import SavableModule, class_path, import_class
 from genmodels.learning.em import EStep, Stats
+from genmodels.linalg import symmetrize
 from genmodels.models.covariance import GaussianEmission
 
 __all__ = ["GaussianMixtureEmission", "HMMData", "HiddenMarkovModel", "kmeans_init",
@@ -156,9 +157,13 @@ class GaussianMixtureEmission(SavableModule):
     Built on one ``GaussianEmission`` with K·M components (component k·M + m), so every
     covariance structure comes for free; its statistics are the Gaussian ones weighted by the
     joint responsibilities γ_nk · p̂(m | y_n, k), plus the per-state component counts.
+    covariance: "full", "diag", "spherical", or "tied" — one full matrix per *state*, shared
+    by its M components (hmmlearn's meaning); its M step pools the components' scatter,
+    Σ_k = Σ_m Σ_n r_nkm (y_n − μ_km)(y_n − μ_km)ᵀ / Σ_m Σ_n r_nkm (+ reg_covar · I).
 
     Buffers/parameters: ``weights`` (K, M) rows summing to 1; ``components`` the
-    GaussianEmission (means (K·M, D) ...). Frozen names: ``weights``, ``means``, ``covariances``.
+    GaussianEmission (means (K·M, D) ...; for "tied", full (K·M, D, D) covariances, equal
+    within a state). Frozen names: ``weights``, ``means``, ``covariances``.
     """
 
     weights: Tensor
@@ -172,10 +177,13 @@ class GaussianMixtureEmission(SavableModule):
         dt = resolve_dtype(dtype)
         self.num_mix = m
         self._k = k
-        self.components = GaussianEmission(k * m, dim, covariance, reg_covar=reg_covar,
-                                           dtype=dt, device=device)
+        self.tied_per_state = covariance == "tied"
+        self.components = GaussianEmission(k * m, dim, "full" if self.tied_per_state
+                                           else covariance, reg_covar=reg_covar, dtype=dt,
+                                           device=device)
         self.config = {"num_states": k, "num_mix": m, "dim": dim,
-                       "covariance": self.components.structure.name, "reg_covar": reg_covar,
+                       "covariance": "tied" if self.tied_per_state
+                       else self.components.structure.name, "reg_covar": reg_covar,
                        "dtype": str(dt).removeprefix("torch.")}
         self.register_buffer("weights", torch.full((k, m), 1.0 / m, dtype=dt, device=device))
 
@@ -208,6 +216,29 @@ class GaussianMixtureEmission(SavableModule):
             self.weights = torch.where(tot > 0, mix / tot.clamp_min(torch.finfo(mix.dtype).tiny),
                                        self.weights)
         self.components.maximize({k: v for k, v in stats.items() if k != "mix"}, frozen)
+        if self.tied_per_state and "covariances" not in frozen:
+            self._pool_covariances(stats["counts"])
+
+    def _pool_covariances(self, counts: Tensor) -> None:
+        """Tied per state: Σ_k = Σ_m N_km (Σ_km − reg·I) / Σ_m N_km + reg·I, the pooled scatter
+        of the state's components about their means (a state without data keeps its Σ)."""
+        k, m = self._k, self.num_mix
+        comp = self.components
+        cov = comp.covariances.reshape(k, m, comp.dim, comp.dim)
+        reg = comp.reg_covar * torch.eye(comp.dim, dtype=cov.dtype, device=cov.device)
+        n = counts.reshape(k, m)
+        tot = n.sum(-1)
+        pooled = ((n[..., None, None] * (cov - reg)).sum(1)
+                  / tot.clamp_min(torch.finfo(cov.dtype).tiny)[:, None, None] + reg)
+        pooled = torch.where(tot[:, None, None] > 0, pooled, cov[:, 0])
+        comp.set_parameters(covariances=symmetrize(pooled).repeat_interleave(m, 0))
+
+    def state_covariances(self) -> Tensor:
+        """The covariances in hmmlearn's per-state layout: (K, M, ...) components, or (K, D, D)
+        when tied per state."""
+        c = self.components.covariances
+        c = c.reshape(self._k, self.num_mix, *c.shape[1:])
+        return c[:, 0] if self.tied_per_state else c
 
     def sample(self, states: Tensor, generator: torch.Generator | None = None) -> Tensor:
         flat = states.reshape(-1)
@@ -217,7 +248,11 @@ class GaussianMixtureEmission(SavableModule):
         return y.reshape(*states.shape, -1)
 
     def num_parameters(self) -> int:
-        return self._k * (self.num_mix - 1) + self.components.num_parameters()
+        n = self._k * (self.num_mix - 1) + self.components.num_parameters()
+        if self.tied_per_state:  # K matrices, not K·M
+            d = self.components.dim
+            n -= self._k * (self.num_mix - 1) * d * (d + 1) // 2
+        return n
 
 
 class HiddenMarkovModel(SavableModule):
@@ -225,12 +260,19 @@ class HiddenMarkovModel(SavableModule):
 
     initial_probs: (K,) π. transition_matrix: (K, K) row-stochastic P, P[i, j] =
     p̂(x_t = j | x_{t−1} = i). emission: an ``Emission`` with K states.
+    initial_prior, transition_prior: Dirichlet concentrations α over π and over each row of P
+    (scalars, (K,) and (K, K); hmmlearn's ``startprob_prior`` / ``transmat_prior``). The M
+    step then maximises the posterior: π_k ∝ max(⟨X̌_1^k⟩ + α_k − 1, 0), likewise each row
+    of P; α = 1 (the default) is maximum likelihood.
     """
 
     initial_probs: Tensor
     transition_matrix: Tensor
+    initial_prior: Tensor
+    transition_prior: Tensor
 
-    def __init__(self, initial_probs: Any, transition_matrix: Any, emission: Any) -> None:
+    def __init__(self, initial_probs: Any, transition_matrix: Any, emission: Any, *,
+                 initial_prior: Any = 1.0, transition_prior: Any = 1.0) -> None:
         super().__init__()
         k = int(emission.num_states)
         dt = _emission_dtype(emission)
@@ -239,6 +281,10 @@ class HiddenMarkovModel(SavableModule):
         _check_stochastic(pi, P, k)
         self.register_buffer("initial_probs", pi.clone())
         self.register_buffer("transition_matrix", P.clone())
+        self.register_buffer("initial_prior", _concentration(
+            initial_prior, (k,), dt, "initial_prior (hmmlearn's startprob_prior)"))
+        self.register_buffer("transition_prior", _concentration(
+            transition_prior, (k, k), dt, "transition_prior (hmmlearn's transmat_prior)"))
         self.emission = emission
         self.config = {"num_states": k}
 
@@ -255,7 +301,9 @@ class HiddenMarkovModel(SavableModule):
         k = config["num_states"]
         dt = _emission_dtype(em)
         obj = cls(torch.full((k,), 1.0 / k, dtype=dt), torch.full((k, k), 1.0 / k, dtype=dt), em)
-        obj.load_state_dict(tensors)
+        # models saved before the priors existed load with the maximum-likelihood α = 1
+        obj.load_state_dict({"initial_prior": obj.initial_prior,
+                             "transition_prior": obj.transition_prior, **tensors})
         return obj
 
     def __getattr__(self, name: str) -> Any:
@@ -324,12 +372,13 @@ class HiddenMarkovModel(SavableModule):
         return data.lengths if data.padded else None
 
     def posterior(self, data: HMMData, *, pairwise: bool = False, transitions: bool = True,
-                  method: str = "auto") -> kernels.HMMPosterior:
-        """Filter, smoother and log-marginal of every sequence (B10–B11)."""
+                  filtered: bool = True, method: str = "auto") -> kernels.HMMPosterior:
+        """Filter, smoother and log-marginal of every sequence (B10–B11); the flags as in
+        ``inference.forward_backward``."""
         return kernels.forward_backward(
             self.log_initial, self.log_transition, self.log_likelihood_table(data),
             mask=data.mask, lengths=self._lengths(data), pairwise=pairwise,
-            transitions=transitions, method=method)
+            transitions=transitions, filtered=filtered, method=method)
 
     def log_marginal(self, data: HMMData, *, method: str = "auto") -> Tensor:
         """log p̂(y_1..y_T) per sequence. → (B,)."""
@@ -382,7 +431,8 @@ class HiddenMarkovModel(SavableModule):
         forward–backward (the expectations need the full pass, even for x_1: §7.2)."""
         ll = self.log_likelihood_table(batch)
         post = kernels.forward_backward(self.log_initial, self.log_transition, ll,
-                                        mask=batch.mask, lengths=self._lengths(batch))
+                                        mask=batch.mask, lengths=self._lengths(batch),
+                                        filtered=False)
         gamma = post.smoothed_probs  # (B, T, K)
         valid = batch.valid
         stats: Stats = {
@@ -406,12 +456,15 @@ class HiddenMarkovModel(SavableModule):
         """M step (§7.2): π_k = ⟨X̌_1^k⟩ / N_seq; P_ij = ⟨Σ_t X̌_{t−1}^i X̌_t^j⟩ /
         ⟨Σ_{t=2}^T X̌_{t−1}^i⟩ (the denominator omits the last step: the row sum of the
         expected transitions); emission parameters from their statistics. A state with no
-        expected outgoing transition keeps its row."""
+        expected outgoing transition keeps its row. With Dirichlet priors (α ≠ 1) the counts
+        become max(counts + α − 1, 0): the MAP estimate."""
         if "initial_probs" not in frozen:
-            s = stats["initial"]
-            self.initial_probs = s / s.sum()
+            s = _map_counts(stats["initial"], self.initial_prior, self.initial_probs)
+            total = s.sum()
+            if float(total) > 0:
+                self.initial_probs = s / total
         if "transition_matrix" not in frozen:
-            c = stats["transitions"]
+            c = _map_counts(stats["transitions"], self.transition_prior, self.transition_matrix)
             rows = c.sum(-1, keepdim=True)
             self.transition_matrix = torch.where(
                 rows > 0, c / rows.clamp_min(torch.finfo(c.dtype).tiny), self.transition_matrix)
@@ -483,6 +536,28 @@ def _init_gaussian(em: GaussianEmission, y: Tensor, generator: torch.Generator |
         else:
             c = cov.diagonal().mean().expand(k).clone()
         em.set_parameters(covariances=c)
+
+
+def _concentration(value: Any, shape: tuple[int, ...], dtype: torch.dtype, name: str
+                   ) -> Tensor:
+    """A Dirichlet concentration broadcast to ``shape``: finite and > 0."""
+    a = as_tensor(value, name=name, dtype=dtype)
+    try:
+        a = torch.broadcast_to(a, shape).clone()
+    except RuntimeError:
+        raise ValueError(f"{name} must be a scalar or broadcast to shape {shape}, got shape "
+                         f"{tuple(a.shape)}.") from None
+    if not bool((a > 0).all()):
+        raise ValueError(f"{name} must be > 0 (a Dirichlet concentration); got min "
+                         f"{float(a.min()):.6g}.")
+    return a
+
+
+def _map_counts(counts: Tensor, alpha: Tensor, current: Tensor) -> Tensor:
+    """The MAP M step's unnormalised probabilities, max(counts + α − 1, 0); entries that are
+    exactly 0 now stay 0 (forbidden starts or transitions, e.g. a left-to-right chain)."""
+    c = (counts + alpha.to(counts) - 1).clamp_min(0)
+    return torch.where(current == 0, torch.zeros((), dtype=c.dtype, device=c.device), c)
 
 
 def _required(t: Tensor | None) -> Tensor:
