@@ -203,15 +203,29 @@ def fb_kernel(trans_T: Any, trans: Any, init: Any, lik: Any, scale: Any, ll: Any
 
 @_jit_maxplus
 def max_plus(LT: Any, delta: Any, best: Any) -> None:
-    """best[j] = max_i δ_i + LT[j, i]: the max-product step in log space. Without
-    argmaxes the maxima vectorise."""
+    """best[j] = max_i δ_i + LT[j, i]: the max-product step in log space, four rows at a time
+    as ``matvec``. Without argmaxes the maxima vectorise."""
     K = delta.shape[0]
-    for j in range(K):
-        row = LT[j]
-        a = delta[0] + row[0]
+    j = 0
+    while j + 4 <= K:
+        r0, r1, r2, r3 = LT[j], LT[j + 1], LT[j + 2], LT[j + 3]
+        v = delta[0]
+        a0, a1, a2, a3 = v + r0[0], v + r1[0], v + r2[0], v + r3[0]
         for i in range(1, K):
-            a = maxnum(a, delta[i] + row[i])  # type: ignore[call-arg]
-        best[j] = a
+            v = delta[i]
+            a0 = maxnum(a0, v + r0[i])  # type: ignore[call-arg]
+            a1 = maxnum(a1, v + r1[i])  # type: ignore[call-arg]
+            a2 = maxnum(a2, v + r2[i])  # type: ignore[call-arg]
+            a3 = maxnum(a3, v + r3[i])  # type: ignore[call-arg]
+        best[j], best[j + 1], best[j + 2], best[j + 3] = a0, a1, a2, a3
+        j += 4
+    while j < K:
+        r0 = LT[j]
+        a0 = delta[0] + r0[0]
+        for i in range(1, K):
+            a0 = maxnum(a0, delta[i] + r0[i])  # type: ignore[call-arg]
+        best[j] = a0
+        j += 1
 
 
 @_jit_maxplus
