@@ -25,8 +25,7 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 _FASTMATH_MAXPLUS = _FASTMATH | {"nnan"}
 
 
-@intrinsic
-def maxnum(typingctx: Any, a: Any, b: Any) -> Any:
+def _maxnum(typingctx: Any, a: Any, b: Any) -> Any:
     """LLVM's maxnum: a maximum the loop vectoriser recognises as a reduction (numba's
     max() and a compare-and-select do not vectorise: measured 3× at K = 32)."""
 
@@ -38,6 +37,9 @@ def maxnum(typingctx: Any, a: Any, b: Any) -> Any:
     if a != b:  # one floating type for both (no implicit conversion in an intrinsic)
         return None
     return a(a, b), codegen
+
+
+maxnum: Any = intrinsic(_maxnum)
 
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
@@ -213,17 +215,17 @@ def max_plus(LT: Any, delta: Any, best: Any) -> None:
         a0, a1, a2, a3 = v + r0[0], v + r1[0], v + r2[0], v + r3[0]
         for i in range(1, K):
             v = delta[i]
-            a0 = maxnum(a0, v + r0[i])  # type: ignore[call-arg]
-            a1 = maxnum(a1, v + r1[i])  # type: ignore[call-arg]
-            a2 = maxnum(a2, v + r2[i])  # type: ignore[call-arg]
-            a3 = maxnum(a3, v + r3[i])  # type: ignore[call-arg]
+            a0 = maxnum(a0, v + r0[i])
+            a1 = maxnum(a1, v + r1[i])
+            a2 = maxnum(a2, v + r2[i])
+            a3 = maxnum(a3, v + r3[i])
         best[j], best[j + 1], best[j + 2], best[j + 3] = a0, a1, a2, a3
         j += 4
     while j < K:
         r0 = LT[j]
         a0 = delta[0] + r0[0]
         for i in range(1, K):
-            a0 = maxnum(a0, delta[i] + r0[i])  # type: ignore[call-arg]
+            a0 = maxnum(a0, delta[i] + r0[i])
         best[j] = a0
         j += 1
 
