@@ -366,3 +366,20 @@ def test_without_the_filter(method):
                             method=method)
     torch.testing.assert_close(both.pairwise_probs, forward_backward(
         li, lt, ll, lengths=lengths, pairwise=True, method=method).pairwise_probs)
+
+
+def test_compiled_kernels_can_be_cached_on_disk():
+    # Numba keys its disk cache on a closure's contents, which differ from process to process:
+    # a kernel defined in a closure is compiled anew in every process (seconds). The kernels
+    # must be module-level functions, cached.
+    import numba
+
+    from genmodels.inference import _hmm_numba
+
+    kernels = [v for v in vars(_hmm_numba).values()
+               if isinstance(v, numba.core.registry.CPUDispatcher)]
+    assert {"fb_kernel", "viterbi_kernel", "filter_one", "smooth_one"} <= {
+        k.py_func.__name__ for k in kernels}
+    for k in kernels:
+        assert k.py_func.__closure__ is None, k.py_func.__name__
+        assert type(k._cache).__name__ == "FunctionCache", k.py_func.__name__  # cache=True

@@ -12,8 +12,11 @@ beyond a sequence's length are padding and left at zero (−1 for states). Missi
 arrive as log-likelihood 0 (``_check_chain`` sets them). Transitions come as (T′, K, K) with
 T′ = 1 for a homogeneous chain and T′ = T − 1 for a time-varying one.
 
-Numba is imported lazily, and the kernels compile on first use (once per dtype; the machine
-code is cached on disk, so later processes load it in milliseconds).
+The kernels themselves live in ``_hmm_numba`` (module-level functions, so that Numba's disk
+cache serves later processes); this module imports it lazily, on first use, and holds the
+torch side: the scaled likelihoods (in a reused scratch buffer), the outputs, the logarithms of
+the normalisers, and the split of a batch over threads. The first use compiles (a few seconds,
+once per dtype and machine); later processes load the machine code in milliseconds.
 """
 
 from __future__ import annotations
