@@ -293,7 +293,8 @@ def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
         use = observed if valid is None else observed & valid
     elif valid is not None:
         use = valid
-    if not bool(torch.isfinite(ll.amax())) or bool(torch.isnan(ll.sum())):  # fast path first
+    total = ll.sum()  # one pass: NaN or +inf anywhere makes it NaN or +inf (−inf is legitimate)
+    if bool(torch.isnan(total)) or bool(total == math.inf):
         bad_ll = torch.isnan(ll) | (ll == math.inf)
         if use is not None:
             bad_ll = bad_ll & use[..., None]
