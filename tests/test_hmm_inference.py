@@ -262,6 +262,16 @@ def test_bad_input():
     mask = torch.ones(T, dtype=torch.bool)
     mask[2] = False
     forward_backward(li, lt, bad, mask=mask)  # NaN where masked is fine
+    bad = ll.clone()
+    bad[1, 0] = math.inf
+    with pytest.raises(ValueError, match=r"\+inf.*\(0, 1, 0\)"):
+        forward_backward(li, lt, bad)
+    bad[3, 2] = -math.inf  # +inf beside −inf (their sum is NaN): still found and named
+    with pytest.raises(ValueError, match=r"\+inf.*\(0, 1, 0\)"):
+        forward_backward(li, lt, bad)
+    impossible = ll.clone()
+    impossible[1, 0] = -math.inf  # a state that cannot emit y_t is legitimate
+    assert torch.isfinite(forward_backward(li, lt, impossible).log_marginal)
     with pytest.raises(ValueError, match="T = 0"):
         forward_backward(li, lt, torch.zeros(0, K))
     with pytest.raises(ValueError, match="length >= 1"):
