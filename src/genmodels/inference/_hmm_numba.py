@@ -101,7 +101,9 @@ def filter_one(trans_T: Any, init: Any, lik: Any, scale: Any, ll: Any, n: int, f
             s += f[k]
         norm[t] = s
         if s > 0.0:
-            f *= 1.0 / s
+            inv = 1.0 / s
+            for k in range(K):  # (a loop: numba's in-place array operators cost more)
+                f[k] *= inv
             continue
         # the scaled normaliser underflowed (or no state can emit y_t): log space
         c = -math.inf
@@ -146,10 +148,11 @@ def smooth_one(trans: Any, filt: Any, lik: Any, n: int, gamma: Any, counts: Any,
     if want_counts:
         acc_fw[:] = 0.0
     beta[:] = 1.0
+    r = 1.0  # β_t times r sums to 1
     for t in range(n - 1, 0, -1):
         lt = lik[t]
         for j in range(K):
-            w[j] = lt[j] * beta[j]
+            w[j] = lt[j] * beta[j] * r
         P = trans[t - 1] if tv else trans[0]
         matvec(P, w, beta)
         f = filt[t - 1]
@@ -175,7 +178,7 @@ def smooth_one(trans: Any, filt: Any, lik: Any, n: int, gamma: Any, counts: Any,
         out = gamma[t - 1]
         for i in range(K):
             out[i] = f[i] * beta[i] * inv
-        beta *= 1.0 / tot
+        r = 1.0 / tot
     if want_counts:
         counts[:] = acc_fw if tv else acc_fw * trans[0]
     return True
