@@ -393,3 +393,32 @@ def test_compiled_kernels_can_be_cached_on_disk():
     for k in kernels:
         assert k.py_func.__closure__ is None, k.py_func.__name__
         assert type(k._cache).__name__ == "FunctionCache", k.py_func.__name__  # cache=True
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_compiled_viterbi_lanes_equal_per_sequence_kernel(monkeypatch, time_varying):
+    # many sequences of few states take the lane-batched kernel: the same paths and log joints
+    # as the per-sequence kernel and the torch form, across ragged lengths, a batch that is not
+    # a multiple of the lane count, ties and float32
+    from genmodels.inference import _hmm_compiled
+
+    K, T, B = 5, 23, 71
+    li, lt, ll = random_hmm(K, T, (B,), seed=51, scale=2.0, time_varying=time_varying)
+    lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(2))
+    assert _hmm_compiled._use_lanes(B, T, K)
+    ref = viterbi(li, lt, ll, lengths=lengths, method="sequential")
+    lanes = viterbi(li, lt, ll, lengths=lengths, method="compiled")
+    monkeypatch.setattr(_hmm_compiled, "_LANES_MAX_K", 0)
+    per_seq = viterbi(li, lt, ll, lengths=lengths, method="compiled")
+    for out in (lanes, per_seq):
+        assert torch.equal(out.states, ref.states)
+        torch.testing.assert_close(out.log_joint, ref.log_joint, rtol=1e-12, atol=1e-12)
+    monkeypatch.undo()
+    f32 = viterbi(li.float(), lt.float(), ll.float(), lengths=lengths, method="compiled")
+    assert (f32.states == ref.states).float().mean() > 0.99  # float32 rounding may flip a tie
+    # a uniform chain with uninformative observations: every path ties, the first index wins
+    flat = torch.full((K,), -math.log(K)), torch.full((K, K), -math.log(K))
+    tied = viterbi(*flat, torch.zeros(B, T, K), lengths=lengths, method="compiled")
+    assert torch.equal(tied.states, viterbi(*flat, torch.zeros(B, T, K), lengths=lengths,
+                                            method="sequential").states)
+    assert bool((tied.states[tied.states >= 0] == 0).all())

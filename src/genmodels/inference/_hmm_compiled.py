@@ -167,11 +167,26 @@ def forward_backward(init: Tensor, trans: Tensor, ll: Tensor, lengths: Tensor | 
 def viterbi(log_init: Tensor, log_trans: Tensor, ll: Tensor, lengths: Tensor | None
             ) -> tuple[Tensor, Tensor]:
     """Most probable paths. Returns states (B, T) long (−1 at padding), log joint (B,)."""
-    B, T, _ = ll.shape
+    B, T, K = ll.shape
     states = torch.empty(B, T, dtype=torch.long)
     log_joint = ll.new_empty(B)
     lt = _as_3d(log_trans)
-    _run(_kernels().viterbi_kernel, (_np(lt.mT),),
-         (_np(log_init), _np(ll), _lengths(lengths, B, T), states.numpy(),
-          log_joint.numpy()), ll.shape)
+    kernels = _kernels()
+    if _use_lanes(B, T, K):
+        kernel, shared = kernels.viterbi_lanes, (_np(lt),)
+    else:
+        kernel, shared = kernels.viterbi_kernel, (_np(lt.mT),)
+    _run(kernel, shared, (_np(log_init), _np(ll), _lengths(lengths, B, T), states.numpy(),
+                          log_joint.numpy()), ll.shape)
     return states, log_joint
+
+
+#: The lane-batched Viterbi serves K below this (measured: from K ≈ 16 the per-sequence
+#: kernel is as fast; benchmarks/bench_hmm.py) ...
+_LANES_MAX_K = 16
+#: ... and sequences short enough that a group's messages (T, K, LANES) stay small.
+_LANES_MAX_ENTRIES = 1 << 20
+
+
+def _use_lanes(B: int, T: int, K: int) -> bool:
+    return B > 1 and K < _LANES_MAX_K and T * K * _kernels().LANES <= _LANES_MAX_ENTRIES
