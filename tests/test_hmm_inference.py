@@ -405,10 +405,10 @@ def test_compiled_viterbi_lanes_equal_per_sequence_kernel(monkeypatch, time_vary
     K, T, B = 5, 23, 71
     li, lt, ll = random_hmm(K, T, (B,), seed=51, scale=2.0, time_varying=time_varying)
     lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(2))
-    assert _hmm_compiled._use_lanes(B, T, K)
+    assert _hmm_compiled._use_lanes(B, T, K, _hmm_compiled._VITERBI_LANES_MAX_K)
     ref = viterbi(li, lt, ll, lengths=lengths, method="sequential")
     lanes = viterbi(li, lt, ll, lengths=lengths, method="compiled")
-    monkeypatch.setattr(_hmm_compiled, "_LANES_MAX_K", 0)
+    monkeypatch.setattr(_hmm_compiled, "_VITERBI_LANES_MAX_K", 0)
     per_seq = viterbi(li, lt, ll, lengths=lengths, method="compiled")
     for out in (lanes, per_seq):
         assert torch.equal(out.states, ref.states)
@@ -422,3 +422,51 @@ def test_compiled_viterbi_lanes_equal_per_sequence_kernel(monkeypatch, time_vary
     assert torch.equal(tied.states, viterbi(*flat, torch.zeros(B, T, K), lengths=lengths,
                                             method="sequential").states)
     assert bool((tied.states[tied.states >= 0] == 0).all())
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_compiled_forward_backward_lanes_equal_per_sequence_kernel(monkeypatch, time_varying):
+    # the lane-batched forward–backward (many sequences, few states) against the per-sequence
+    # kernel and the torch form: filtered and smoothed marginals, normalisers, expected
+    # transitions, with and without γ written over the filter, ragged lengths, float32
+    from genmodels.inference import _hmm_compiled
+
+    K, T, B = 6, 19, 45
+    li, lt, ll = random_hmm(K, T, (B,), seed=61, scale=3.0, time_varying=time_varying)
+    lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
+    lengths[4] = T
+    assert _hmm_compiled._use_lanes(B, T, K, _hmm_compiled._FB_LANES_MAX_K)
+    ref = forward_backward(li, lt, ll, lengths=lengths, method="sequential")
+    outs = [forward_backward(li, lt, ll, lengths=lengths, method="compiled"),
+            forward_backward(li, lt, ll, lengths=lengths, method="compiled", filtered=False)]
+    monkeypatch.setattr(_hmm_compiled, "_FB_LANES_MAX_K", 0)
+    outs.append(forward_backward(li, lt, ll, lengths=lengths, method="compiled"))
+    monkeypatch.undo()
+    for out in outs:
+        for name in ("filtered_probs", "smoothed_probs", "log_marginal", "log_normalizers",
+                     "expected_transitions"):
+            a = getattr(out, name)
+            if a is not None:
+                torch.testing.assert_close(a, getattr(ref, name), rtol=1e-10, atol=1e-12)
+    f32 = forward_backward(li.float(), lt.float(), ll.float(), lengths=lengths,
+                           method="compiled")
+    torch.testing.assert_close(f32.smoothed_probs, ref.smoothed_probs.float(), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_compiled_forward_backward_lanes_redo_an_underflowing_sequence():
+    # one sequence of a lane group underflows (a near-impossible state meets an overwhelming
+    # likelihood): that sequence alone is redone by the careful kernel, in log space
+    li = torch.log(torch.tensor([1.0 - 1e-300, 1e-300]))
+    lt = torch.log(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    hard = torch.tensor([[-2000.0, 0.0], [-2000.0, 0.0], [0.0, -5.0]])
+    _, _, easy = random_hmm(2, 3, (9,), seed=5)
+    ll = torch.cat([easy[:4], hard[None], easy[4:]])
+    out = forward_backward(li, lt, ll, method="compiled")
+    for b in range(10):
+        ref = forward_backward(li, lt, ll[b], method="sequential")
+        torch.testing.assert_close(out.log_marginal[b], ref.log_marginal, rtol=1e-12,
+                                   atol=1e-12)
+        torch.testing.assert_close(out.smoothed_probs[b], ref.smoothed_probs)
+        torch.testing.assert_close(out.expected_transitions[b], ref.expected_transitions)
+    torch.testing.assert_close(out.smoothed_probs[4], torch.tensor([[0.0, 1.0]] * 3))

@@ -341,3 +341,178 @@ def viterbi_lanes(log_trans: Any, log_init: Any, ll: Any, lengths: Any, states: 
                 x = a
                 states[b, t - 1] = x
             states[b, n:] = -1
+
+
+@_jit
+def fb_lanes(trans: Any, init: Any, lik: Any, scale: Any, ll: Any, lengths: Any, filt: Any,
+             norm: Any, gamma: Any, in_place: bool, counts: Any, want_counts: bool,
+             smooth: bool, ok: Any) -> None:
+    """``fb_kernel`` (without predictions) for many sequences of few states: LANES sequences
+    at a time, so that every update is one vectorised loop over sequences. trans: (T′, K, K)
+    ``[from, to]``; the arguments otherwise as ``fb_kernel``'s; ``in_place``: ``gamma`` is
+    ``filt`` (γ takes the filter's place).
+
+    A sequence whose normaliser underflows in this fast path is redone by ``filter_one`` and
+    ``smooth_one``, which take the step in log space."""
+    B, T, K = lik.shape
+    G = LANES
+    tv = trans.shape[0] > 1
+    F = np.empty((T, K, G), dtype=lik.dtype)  # filter, then γ, of LANES sequences
+    Lk = np.empty((T, K, G), dtype=lik.dtype)  # their scaled likelihoods
+    u = np.empty((K, G), dtype=lik.dtype)  # prediction, then β
+    w = np.empty((K, G), dtype=lik.dtype)
+    s = np.empty(G, dtype=lik.dtype)
+    tot = np.empty(G, dtype=lik.dtype)
+    r = np.empty(G, dtype=lik.dtype)
+    act = np.empty(G, dtype=lik.dtype)
+    acc = np.zeros((K, K, G), dtype=lik.dtype)
+    bad = np.zeros(G, dtype=np.bool_)
+    p1 = np.empty(K, dtype=lik.dtype)
+    b1 = np.empty(K, dtype=lik.dtype)
+    w1 = np.empty(K, dtype=lik.dtype)
+    a1 = np.empty((K, K), dtype=lik.dtype)
+    for b0 in range(0, B, G):
+        m = min(G, B - b0)
+        n_max = 0
+        for g in range(m):
+            n_max = max(n_max, lengths[b0 + g])
+            bad[g] = False
+        for t in range(n_max):  # gather: the sequences side by side
+            for k in range(K):
+                for g in range(m):
+                    Lk[t, k, g] = lik[b0 + g, t, k]
+        # -- filter (Eqs. 2.36, 2.37, 2.40)
+        for t in range(n_max):
+            if t == 0:
+                for k in range(K):
+                    for g in range(m):
+                        u[k, g] = init[b0 + g, k]
+            else:
+                P = trans[t - 1] if tv else trans[0]
+                prev = F[t - 1]
+                for j in range(K):
+                    c, f0, q = u[j], prev[0], P[0, j]
+                    for g in range(m):
+                        c[g] = f0[g] * q
+                for i in range(1, K):
+                    fi = prev[i]
+                    for j in range(K):
+                        c, q = u[j], P[i, j]
+                        for g in range(m):
+                            c[g] += fi[g] * q
+            cur, lt = F[t], Lk[t]
+            for g in range(m):
+                s[g] = 0.0
+            for k in range(K):
+                c, uk, lk = cur[k], u[k], lt[k]
+                for g in range(m):
+                    c[g] = uk[g] * lk[g]
+                    s[g] += c[g]
+            for g in range(m):
+                r[g] = 1.0 / s[g] if s[g] > 0.0 else 0.0
+            for k in range(K):
+                c = cur[k]
+                for g in range(m):
+                    c[g] *= r[g]
+            for g in range(m):
+                if t < lengths[b0 + g]:
+                    norm[b0 + g, t] = s[g]
+                    if not s[g] > 0.0:
+                        bad[g] = True
+        for g in range(m):
+            norm[b0 + g, lengths[b0 + g]:] = 1.0  # padding
+        if not in_place or not smooth:  # the filtered marginals, unless γ takes their place
+            for t in range(n_max):
+                for k in range(K):
+                    for g in range(m):
+                        filt[b0 + g, t, k] = F[t, k, g] if t < lengths[b0 + g] else 0.0
+            for g in range(m):
+                filt[b0 + g, n_max:] = 0.0
+        if smooth:
+            # -- smoother (Eqs. 2.38–2.39 / 2.41–2.44, scaled β as smooth_one)
+            for k in range(K):
+                for g in range(m):
+                    u[k, g] = 1.0
+            for g in range(m):
+                r[g] = 1.0
+            if want_counts:
+                acc[:, :, :m] = 0.0
+            for t in range(n_max - 1, 0, -1):
+                P = trans[t - 1] if tv else trans[0]
+                lt, prev = Lk[t], F[t - 1]
+                for g in range(m):
+                    act[g] = 1.0 if t < lengths[b0 + g] else 0.0
+                for j in range(K):
+                    wj, lj, uj = w[j], lt[j], u[j]
+                    for g in range(m):
+                        wj[g] = lj[g] * uj[g] * r[g]
+                for i in range(K):  # β_{t−1}(i) = Σ_j P_ij w_t(j)
+                    c = u[i]
+                    q = P[i, 0]
+                    w0 = w[0]
+                    for g in range(m):
+                        c[g] = q * w0[g]
+                    for j in range(1, K):
+                        q, wj = P[i, j], w[j]
+                        for g in range(m):
+                            c[g] += q * wj[g]
+                for g in range(m):
+                    s[g] = 0.0
+                    tot[g] = 0.0
+                for i in range(K):
+                    fi, ui = prev[i], u[i]
+                    for g in range(m):
+                        tot[g] += ui[g]
+                        s[g] += fi[g] * ui[g]
+                for g in range(m):
+                    if act[g] > 0.0 and not (s[g] > 0.0 and s[g] < math.inf):
+                        bad[g] = True
+                    if act[g] > 0.0 and s[g] > 0.0:
+                        s[g] = 1.0 / s[g]
+                        r[g] = 1.0 / tot[g]
+                    else:  # not started yet (t ≥ its length), or failed: adds nothing
+                        s[g] = 0.0
+                        r[g] = 1.0
+                if want_counts:  # Σ_t f_{t−1}(i) w_t(j) / Σ (× P_ij, at the end if fixed)
+                    for i in range(K):
+                        fi = prev[i]
+                        for g in range(m):
+                            tot[g] = fi[g] * s[g]  # (tot is free again: f_{t−1}(i) / Σ)
+                        for j in range(K):
+                            a, wj = acc[i, j], w[j]
+                            if tv:
+                                q = P[i, j]
+                                for g in range(m):
+                                    a[g] += tot[g] * q * wj[g]
+                            else:
+                                for g in range(m):
+                                    a[g] += tot[g] * wj[g]
+                for i in range(K):  # γ_{t−1} over the filter (a lane not started keeps f)
+                    fi, ui = prev[i], u[i]
+                    for g in range(m):
+                        if act[g] > 0.0:
+                            fi[g] *= ui[g] * s[g]
+                        ui[g] = 1.0 if act[g] == 0.0 else ui[g]
+            for t in range(n_max):  # scatter γ (the padding of shorter sequences: zeros)
+                for k in range(K):
+                    for g in range(m):
+                        gamma[b0 + g, t, k] = F[t, k, g] if t < lengths[b0 + g] else 0.0
+            for g in range(m):
+                b = b0 + g
+                gamma[b, n_max:] = 0.0
+                if want_counts:
+                    for i in range(K):
+                        for j in range(K):
+                            counts[b, i, j] = acc[i, j, g] if tv else acc[i, j, g] * trans[0, i, j]
+        for g in range(m):  # the rare sequence that underflowed: the careful kernels
+            b = b0 + g
+            ok[b] = True
+            if bad[g]:
+                n = lengths[b]
+                ok[b] = filter_one(np.ascontiguousarray(trans.transpose(0, 2, 1)), init[b],
+                                   lik[b], scale[b], ll[b], n, filt[b], norm[b], filt[b],
+                                   False, p1)
+                if smooth and ok[b]:
+                    ok[b] = smooth_one(trans, filt[b], lik[b], n, gamma[b],
+                                       counts[b] if want_counts else counts[0], want_counts,
+                                       b1, w1, a1)
