@@ -42,6 +42,29 @@ def test_log_density_matches_scipy(kind):
     np.testing.assert_allclose(em.log_likelihood(y).numpy(), ref, rtol=1e-10, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["diag", "spherical"])
+def test_compiled_density_equals_the_matrix_product_form(kind, monkeypatch):
+    # diagonal and spherical Σ on the CPU take the compiled one-pass density; it equals the
+    # features-and-one-matrix-product form (float64 and float32), and a gradient takes the
+    # differentiable torch form
+    _, m, covs = random_params(4, 3, offset=5.0)
+    em = GaussianEmission.from_parameters(m, covs[kind], kind)
+    y = torch.randn(300, 3, generator=torch.Generator().manual_seed(2)) * 3 + 5.0
+    assert em._compiled_log_likelihood(y) is not None
+    compiled = em.log_likelihood(y)
+    monkeypatch.setattr(GaussianEmission, "compiled_max_dim", 0)
+    assert em._compiled_log_likelihood(y) is None
+    torch.testing.assert_close(compiled, em.log_likelihood(y), rtol=1e-12, atol=1e-10)
+    monkeypatch.undo()
+    em32 = GaussianEmission.from_parameters(m.float(), covs[kind].float(), kind)
+    torch.testing.assert_close(em32.log_likelihood(y.float()), compiled.float(), rtol=1e-5,
+                               atol=1e-4)
+    yg = y.clone().requires_grad_()
+    assert em._compiled_log_likelihood(yg) is None
+    em.log_likelihood(yg).sum().backward()
+    assert yg.grad is not None and bool(torch.isfinite(yg.grad).all())
+
+
 @pytest.mark.parametrize("kind", TYPES)
 def test_posterior_is_bayes_rule_and_normalised(kind):
     w, m, covs = random_params(3, 2, seed=2)
