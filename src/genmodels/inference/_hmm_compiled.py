@@ -104,18 +104,19 @@ _MAX_KEPT_SCRATCH = 1 << 28
 _local = threading.local()
 
 
-def _scratch(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """A tensor of ``shape`` on this thread's reusable buffer: a temporary that never leaves
-    this module. Reusing it spares the allocator a fresh (B, T, K) block per call, whose pages
-    the kernel would otherwise fault in anew each time (measured: half the time of a posterior
-    over 1,000 × 100 steps)."""
+def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A tensor of ``shape`` on this thread's reusable buffer ``name``, for a temporary that
+    never outlives the call that asked for it (the next request for ``name`` overwrites it).
+    Reusing it spares the allocator a fresh (B, T, K) block per call, whose pages would
+    otherwise be faulted in anew each time (measured: half the time of a posterior over
+    1,000 × 100 steps)."""
     n = math.prod(shape)
-    kept: dict[torch.dtype, Tensor] = _local.__dict__.setdefault("scratch", {})
-    buf = kept.get(dtype)
+    kept: dict[tuple[str, torch.dtype], Tensor] = _local.__dict__.setdefault("scratch", {})
+    buf = kept.get((name, dtype))
     if buf is None or buf.numel() < n:
         buf = torch.empty(n, dtype=dtype)
         if n * buf.element_size() <= _MAX_KEPT_SCRATCH:
-            kept[dtype] = buf
+            kept[(name, dtype)] = buf
     return buf[:n].view(shape)
 
 
@@ -124,7 +125,7 @@ def _scaled_likelihoods(ll: Tensor) -> tuple[Tensor, Tensor]:
     once for both passes (the kernels' own exp would be scalar), into scratch memory."""
     scale = ll.amax(-1)
     scale = torch.where(torch.isfinite(scale), scale, torch.zeros((), dtype=ll.dtype))
-    lik = torch.sub(ll, scale[..., None], out=_scratch(tuple(ll.shape), ll.dtype))
+    lik = torch.sub(ll, scale[..., None], out=scratch("lik", tuple(ll.shape), ll.dtype))
     return lik.exp_(), scale
 
 

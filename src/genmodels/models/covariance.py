@@ -716,9 +716,11 @@ class GaussianEmission(SavableModule):
         return self.structure.mahalanobis(yc, feats, self.means - self.center,
                                           self.precisions_cholesky)
 
-    def log_likelihood(self, y: Tensor) -> Tensor:
-        """log N(y_n; μ_k, Σ_k) (Eq. 2.8 without the prior). y: (N, D) → (N, K)."""
-        direct = self._compiled_log_likelihood(y)
+    def log_likelihood(self, y: Tensor, *, out: Tensor | None = None) -> Tensor:
+        """log N(y_n; μ_k, Σ_k) (Eq. 2.8 without the prior). y: (N, D) → (N, K). ``out``: an
+        (N, K) tensor the compiled form may write into (use the returned tensor, which is
+        ``out`` only when it did)."""
+        direct = self._compiled_log_likelihood(y, out)
         if direct is not None:
             return direct
         yc, feats = self._prepared(y)
@@ -730,7 +732,7 @@ class GaussianEmission(SavableModule):
     #: for wide data).
     compiled_max_dim: int = 16
 
-    def _compiled_log_likelihood(self, y: Tensor) -> Tensor | None:
+    def _compiled_log_likelihood(self, y: Tensor, out: Tensor | None = None) -> Tensor | None:
         """Diagonal and spherical Σ on the CPU without gradients: the compiled one-pass
         density (``_gaussian_numba``), or None where it does not apply."""
         if self.structure.name not in ("diag", "spherical") or self.dim > self.compiled_max_dim:
@@ -752,7 +754,9 @@ class GaussianEmission(SavableModule):
         if prec.dim() == 1:  # spherical: one precision per component
             prec = prec[:, None].expand(k, d)
         bias = self.structure.log_det_precision_cholesky(prec_chol, k, d) - 0.5 * d * LOG_TAU
-        out = y.new_empty(y.shape[0], k)
+        if out is None or out.shape != (y.shape[0], k) or out.dtype != y.dtype \
+                or not out.is_contiguous():
+            out = y.new_empty(y.shape[0], k)
         diag_log_density(y.detach().contiguous().numpy(), self.means.detach().contiguous().numpy(),
                          prec.detach().contiguous().numpy(), bias.detach().contiguous().numpy(),
                          out.numpy())

@@ -353,6 +353,11 @@ class HiddenMarkovModel(SavableModule):
     # -- inference ---------------------------------------------------------------------------
     def log_likelihood_table(self, data: HMMData) -> Tensor:
         """log p̂(y_t | x_t = k) for every real step, zeros at padding. → (B, T, K)."""
+        return self._table(data, reuse=False)
+
+    def _table(self, data: HMMData, *, reuse: bool = True) -> Tensor:
+        """``log_likelihood_table``; with ``reuse``, a Gaussian table on the CPU is written into
+        this thread's scratch buffer (for the inference calls below, which do not keep it)."""
         B, T = data.y.shape[:2]
         # a time-major table (returned as a (B, T, K) view) serves the loop-over-time forms;
         # the compiled CPU kernels read each sequence's steps contiguously instead
@@ -361,7 +366,12 @@ class HiddenMarkovModel(SavableModule):
             ll_tm = self.emission.log_likelihood(data.time_major_rows())
             return ll_tm.reshape(T, B, self.num_states).transpose(0, 1)
         valid = data.valid
-        ll_flat = self.emission.log_likelihood(_observed_rows(data))
+        rows = _observed_rows(data)
+        if reuse and compiled and isinstance(self.emission, GaussianEmission):
+            out = _hmm_compiled.scratch("table", (rows.shape[0], self.num_states), rows.dtype)
+            ll_flat = self.emission.log_likelihood(rows, out=out)
+        else:
+            ll_flat = self.emission.log_likelihood(rows)
         if not data.padded:
             return ll_flat.reshape(B, T, self.num_states)
         ll = ll_flat.new_zeros(B, T, self.num_states)
@@ -376,28 +386,28 @@ class HiddenMarkovModel(SavableModule):
         """Filter, smoother and log-marginal of every sequence (B10–B11); the flags as in
         ``inference.forward_backward``."""
         return kernels.forward_backward(
-            self.log_initial, self.log_transition, self.log_likelihood_table(data),
+            self.log_initial, self.log_transition, self._table(data),
             mask=data.mask, lengths=self._lengths(data), pairwise=pairwise,
             transitions=transitions, filtered=filtered, method=method)
 
     def log_marginal(self, data: HMMData, *, method: str = "auto") -> Tensor:
         """log p̂(y_1..y_T) per sequence. → (B,)."""
         return kernels.hmm_log_marginal(
-            self.log_initial, self.log_transition, self.log_likelihood_table(data),
+            self.log_initial, self.log_transition, self._table(data),
             mask=data.mask, lengths=self._lengths(data), method=method)
 
     def most_probable_states(self, data: HMMData, *, method: str = "auto"
                              ) -> kernels.ViterbiPath:
         """The Viterbi path of every sequence. states: (B, T), −1 at padding."""
         return kernels.viterbi(
-            self.log_initial, self.log_transition, self.log_likelihood_table(data),
+            self.log_initial, self.log_transition, self._table(data),
             mask=data.mask, lengths=self._lengths(data), method=method)
 
     def sample_posterior(self, data: HMMData, num_samples: int = 1,
                          generator: torch.Generator | None = None) -> Tensor:
         """State paths from p̂(x | y) (forward filtering, backward sampling)."""
         return kernels.sample_posterior(
-            self.log_initial, self.log_transition, self.log_likelihood_table(data),
+            self.log_initial, self.log_transition, self._table(data),
             num_samples=num_samples, generator=generator, mask=data.mask,
             lengths=self._lengths(data))
 
@@ -429,7 +439,7 @@ class HiddenMarkovModel(SavableModule):
     def expected_stats(self, batch: HMMData) -> EStep:
         """E step over a batch of sequences: smoothed γ and summed pairwise marginals from one
         forward–backward (the expectations need the full pass, even for x_1: §7.2)."""
-        ll = self.log_likelihood_table(batch)
+        ll = self._table(batch)
         post = kernels.forward_backward(self.log_initial, self.log_transition, ll,
                                         mask=batch.mask, lengths=self._lengths(batch),
                                         filtered=False)
