@@ -415,19 +415,18 @@ def fb_lanes(trans: Any, init: Any, lik: Any, scale: Any, ll: Any, lengths: Any,
                 for g in range(m):
                     c[g] *= r[g]
             for g in range(m):
-                if t < lengths[b0 + g]:
-                    norm[b0 + g, t] = s[g]
-                    if not s[g] > 0.0:
-                        bad[g] = True
+                norm[b0 + g, t] = s[g]  # (padding reset to 1 below)
+                if not s[g] > 0.0 and t < lengths[b0 + g]:
+                    bad[g] = True
         for g in range(m):
             norm[b0 + g, lengths[b0 + g]:] = 1.0  # padding
         if not in_place or not smooth:  # the filtered marginals, unless γ takes their place
             for t in range(n_max):
                 for k in range(K):
                     for g in range(m):
-                        filt[b0 + g, t, k] = F[t, k, g] if t < lengths[b0 + g] else 0.0
+                        filt[b0 + g, t, k] = F[t, k, g]
             for g in range(m):
-                filt[b0 + g, n_max:] = 0.0
+                filt[b0 + g, lengths[b0 + g]:] = 0.0
         if smooth:
             # -- smoother (Eqs. 2.38–2.39 / 2.41–2.44, scaled β as smooth_one)
             for k in range(K):
@@ -493,13 +492,13 @@ def fb_lanes(trans: Any, init: Any, lik: Any, scale: Any, ll: Any, lengths: Any,
                         if act[g] > 0.0:
                             fi[g] *= ui[g] * s[g]
                         ui[g] = 1.0 if act[g] == 0.0 else ui[g]
-            for t in range(n_max):  # scatter γ (the padding of shorter sequences: zeros)
+            for t in range(n_max):  # scatter γ, then zeros over the padding
                 for k in range(K):
                     for g in range(m):
-                        gamma[b0 + g, t, k] = F[t, k, g] if t < lengths[b0 + g] else 0.0
+                        gamma[b0 + g, t, k] = F[t, k, g]
             for g in range(m):
                 b = b0 + g
-                gamma[b, n_max:] = 0.0
+                gamma[b, lengths[b]:] = 0.0
                 if want_counts:
                     for i in range(K):
                         for j in range(K):
