@@ -279,7 +279,8 @@ def viterbi_kernel(log_trans_T: Any, log_init: Any, ll: Any, lengths: Any, state
         states[b, n:] = -1
 
 
-#: Sequences side by side in the lane-batched Viterbi (the innermost, vectorised axis).
+#: Sequences side by side in the lane-batched kernels (the innermost, vectorised axis; 16 and
+#: 64 measured no faster).
 LANES = 32
 
 
@@ -320,7 +321,9 @@ def viterbi_lanes(log_trans: Any, log_init: Any, ll: Any, lengths: Any, states: 
                 c = cur[j]
                 for g in range(m):
                     c[g] += ll[b0 + g, t, j]
-        for g in range(m):  # backtrack each sequence, as viterbi_kernel
+        for g in range(m):  # backtrack each sequence, as viterbi_kernel (first_argmax_plus
+            # written out: called on the strided column delta[t − 1, :, g] it measured
+            # 10–20 % slower at K ≤ 8)
             b = b0 + g
             n = lengths[b]
             x = 0
