@@ -66,34 +66,26 @@ def test_gaussian_parity_with_hmmlearn(ctype):
         _close(ours.covars_, ref.covars_)
 
 
-def test_categorical_and_poisson_parity_with_hmmlearn():
-    B = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
-    ref = hmm.CategoricalHMM(3, n_iter=5, tol=0.0, init_params="", implementation="scaling")
-    ref.startprob_, ref.transmat_, ref.emissionprob_ = START, TRANS, B
-    X, _ = ref.sample(sum(LENGTHS), random_state=2)
-    ours = CategoricalHMM(3, n_iter=5, tol=0.0, init_params="", pseudo_count=1e-12)
-    ours.startprob_, ours.transmat_, ours.emissionprob_ = START, TRANS, B
+@pytest.mark.parametrize(("name", "attr", "value", "seed"), [
+    ("CategoricalHMM", "emissionprob_",
+     np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]]), 2),
+    ("PoissonHMM", "lambdas_", np.array([[1.0, 5.0], [4.0, 0.5], [9.0, 9.0]]), 3),
+])
+def test_categorical_and_poisson_parity_with_hmmlearn(name, attr, value, seed):
+    ref = getattr(hmm, name)(3, n_iter=5, tol=0.0, init_params="", implementation="scaling")
+    ours = {"CategoricalHMM": CategoricalHMM, "PoissonHMM": PoissonHMM}[name](
+        3, n_iter=5, tol=0.0, init_params="", pseudo_count=1e-12)
+    for m in (ref, ours):
+        m.startprob_, m.transmat_ = START, TRANS
+        setattr(m, attr, value)
+    X, _ = ref.sample(sum(LENGTHS), random_state=seed)
     _close(ours.score(X, LENGTHS), ref.score(X, LENGTHS))
     _close(ours.predict_proba(X, LENGTHS), ref.predict_proba(X, LENGTHS))
     assert np.array_equal(ours.predict(X, LENGTHS), ref.predict(X, LENGTHS))
     ref.fit(X, LENGTHS)
     ours.fit(X, LENGTHS)
     _close(ours.monitor_.history, ref.monitor_.history)
-    _close(ours.emissionprob_, ref.emissionprob_)
-
-    lam = np.array([[1.0, 5.0], [4.0, 0.5], [9.0, 9.0]])
-    ref = hmm.PoissonHMM(3, n_iter=5, tol=0.0, init_params="", implementation="scaling")
-    ref.startprob_, ref.transmat_, ref.lambdas_ = START, TRANS, lam
-    X, _ = ref.sample(sum(LENGTHS), random_state=3)
-    ours = PoissonHMM(3, n_iter=5, tol=0.0, init_params="", pseudo_count=1e-12)
-    ours.startprob_, ours.transmat_, ours.lambdas_ = START, TRANS, lam
-    _close(ours.score(X, LENGTHS), ref.score(X, LENGTHS))
-    _close(ours.predict_proba(X, LENGTHS), ref.predict_proba(X, LENGTHS))
-    assert np.array_equal(ours.predict(X, LENGTHS), ref.predict(X, LENGTHS))
-    ref.fit(X, LENGTHS)
-    ours.fit(X, LENGTHS)
-    _close(ours.monitor_.history, ref.monitor_.history)
-    _close(ours.lambdas_, ref.lambdas_)
+    _close(getattr(ours, attr), getattr(ref, attr))
 
 
 @pytest.mark.parametrize("ctype", ["diag", "tied"])
