@@ -90,7 +90,11 @@ def test_em_never_decreases_the_log_likelihood(noise, init):
         ll.append(r.log_likelihood[0])
     diffs = np.diff(ll)
     assert (diffs >= -1e-9 * np.abs(ll[1:])).all(), diffs.min()
-    assert ll[-1] > ll[0]
+    if init == "pca" and noise == "isotropic":
+        # The PCA start is PPCA's closed-form maximum (Tipping & Bishop): EM stays there.
+        np.testing.assert_allclose(ll, ll[0], rtol=1e-12)
+    else:
+        assert ll[-1] > ll[0] + 1e-6 * abs(ll[0])
 
 
 def test_empca_reconstruction_error_never_increases():
