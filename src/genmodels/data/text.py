@@ -48,11 +48,11 @@ ANALOGIES = "questions-words.txt"
 
 @dataclass(frozen=True)
 class Corpus:
-    """A tokenised corpus. sentences: a tuple of token lists (the unit a context window
-    never crosses)."""
+    """A tokenised corpus. sentences: token tuples (the unit a context window never
+    crosses); immutable, as ``load_corpus`` caches it."""
 
     name: str
-    sentences: tuple[list[str], ...]
+    sentences: tuple[tuple[str, ...], ...]
     description: str = ""
 
     @property
@@ -141,7 +141,7 @@ def load_corpus(name: str) -> Corpus:
             from gensim.corpora import WikiCorpus
 
             wiki = WikiCorpus(str(path), dictionary={}, processes=1)
-            sentences = tuple(list(t) for t in wiki.get_texts())
+            sentences = tuple(tuple(t) for t in wiki.get_texts())
         else:
             sentences = _read_lines(path)
         return Corpus(name, sentences, description)
@@ -155,9 +155,9 @@ def load_corpus(name: str) -> Corpus:
     return Corpus(path.stem, sentences, f"read from {path}")
 
 
-def _read_lines(path: Path) -> tuple[list[str], ...]:
+def _read_lines(path: Path) -> tuple[tuple[str, ...], ...]:
     with path.open(encoding="utf-8", errors="replace") as f:
-        return tuple(line.split() for line in f if line.strip())
+        return tuple(tuple(line.split()) for line in f if line.strip())
 
 
 def word_pairs(name_or_path: str) -> list[tuple[str, str, float]]:

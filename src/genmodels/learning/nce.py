@@ -431,10 +431,8 @@ class NCE(nn.Module):
                              f"but the data {tuple(batch.shape[1:])}.")
         log_q_pos = self._noise.log_prob(batch)
         _check_support(log_q_pos, "data (batch)")
-        log_nu = math.log(self.noise_ratio)
-        delta_pos = self.log_density(batch) - log_q_pos - log_nu
-        delta_neg = self.log_density(y_neg) - self._noise.log_prob(y_neg) - log_nu
-        return nce_loss(delta_pos, delta_neg, self.noise_ratio)
+        delta_pos = nce_logits(self.log_density(batch), log_q_pos, self.noise_ratio)
+        return nce_loss(delta_pos, self.logits(y_neg), self.noise_ratio)
 
 
 def _dtype_of(model: Any) -> torch.dtype:

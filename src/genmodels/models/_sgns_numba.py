@@ -90,7 +90,8 @@ def train_chunks(tokens: Any, sentence_starts: Any, chunk_sentences: Any, chunk_
     sentences in it; chunk_sentences: (C + 1,) the sentences of chunk i are
     chunk_sentences[i]..chunk_sentences[i+1]; chunk_words: (C,) the number of corpus words
     before chunk i (its progress through the epoch).
-    keep: (V,) subsampling: word w is kept when a 32-bit draw is ≤ keep[w] (2³² keeps all).
+    keep: (V,) subsampling: word w is kept when a 32-bit draw is ≤ keep[w] (2³² − 1 keeps
+    all).
     alias_keep, alias: (V,) Walker's alias table of the noise distribution q: draw i uniform,
     keep i when a 32-bit draw is < alias_keep[i], else take alias[i].
     Learning rate linear from alpha0 to alpha1 over all epochs, held per chunk (as gensim holds

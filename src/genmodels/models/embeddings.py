@@ -73,13 +73,14 @@ def keep_probabilities(counts: Any, sample: float) -> np.ndarray:
     if sample == 0:
         return np.ones_like(n)
     t = sample * n.sum()
-    return np.minimum((np.sqrt(n / t) + 1.0) * t / n, 1.0)
+    return np.minimum((np.sqrt(n / t) + 1.0) * (t / n), 1.0)
 
 
 def chunk_corpus(sentence_starts: np.ndarray, words: int = WORDS_PER_CHUNK
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Group consecutive sentences into chunks of about ``words`` corpus words (a longer
-    sentence is a chunk of its own). Returns (chunk_sentences (C + 1,): the sentences of chunk
+    """Group consecutive sentences into chunks: those whose first word falls in the same block
+    of ``words`` corpus words (so a chunk holds about ``words`` words, more when a long
+    sentence starts in it). Returns (chunk_sentences (C + 1,): the sentences of chunk
     i are chunk_sentences[i]..[i + 1]; chunk_words (C,): the corpus words before chunk i)."""
     first = sentence_starts[:-1] // words  # the chunk a sentence's first word falls in
     begins = np.flatnonzero(np.diff(first, prepend=-1))
@@ -225,7 +226,8 @@ class SkipGram(SavableModule):
         alpha = check_nonnegative_float(alpha, "alpha", strictly=True)
         min_alpha = check_nonnegative_float(min_alpha, "min_alpha")
         counts = self.counts.cpu().numpy()
-        keep = np.round(keep_probabilities(counts, sample) * 2.0**32).astype(np.uint64)
+        # gensim's threshold on a 32-bit draw: ⌊p (2³² − 1)⌋ (kept when the draw is ≤ it)
+        keep = (keep_probabilities(counts, sample) * (2.0**32 - 1)).astype(np.uint64)
         alias_keep, alias = K.alias_table(np.where(counts > 0, counts, 0) ** self.ns_exponent)
         chunk_sentences, chunk_words = chunk_corpus(starts)
         n_chunks = chunk_words.shape[0]
