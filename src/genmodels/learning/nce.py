@@ -357,8 +357,11 @@ def in_batch_info_nce_loss(scores: Tensor) -> Tensor:
         raise ValueError(f"scores must be square (*batch, B, B), got {tuple(scores.shape)}.")
     if scores.shape[-1] < 2:
         raise ValueError("in-batch InfoNCE needs a batch of at least 2 pairs (K = B >= 2).")
-    diag = scores.diagonal(dim1=-2, dim2=-1)  # (*batch, B)
-    return (torch.logsumexp(scores, -1) - diag).mean()
+    B = scores.shape[-1]
+    labels = torch.arange(B, device=scores.device)  # the positives: the diagonal
+    if scores.dim() > 2:
+        scores, labels = scores.reshape(-1, B), labels.repeat(scores.numel() // (B * B))
+    return F.cross_entropy(scores, labels)  # a fused log-softmax (Eq. 10.6)
 
 
 def info_nce_bound(loss: Tensor | float, K: int) -> Tensor:

@@ -42,13 +42,14 @@ class BilinearCritic(nn.Module):
         dy, dz = check_positive_int(dim_y, "dim_y"), check_positive_int(dim_z, "dim_z")
         if dot and dy != dz:
             raise ValueError(f"a dot-product critic needs dim_y = dim_z, got {dy} and {dz}.")
-        self.encoder_y = encoder_y or nn.Identity()
-        self.encoder_z = encoder_z or nn.Identity()
+        self.encoder_y = encoder_y
+        self.encoder_z = encoder_z
         self.W = None if dot else nn.Parameter(torch.zeros(dy, dz, dtype=dtype))
 
     def scores(self, y: Tensor, z: Tensor) -> Tensor:
         """[i, j] = h(y_j, z_i). y: (*batch, B, Dy), z: (*batch, B, Dz) → (*batch, B, B)."""
-        fy, gz = self.encoder_y(y), self.encoder_z(z)
+        fy = y if self.encoder_y is None else self.encoder_y(y)
+        gz = z if self.encoder_z is None else self.encoder_z(z)
         if self.W is not None:
             gz = gz @ self.W.mT  # (.., B, Dy): W g(z_i)
         return gz @ fy.mT
