@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+import genmodels
 from genmodels.learning.kmeans import kmeans
 from genmodels.learning.nce import NCE, GaussianNoise, UnigramNoise
 from genmodels.learning.trainer import Trainer
@@ -66,7 +67,7 @@ def test_free_scores_on_a_vocabulary_converge_to_the_word_probabilities(k):
     assert float(((u - freq) / freq).abs().max()) < 0.03
 
 
-def test_nce_fits_a_gaussian_mixture_energy_as_well_as_em():
+def test_nce_fits_a_gaussian_mixture_energy_as_well_as_em(tmp_path):
     """A 3-component diagonal Gaussian-mixture energy with free log-weights and a learned
     log Z, fitted by NCE against a Gaussian fitted to the data: held-out log-likelihood (with
     the exact normaliser) within 0.01 nats of EM's maximum-likelihood fit, and the learned c
@@ -99,6 +100,9 @@ def test_nce_fits_a_gaussian_mixture_energy_as_well_as_em():
     assert abs(nce_ll - em_ll) < 0.01
     assert abs(c - log_z) < 0.01
     assert abs(self_normalised - nce_ll) < 0.01
+    genmodels.save(energy, tmp_path / "energy")
+    back = genmodels.load(tmp_path / "energy")
+    torch.testing.assert_close(back.log_prob(held_out[:5]), energy.log_prob(held_out[:5]))
 
 
 def _pairs_from_table(P_joint: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:

@@ -87,6 +87,7 @@ class Word2Vec:
         self.skipgram_ = SkipGram(self.vocabulary_.counts, self.vector_size,
                                   negative=self.negative, ns_exponent=self.ns_exponent,
                                   words=self.vocabulary_.words, seed=self.seed)
+        self._wv: WordVectors | None = None
         return self
 
     def train(self, corpus_iterable: Iterable[Sequence[str]], *,
@@ -106,6 +107,7 @@ class Word2Vec:
                 shrink_windows=self.shrink_windows, seed=self.seed, progress=self.progress)
         else:
             self._train_torch(torch.from_numpy(tokens), torch.from_numpy(starts), epochs)
+            self._wv = None  # moving to a device and back may replace the parameters' storage
         return self
 
     def _train_torch(self, tokens: torch.Tensor, starts: torch.Tensor, epochs: int) -> None:
@@ -134,9 +136,12 @@ class Word2Vec:
 
     @property
     def wv(self) -> WordVectors:
+        """The input vectors (a live view of the parameters on the CPU, as gensim's)."""
         check_fitted(self, "skipgram_")
-        return WordVectors(self.vocabulary_.words,
-                           self.skipgram_.input_vectors.detach().cpu().numpy())
+        if self._wv is None:
+            self._wv = WordVectors(self.vocabulary_.words,
+                                   self.skipgram_.input_vectors.detach().numpy())
+        return self._wv
 
     @property
     def syn1neg(self) -> np.ndarray:

@@ -148,7 +148,7 @@ def train_chunks(tokens: Any, sentence_starts: Any, chunk_sentences: Any, chunk_
 
 def alias_table(probs: Any) -> tuple[Any, Any]:
     """Walker's alias method (Vose 1991) for a categorical distribution probs (V,): draw i
-    uniform, keep it with probability keep[i], else take alias[i]. Returns (keep as uint64
+    uniform, keep it with probability keep[i], else take alias[i]. Returns (keep as int64
     thresholds on a 32-bit draw, alias (V,) int64)."""
     p = np.asarray(probs, dtype=np.float64)
     V = p.shape[0]
@@ -162,7 +162,7 @@ def alias_table(probs: Any) -> tuple[Any, Any]:
         keep[s], alias[s] = scaled[s], g
         scaled[g] -= 1.0 - scaled[s]
         (small if scaled[g] < 1.0 else large).append(g)
-    thresholds = np.minimum(np.floor(keep * 2.0**32), 2.0**32).astype(np.uint64)
+    thresholds = np.minimum(np.floor(keep * 2.0**32), 2.0**32).astype(np.int64)
     return thresholds, alias
 
 

@@ -228,7 +228,7 @@ class SkipGram(SavableModule):
         min_alpha = check_nonnegative_float(min_alpha, "min_alpha")
         counts = self.counts.cpu().numpy()
         # gensim's threshold on a 32-bit draw: ⌊p (2³² − 1)⌋ (kept when the draw is ≤ it)
-        keep = (keep_probabilities(counts, sample) * (2.0**32 - 1)).astype(np.uint64)
+        keep = (keep_probabilities(counts, sample) * (2.0**32 - 1)).astype(np.int64)
         alias_keep, alias = K.alias_table(np.where(counts > 0, counts, 0) ** self.ns_exponent)
         chunk_sentences, chunk_words = chunk_corpus(starts)
         n_chunks = chunk_words.shape[0]
