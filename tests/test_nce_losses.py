@@ -240,6 +240,29 @@ def test_model_noise_wraps_a_genmodels_model():
         ModelNoise(object())
 
 
+def test_the_noise_is_not_trained():
+    """A noise model with parameters of its own stays fixed while NCE trains the model."""
+    from genmodels.learning.trainer import Trainer
+
+    class LearnableNoise(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.zeros(1))
+
+        def sample(self, n, generator=None):
+            return self.loc + torch.randn(n, 1, generator=generator)
+
+        def log_marginal(self, y):
+            return torch.distributions.Normal(self.loc, 1.0).log_prob(y).sum(-1)
+
+    noise = ModelNoise(LearnableNoise())
+    model = NCE(GaussianEnergy(1), noise)
+    Trainer(model, epochs=3, batch_size=50, lr=0.1, progress=False).fit(
+        torch.randn(200, 1, generator=_gen(11)) + 1.0)
+    assert float(noise.model.loc.detach()) == 0.0
+    assert float(model.model.loc.detach()) != 0.0
+
+
 def test_nce_wrapper_accepts_energy_free_energy_and_callables():
     e = GaussianEnergy(2)
     noise = GaussianNoise(torch.zeros(2), torch.eye(2))

@@ -405,8 +405,7 @@ class NCE(nn.Module):
                              f"{type(noise).__name__}.")
         self._log_u = as_log_unnormalised(model)
         self.model = model if isinstance(model, nn.Module) else None
-        self.noise = noise if isinstance(noise, nn.Module) else None
-        self._noise = noise
+        self.noise = noise if isinstance(noise, nn.Module) else _NoiseModule(noise)
         self.noise_ratio = check_nonnegative_float(noise_ratio, "noise_ratio", strictly=True)
         c = torch.tensor(float(log_normaliser), dtype=_dtype_of(model))
         if learn_log_normaliser:
@@ -420,7 +419,12 @@ class NCE(nn.Module):
 
     def logits(self, y: Tensor) -> Tensor:
         """Δ(y) = log p̂(y) − log q(y) − log ν (Eqs. 10.2–10.3)."""
-        return nce_logits(self.log_density(y), self._noise.log_prob(y), self.noise_ratio)
+        return nce_logits(self.log_density(y), self._log_q(y), self.noise_ratio)
+
+    @torch.no_grad()
+    def _log_q(self, y: Tensor) -> Tensor:
+        """log q(y): the noise is fixed (no gradient reaches a model used as the noise)."""
+        return self.noise.log_prob(y)
 
     def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The NCE loss on a batch of data (B, *event) and round(ν·B) fresh noise draws."""
@@ -428,14 +432,29 @@ class NCE(nn.Module):
         if m < 1:
             raise ValueError(f"noise_ratio={self.noise_ratio} gives no noise sample for a batch "
                              f"of {batch.shape[0]}; raise noise_ratio or the batch size.")
-        y_neg = self._noise.sample(m, generator).to(batch.device)
+        with torch.no_grad():
+            y_neg = self.noise.sample(m, generator).to(batch.device)
         if y_neg.shape[1:] != batch.shape[1:]:
             raise ValueError(f"the noise draws have shape {tuple(y_neg.shape[1:])} per sample "
                              f"but the data {tuple(batch.shape[1:])}.")
-        log_q_pos = self._noise.log_prob(batch)
+        log_q_pos = self._log_q(batch)
         _check_support(log_q_pos, "data (batch)")
         delta_pos = nce_logits(self.log_density(batch), log_q_pos, self.noise_ratio)
         return nce_loss(delta_pos, self.logits(y_neg), self.noise_ratio)
+
+
+class _NoiseModule(nn.Module):
+    """A noise distribution that is not an ``nn.Module``, held as one."""
+
+    def __init__(self, noise: NoiseDistribution) -> None:
+        super().__init__()
+        self.inner = noise
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.inner.sample(n, generator)
+
+    def log_prob(self, y: Tensor) -> Tensor:
+        return self.inner.log_prob(y)
 
 
 def _dtype_of(model: Any) -> torch.dtype:
