@@ -73,6 +73,15 @@ _LAZY: dict[str, str] = {
         "jre_decomposition", "gaussian_vi_local")},
     # learning
     **{name: "genmodels.learning.em" for name in ("fit_em", "run_em", "EMResult", "EStep")},
+    # noise-contrastive objectives, word embeddings, contrastive predictive coding
+    **{name: "genmodels.learning.nce" for name in (
+        "NCE", "InfoNCE", "GaussianNoise", "ModelNoise", "UnigramNoise", "nce_loss",
+        "info_nce_loss", "in_batch_info_nce_loss", "local_nce_loss", "negative_sampling_loss")},
+    **{name: "genmodels.models.energy" for name in (
+        "GaussianEnergy", "GaussianMixtureEnergy", "TableEnergy")},
+    **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
+    **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
+    "Word2Vec": "genmodels.estimators.word2vec",
 }
 
 __all__ = [

@@ -35,6 +35,7 @@ RECIPES: dict[str, str] = {
     "vae": "genmodels.recipes.vae:VAE_RECIPE",
     "glm": "genmodels.recipes.glm:GLM_RECIPE",
     "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
+    "word2vec": "genmodels.recipes.word2vec:WORD2VEC_RECIPE",
 }
 
 

@@ -15,6 +15,7 @@ nile            annual Nile flow at Aswan, 1871–1970        statsmodels
 scotland        32 council areas: 1997 "yes" vote % (Gamma)  statsmodels
 randhie         20,190 RAND HIE doctor-visit counts         statsmodels
 cpunish         17 US states: 1997 executions (counts)      statsmodels
+enwiki, lee     English text as word ids (``data.text``)    gensim (test data)
 ==============  =========================================  ===============================
 
 For the three regression sets X holds the covariates (no constant column) and y the response:
@@ -131,6 +132,9 @@ _LOADERS: dict[str, Callable[[], Dataset]] = {
         "participants on 9 covariates."),
     "cpunish": lambda: _statsmodels_regression(
         "cpunish", "US executions in 1997 (count) in 17 states on 6 covariates."),
+    # text corpora (genmodels.data.text): X the word ids, feature_names the vocabulary
+    "enwiki": lambda: importlib.import_module("genmodels.data.text").corpus_dataset("enwiki"),
+    "lee": lambda: importlib.import_module("genmodels.data.text").corpus_dataset("lee"),
 }
 
 
