@@ -93,3 +93,17 @@ def test_cli_lists_models_and_data(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in available_datasets())
+
+
+def test_bars_and_stripes_are_all_distinct_patterns():
+    from genmodels.data import bars_and_stripes
+
+    X = bars_and_stripes(3)
+    assert X.shape == (14, 9)
+    assert len({tuple(r.tolist()) for r in X}) == 14
+    images = X.reshape(-1, 3, 3)
+    rows_constant = (images == images[:, :, :1]).all(dim=(1, 2))
+    cols_constant = (images == images[:, :1, :]).all(dim=(1, 2))
+    assert bool((rows_constant | cols_constant).all())
+    with pytest.raises(ValueError, match="side must be a positive integer"):
+        bars_and_stripes(0)

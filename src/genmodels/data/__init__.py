@@ -216,6 +216,26 @@ def density_split(kind: str = "binary") -> tuple[Tensor, Tensor]:
     return X[:-DENSITY_TEST_SIZE], X[-DENSITY_TEST_SIZE:]
 
 
+def bars_and_stripes(side: int = 4) -> Tensor:
+    """Every distinct bars-and-stripes image of ``side × side`` binary pixels (MacKay 2003).
+
+    An image is all horizontal stripes or all vertical bars: each of the ``side`` rows (or
+    columns) is on or off. The all-off and all-on images are both kinds, so there are
+    2^(side+1) − 2 distinct images. The usual small test set for undirected and Helmholtz
+    models: the uniform distribution over these patterns is the target.
+    Returns float64 (2^(side+1) − 2, side²), rows flattened row-major, the stripes first.
+    """
+    if not isinstance(side, int) or isinstance(side, bool) or side < 1:
+        raise ValueError(f"side must be a positive integer, got {side!r}.")
+    codes = torch.arange(2**side)
+    bits = ((codes[:, None] >> torch.arange(side)) & 1).to(torch.float64)  # (2^side, side)
+    stripes = bits[:, :, None].expand(-1, side, side)  # row i on when bit i is set
+    bars = stripes.transpose(1, 2)
+    # The constant images are both stripes and bars: keep them once (among the stripes).
+    images = torch.cat([stripes, bars[1:-1]])
+    return images.reshape(-1, side * side).contiguous()
+
+
 def synthetic(model: Any, n: int, *, seed: int | None = 0) -> Dataset:
     """Sample ``n`` observations from any genmodels model with ``sample(n, generator=...)``.
 
@@ -234,6 +254,7 @@ def synthetic(model: Any, n: int, *, seed: int | None = 0) -> Dataset:
 __all__ = [
     "Dataset",
     "available_datasets",
+    "bars_and_stripes",
     "density_split",
     "load_dataset",
     "load_file",
