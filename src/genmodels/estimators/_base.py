@@ -7,7 +7,6 @@ model and learning layers, and return NumPy arrays as scikit-learn does.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
@@ -97,11 +96,16 @@ class TorchEstimatorMixin:
         return t
 
 
-@functools.cache
+_BOOL_PARAMETERS: dict[type, tuple[str, ...]] = {}
+
+
 def _bool_parameters(cls: type) -> tuple[str, ...]:
-    """The constructor arguments of ``cls`` whose default is a bool."""
-    return tuple(p.name for p in inspect.signature(cls.__init__).parameters.values()
-                 if isinstance(p.default, bool))
+    """The constructor arguments of ``cls`` whose default is a bool (cached per class)."""
+    if cls not in _BOOL_PARAMETERS:
+        _BOOL_PARAMETERS[cls] = tuple(
+            p.name for p in inspect.signature(cls).parameters.values()
+            if isinstance(p.default, bool))
+    return _BOOL_PARAMETERS[cls]
 
 
 def check_common_hyperparameters(estimator: Any) -> None:
