@@ -67,11 +67,7 @@ def _select(names: list[str], spec: str) -> list[int]:
 
 def run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     if args.data.endswith((".csv", ".npy", ".txt")):
-        ds = load_file(args.data)
-        target = args.target % ds.X.shape[1]
-        ds = load_file(args.data, target_column=target)
-        if len(ds.feature_names) == ds.X.shape[1] + 1:  # the header still names the target
-            ds.feature_names = [n for j, n in enumerate(ds.feature_names) if j != target]
+        ds = load_file(args.data, target_column=args.target)
     else:
         ds = load_dataset(args.data)
     if ds.y is None:
