@@ -47,12 +47,12 @@ local-level and other models identified by one observation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from genmodels.inference.scan import Elems, associative_scan, cat_broadcast
 from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky, symmetrize
 
 #: Sequences longer than this use the parallel (associative-scan) forms under method="auto".
@@ -444,33 +444,6 @@ def _smooth_sequential(filt: GaussianFiltered, A: Tensor, Q: Tensor
 # Parallel forms (Särkkä & García-Fernández 2021)
 # --------------------------------------------------------------------------------------------
 
-Elems = tuple[Tensor, ...]
-
-
-def associative_scan(fn: Callable[[Elems, Elems], Elems], elems: Elems) -> Elems:
-    """Inclusive scan of an associative ``fn(earlier, later)`` along dim 0 of every tensor in
-    ``elems``: out[t] = e[0] ∘ e[1] ∘ … ∘ e[t]. Depth O(log T), work O(T) (the odd/even
-    recursion of Blelloch 1990, as in ``jax.lax.associative_scan``)."""
-    n = elems[0].shape[0]
-    if n < 2:
-        return elems
-    reduced = fn(tuple(e[0:-1:2] for e in elems), tuple(e[1::2] for e in elems))
-    odd = associative_scan(fn, reduced)
-    if n % 2 == 0:
-        even = fn(tuple(o[:-1] for o in odd), tuple(e[2::2] for e in elems))
-    else:
-        even = fn(odd, tuple(e[2::2] for e in elems))
-    out = []
-    for e, ev, od in zip(elems, even, odd):
-        evens = _cat_broadcast(e[:1], ev)
-        shape = torch.broadcast_shapes(evens.shape[1:], od.shape[1:])
-        res = evens.new_empty((n, *shape))
-        res[0::2] = evens
-        res[1::2] = od
-        out.append(res)
-    return tuple(out)
-
-
 def _filter_combine(earlier: Elems, later: Elems) -> Elems:
     """The filtering operator of Särkkä & García-Fernández (2021, Lemma 8)."""
     Ai, bi, Ci, ei, Ji = earlier
@@ -518,7 +491,7 @@ def _filter_parallel(p: _Prepared, diffuse: bool) -> GaussianFiltered:
     elems = (
         torch.cat([zero_kk, A_el], 0),
         torch.cat([first.mean.expand(1, *p.batch, K), b_el.expand(*bshape, K)], 0),
-        _cat_broadcast(first.cov[None], C_el),
+        cat_broadcast(first.cov[None], C_el),
         torch.cat([torch.zeros_like(first.mean).expand(1, *p.batch, K), e_el.expand(*bshape, K)],
                   0),
         torch.cat([zero_kk, J_el], 0),
@@ -538,7 +511,7 @@ def _filter_parallel(p: _Prepared, diffuse: bool) -> GaussianFiltered:
     else:
         pm0, pc0 = p.mu1.expand(*p.batch, K), p.P1
     pm = torch.cat([pm0.expand(1, *p.batch, K), m_pred.expand(*bshape, K)], 0)
-    pc = _cat_broadcast(pc0[None], P_pred)
+    pc = cat_broadcast(pc0[None], P_pred)
     ln = _finish_log_norm(logs, p)
     return GaussianFiltered(
         means.expand(T, *p.batch, K).movedim(0, -2),
@@ -546,12 +519,6 @@ def _filter_parallel(p: _Prepared, diffuse: bool) -> GaussianFiltered:
         pm.movedim(0, -2), pc.expand(T, *p.batch, K, K).movedim(0, -3),
         ln.movedim(0, -1), ln.sum(0),
     )
-
-
-def _cat_broadcast(a: Tensor, b: Tensor) -> Tensor:
-    """Concatenate along dim 0 after broadcasting the trailing dims."""
-    shape = torch.broadcast_shapes(a.shape[1:], b.shape[1:])
-    return torch.cat([a.expand(a.shape[0], *shape), b.expand(b.shape[0], *shape)], 0)
 
 
 def _smooth_combine(later: Elems, earlier: Elems) -> Elems:
@@ -564,9 +531,9 @@ def _smooth_combine(later: Elems, earlier: Elems) -> Elems:
 def _smooth_parallel(filt: GaussianFiltered, A: Tensor, Q: Tensor
                      ) -> tuple[Tensor, Tensor, Tensor]:
     J, g, L, mf, Pf, _, _ = _smoother_elements(filt, A, Q)
-    E = _cat_broadcast(J, torch.zeros_like(Pf[-1:]))
+    E = cat_broadcast(J, torch.zeros_like(Pf[-1:]))
     gg = torch.cat([g, mf[-1:]], 0)
-    LL = _cat_broadcast(L, Pf[-1:])
+    LL = cat_broadcast(L, Pf[-1:])
     rev = (E.flip(0), gg.flip(0), LL.flip(0))
     _, ms, Ps = associative_scan(_smooth_combine, rev)
     return ms.flip(0), Ps.flip(0), J
