@@ -353,7 +353,7 @@ def test_bad_input_raises() -> None:
         est.inverse_transform(np.ones((4, 2)))
     from genmodels.exceptions import NotFittedError
 
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match="fit"):
         InfomaxICA().transform(X)
     with pytest.raises(ValueError, match="latent"):
         ICAModel(3, "cauchy")
