@@ -16,8 +16,9 @@ y_t on z_t = [x_t; u_t; 1] (all t, giving [C D c] and Σ_{y|x}). Any subset of t
 frozen: the free blocks are the regression of the residual after the frozen blocks, which is the
 exact conditional maximiser; a covariance is then re-estimated with all blocks at their new
 values. The initial state gives μ_1 = ⟨x̌_1⟩ and Σ_1 = ⟨(x̌_1 − μ_1)(x̌_1 − μ_1)ᵀ⟩ (with μ_1 at
-its new value, or its frozen one). Transition statistics run over t = 2..T, so they count
-N(T − 1) pairs (the book's implementation note).
+its new value, or its frozen one). Transition statistics run over t = 2..T_n, so they count
+Σ_n (T_n − 1) pairs (the book's implementation note); in a NaN-padded batch of ragged
+sequences the trailing padding is not counted (``sequence_mask``).
 
 Missing data. Rows of y with no observed entry drop out of the emission statistics (they are
 integrated out exactly). In partly observed rows the missing entries are treated as latent too:
@@ -80,6 +81,24 @@ def pad_sequences(sequences: Sequence[Any], dtype: torch.dtype = torch.float64) 
             raise ValueError(f"sequence {i} must be (T, {M}), got {tuple(s.shape)}.")
         out[i, : s.shape[0]] = s
     return out
+
+
+def sequence_mask(observed: Tensor) -> Tensor:
+    """Which steps of a NaN-padded batch belong to their sequence.
+
+    A sequence ends at its last row with an observed entry: the all-missing rows after it are
+    padding (``pad_sequences``), not time steps, while all-missing rows *inside* a sequence are
+    missing observations of a real latent state. Trailing unobserved steps carry no likelihood
+    (they integrate to one), so dropping them leaves log p̂(y) unchanged and makes the E step of
+    a padded batch the sum of its sequences' E steps.
+
+    observed: (N, T, M) bool → (N, T) bool, True for t < T_n.
+    """
+    rows = observed.any(-1)  # (N, T)
+    T = rows.shape[-1]
+    t = torch.arange(1, T + 1, device=rows.device)
+    length = (rows * t).amax(-1)  # T_n: 1 + the last observed index (0 if none)
+    return t[None] - 1 < length[:, None]
 
 
 class LinearGaussianSSM(SavableModule):
@@ -221,6 +240,9 @@ class LinearGaussianSSM(SavableModule):
         sm = kalman_smoother(self.params(), y, inputs=u, diffuse=self.diffuse, validate=False)
         m, P = sm.means, sm.covariances  # (N, T, K), (N, T, K, K)
         dt = m.dtype
+        observed = ~torch.isnan(y)
+        valid = sequence_mask(observed)  # (N, T): t < T_n, the padding excluded
+        v = valid.to(dt)
         ones = m.new_ones(N, T, 1)
         Z = torch.cat([m, u, ones] if u is not None else [m, ones], -1)  # E[z_t]: (N, T, Dz)
         Dz = Z.shape[-1]
@@ -231,17 +253,19 @@ class LinearGaussianSSM(SavableModule):
             return out
 
         stats: Stats = {}
-        # dynamics: regress x_t on z_{t−1}, t = 2..T
+        # dynamics: regress x_t on z_{t−1}, t = 2..T_n (pairs inside each sequence only)
+        vp = v[:, 1:]  # (N, T−1): the pair (t−1, t) is real when t < T_n
         Zp, mn = Z[:, :-1].reshape(-1, Dz), m[:, 1:].reshape(-1, K)
-        stats["dyn_zz"] = Zp.mT @ Zp + pad_cov(P[:, :-1].sum((0, 1)))
-        dyn_xz = mn.mT @ Zp
-        dyn_xz[:, :K] += sm.cross_covariances.sum((0, 1))  # Eq. 2.55 cross term
+        Zpv = Zp * vp.reshape(-1, 1)
+        stats["dyn_zz"] = Zpv.mT @ Zp + pad_cov((P[:, :-1] * vp[..., None, None]).sum((0, 1)))
+        dyn_xz = (mn * vp.reshape(-1, 1)).mT @ Zp
+        dyn_xz[:, :K] += (sm.cross_covariances * vp[..., None, None]).sum((0, 1))  # Eq. 2.55
         stats["dyn_xz"] = dyn_xz
-        stats["dyn_xx"] = mn.mT @ mn + P[:, 1:].sum((0, 1))
-        stats["dyn_n"] = torch.tensor(float(N * (T - 1)), dtype=dt)
+        stats["dyn_xx"] = (mn * vp.reshape(-1, 1)).mT @ mn + (
+            P[:, 1:] * vp[..., None, None]).sum((0, 1))
+        stats["dyn_n"] = vp.sum()
         # emission: regress y_t on z_t over rows with at least one observed entry
-        observed = ~torch.isnan(y)
-        w = observed.any(-1).to(dt)  # (N, T)
+        w = observed.any(-1).to(dt)  # (N, T); padded rows have none
         Zw = Z * w[..., None]
         stats["em_zz"] = Zw.reshape(-1, Dz).mT @ Z.reshape(-1, Dz) + pad_cov(
             (P * w[..., None, None]).sum((0, 1)))
@@ -259,11 +283,13 @@ class LinearGaussianSSM(SavableModule):
             stats["em_yy"] = Eyw.mT @ Ey.reshape(-1, M) + (
                 (GP @ G.mT + V) * w[..., None, None]).sum((0, 1))
         stats["em_n"] = w.sum()
-        # initial state
-        stats["init_x"] = m[:, 0].sum(0)
-        stats["init_xx"] = m[:, 0].mT @ m[:, 0] + P[:, 0].sum(0)
-        stats["init_n"] = torch.tensor(float(N), dtype=dt)
-        return EStep(stats, sm.log_marginal.sum(), float(N * T))
+        # initial state (of every sequence with at least one observed row)
+        v1 = v[:, 0]
+        stats["init_x"] = (m[:, 0] * v1[:, None]).sum(0)
+        stats["init_xx"] = (m[:, 0] * v1[:, None]).mT @ m[:, 0] + (
+            P[:, 0] * v1[:, None, None]).sum(0)
+        stats["init_n"] = v1.sum()
+        return EStep(stats, sm.log_marginal.sum(), float(v.sum()))
 
     def _impute(self, y: Tensor, observed: Tensor, m: Tensor, u: Tensor | None
                 ) -> tuple[Tensor, Tensor, Tensor]:
