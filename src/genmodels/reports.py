@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genmodels.io import Savable, atomic_write_text, save
+from genmodels.io import Savable, atomic_write_bytes, atomic_write_text, save
 
 
 class Report:
@@ -50,8 +50,12 @@ class Report:
         return plt
 
     def _finish(self, fig: Any, filename: str) -> Path:
+        import io
+
         path = self.out / filename
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, bbox_inches="tight", format=Path(filename).suffix[1:] or "png")
+        atomic_write_bytes(path, buf.getvalue())  # whole or absent, with umask permissions
         fig.clf()
         self.files.append(filename)
         return path
