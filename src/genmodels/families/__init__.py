@@ -16,6 +16,7 @@ from genmodels.families.kl import (
     kl_diagonal_gaussian,
     kl_divergence,
     kl_gaussian,
+    kl_tril_std_normal,
 )
 
 #: every family by its ``name``: emissions (``FamilyEmission``), GLM responses (through
@@ -44,5 +45,6 @@ __all__ = [
     "kl_diagonal_gaussian",
     "kl_divergence",
     "kl_gaussian",
+    "kl_tril_std_normal",
     "sample_with_generator",
 ]
