@@ -195,7 +195,7 @@ def test_conditional_natural_is_an_affine_map_into_the_domain():
         Gamma.check_natural(torch.tensor([[0.0, 1.0]]))
 
 
-@pytest.mark.parametrize("name", SCALAR + ["categorical"])
+@pytest.mark.parametrize("name", [*SCALAR, "categorical"])
 def test_sample_natural_is_reproducible_and_has_the_family_mean(name):
     fam = FAMILIES[name]
     eta = (_natural(name, (3,)) if name != "categorical"
@@ -254,8 +254,9 @@ def test_models_saved_before_the_families_core_still_load():
     mix = load(SAVED / "poisson_mixture")
     assert isinstance(mix.emission, PoissonEmission)
     c = torch.poisson(torch.full((10, 3), 2.0, dtype=torch.float64), generator=_gen(2))
+    rates = mix.emission.rates
     brute = torch.logsumexp(torch.stack([
-        mix.weights[k].log() + torch.distributions.Poisson(mix.emission.rates[k]).log_prob(c).sum(-1)
+        mix.weights[k].log() + torch.distributions.Poisson(rates[k]).log_prob(c).sum(-1)
         for k in range(2)], -1), -1)
     torch.testing.assert_close(mix.log_marginal(c), brute)
 
@@ -320,6 +321,9 @@ def test_gamma_vae_likelihood_matches_scipy():
     h = torch.randn(7, 3 * 2, generator=_gen(13), dtype=torch.float64)
     eta = lik.natural(h)
     alpha, beta = eta[..., 0] + 1, -eta[..., 1]
+    sp = torch.nn.functional.softplus
+    torch.testing.assert_close(alpha, sp(h[:, 0::2]))  # α = softplus h₁, β = softplus h₂
+    torch.testing.assert_close(beta, sp(h[:, 1::2]))
     y = torch.rand(7, 3, generator=_gen(14), dtype=torch.float64) * 4 + 0.1
     ref = scipy.stats.gamma.logpdf(y.numpy(), alpha.numpy(), scale=1 / beta.numpy()).sum(-1)
     np.testing.assert_allclose(lik.log_prob(h, y).numpy(), ref, rtol=1e-12)
