@@ -17,6 +17,7 @@ from genmodels.families import (
     GLM_VIEWS,
     Bernoulli,
     Categorical,
+    ExponentialDispersion,
     FullNormal,
     Gamma,
     Normal,
@@ -137,6 +138,14 @@ def test_glm_view_is_the_family_slice(view):
     kl = bregman_kl(fam, v.natural(v.canonical_link(y)), v.natural(theta))
     torch.testing.assert_close(v.unit_deviance(y, mu), 2 * kl, rtol=1e-9, atol=1e-12)
     assert bool((v.unit_deviance(mu, mu).abs() < 1e-12).all())
+    # the closed forms equal the generic conjugate form 2[b*(y) − b*(μ) − (y − μ)θ(μ)],
+    # also on the boundary of the mean space (zero counts, 0/1 outcomes)
+    generic = ExponentialDispersion.unit_deviance
+    torch.testing.assert_close(generic(v, y, mu), v.unit_deviance(y, mu), rtol=1e-9, atol=1e-12)
+    if view in ("binomial", "poisson"):
+        yb = (y > y.median()).double() if view == "binomial" else torch.floor(y)
+        torch.testing.assert_close(generic(v, yb, mu), v.unit_deviance(yb, mu), rtol=1e-9,
+                                   atol=1e-12)
 
 
 def test_glm_log_likelihoods_match_scipy():
@@ -287,7 +296,7 @@ def test_gamma_emission_log_likelihood_matches_scipy_and_em_recovers_it(tmp_path
     back = load(path)
     torch.testing.assert_close(back.log_marginal(y), model.log_marginal(y))
     assert back.num_parameters() == 1 + 2 * 2 * 2
-    with pytest.raises(ValueError, match="gamma emission data must be positive"):
+    with pytest.raises(ValueError, match="FamilyEmission data must be positive"):
         truth.log_likelihood(-y)
     with pytest.raises(ValueError, match="family must be a scalar family"):
         FamilyEmission("full_normal", 2, 2)

@@ -137,6 +137,12 @@ class ExponentialFamily(ABC):
         return tab - a[None, :]
 
     @classmethod
+    def summed_log_base_measure(cls, x: Tensor) -> Tensor:
+        """Σ_c log h(x_c) over the last axis (independent coordinates), the ``log_h`` of
+        ``log_prob_table``. x: (*, C) → (*)."""
+        return cls.log_base_measure(x).sum(-1)
+
+    @classmethod
     def support_error(cls, x: Tensor) -> str | None:
         """Why some x lies outside the family's support ("must be …"), or None. Default: x
         must be finite. x: (*, *event)."""

@@ -13,7 +13,9 @@ at unit dispersion). From it, once for every family:
   checked against ``fisher_from_natural`` in the tests; CATALOGUE errata E-14);
 * the unit deviance, twice a Bregman divergence — of b* (the convex conjugate of b, the
   negative entropy b*(μ) = μθ(μ) − b(θ(μ))) between the datum and the mean, equivalently of
-  b between their natural parameters, i.e. twice the KL divergence KL(p_y ‖ p_μ) (S0:33–45):
+  b between their natural parameters, i.e. twice the KL divergence KL(p_y ‖ p_μ) (S0:33–45)
+  (the four named families give it in closed form with the cancelling terms removed, checked
+  against this generic form and 2·KL in the tests):
 
       d(y, μ) = 2 [b*(y) − b*(μ) − (y − μ) θ(μ)]  =  2 [A(θ(μ)) − A(θ(y)) − (θ(μ) − θ(y)) y];
 
@@ -28,6 +30,7 @@ GLM response (``genmodels.models.glm_families.get_family``) with no code in the 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -38,7 +41,7 @@ from genmodels.families.continuous import Gamma, Normal
 from genmodels.families.discrete import Bernoulli, Poisson
 
 
-class ExponentialDispersion:
+class ExponentialDispersion(ABC):
     """The GLM view of ``family``: b(θ) = A(natural(θ)), with y the ``family.mean_stat``-th
     sufficient statistic."""
 
@@ -48,26 +51,26 @@ class ExponentialDispersion:
     fixed_scale: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ per family
+    @abstractmethod
     def natural(self, theta: Tensor, shape: Tensor | float = 1.0) -> Tensor:
         """The family's η of the member with canonical parameter θ and precision 1/φ =
         ``shape`` (φ = 1 for the fixed-scale families). (*) → (*, P)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def canonical_link(self, mu: Tensor) -> Tensor:
         """θ = g(μ) = (b′)⁻¹(μ), the canonical link."""
-        raise NotImplementedError
 
+    @abstractmethod
     def variance(self, mu: Tensor) -> Tensor:
         """V(μ) = b″(θ(μ)), the ∇²A of the slice at the mean, in closed form in μ."""
-        raise NotImplementedError
 
+    @abstractmethod
     def variance_deriv(self, mu: Tensor) -> Tensor:
         """V′(μ)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def negentropy(self, mu: Tensor) -> Tensor:
         """b*(μ) = μ θ(μ) − b(θ(μ)), continuous up to the boundary of the mean space."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
     def cumulant(self, theta: Tensor) -> Tensor:
@@ -94,6 +97,18 @@ class ExponentialDispersion:
         return f"{type(self).__name__}()"
 
 
+def _xlogy_ratio(y: Tensor, mu: Tensor) -> Tensor:
+    """y log(y/μ) with 0 log 0 = 0."""
+    return torch.special.xlogy(y, y) - torch.special.xlogy(y, mu)
+
+
+def _with_shape(theta: Tensor, shape: Tensor | float) -> tuple[Tensor, Tensor]:
+    """θ and the precision 1/φ broadcast together."""
+    s = torch.as_tensor(shape, dtype=theta.dtype, device=theta.device)
+    theta, s = torch.broadcast_tensors(theta, s)
+    return theta, s
+
+
 class NormalDispersion(ExponentialDispersion):
     """N(μ, φ): θ = μ, b(θ) = θ²/2, V = 1, b*(μ) = μ²/2, d = (y − μ)²."""
 
@@ -101,8 +116,7 @@ class NormalDispersion(ExponentialDispersion):
     name = "gaussian"
 
     def natural(self, theta: Tensor, shape: Tensor | float = 1.0) -> Tensor:
-        s = torch.as_tensor(shape, dtype=theta.dtype, device=theta.device)
-        theta, s = torch.broadcast_tensors(theta, s)
+        theta, s = _with_shape(theta, shape)
         return torch.stack([theta * s, -0.5 * s], -1)
 
     def canonical_link(self, mu: Tensor) -> Tensor:
@@ -146,6 +160,11 @@ class BinomialDispersion(ExponentialDispersion):
     def negentropy(self, mu: Tensor) -> Tensor:
         return torch.special.xlogy(mu, mu) + torch.special.xlogy(1.0 - mu, 1.0 - mu)
 
+    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
+        """2[y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))]: the Bregman divergence of b* with
+        the μ log μ terms cancelled (four xlogy, no logit: IRLS evaluates it every step)."""
+        return 2.0 * (_xlogy_ratio(y, mu) + _xlogy_ratio(1.0 - y, 1.0 - mu))
+
     def log_likelihood(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
                        trials: Tensor | None = None) -> Tensor:
         """Σ over the n trials of the Bernoulli log-density in mean form (μ may sit at the
@@ -179,6 +198,10 @@ class PoissonDispersion(ExponentialDispersion):
     def negentropy(self, mu: Tensor) -> Tensor:
         return torch.special.xlogy(mu, mu) - mu
 
+    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
+        """2[y log(y/μ) − (y − μ)]: the Bregman divergence of b* with μ log μ cancelled."""
+        return 2.0 * (_xlogy_ratio(y, mu) - (y - mu))
+
     def log_likelihood(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
                        trials: Tensor | None = None) -> Tensor:
         """(y log μ − μ − log y!) a_n / φ, with 0 log 0 = 0 (a zero mean at a zero count)."""
@@ -194,8 +217,7 @@ class GammaDispersion(ExponentialDispersion):
     name = "gamma"
 
     def natural(self, theta: Tensor, shape: Tensor | float = 1.0) -> Tensor:
-        s = torch.as_tensor(shape, dtype=theta.dtype, device=theta.device)
-        theta, s = torch.broadcast_tensors(theta, s)
+        theta, s = _with_shape(theta, shape)
         return torch.stack([s - 1.0, s * theta], -1)
 
     def canonical_link(self, mu: Tensor) -> Tensor:

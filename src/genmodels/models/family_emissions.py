@@ -154,14 +154,46 @@ class _FamilyEmission(SavableModule):
 
     def log_base(self, x: Tensor) -> Tensor | None:
         """Σ_c log h(y_nc), or None where h = 1. (N, C) → (N,)."""
-        return self.family.log_base_measure(x).sum(-1)
+        return self.family.summed_log_base_measure(x)
 
     def _matrix(self, y: Any, d: int) -> Tensor:
         return check_data_matrix(y, name="y", n_features=d, dtype=self.natural.dtype,
                                  device=self.natural.device)
 
 
-class FamilyEmission(_FamilyEmission):
+class _PerCoordinateEmission(_FamilyEmission):
+    """K states × D independent coordinates of a scalar family: p̂(y | k) = Π_d p(y_d | η_kd).
+    ``mean_params`` (K, D), if given, are the family's mean parameters (P = 1: p, λ), set
+    through ``family.natural_from_mean`` (which names what is out of range)."""
+
+    def __init__(self, num_states: int, num_features: int, mean_params: Any = None, *,
+                 pseudo_count: float, dtype: Any, device: Any) -> None:
+        d = check_positive_int(num_features, "num_features")
+        super().__init__(num_states, d, self.family.natural_per_unit,
+                         pseudo_count=pseudo_count, dtype=dtype, device=device)
+        self.num_features = d
+        self.config = {"num_states": num_states, "num_features": d,
+                       "pseudo_count": self.pseudo_count, "dtype": str(self.natural.dtype)[6:]}
+        if mean_params is not None:
+            m = as_tensor(mean_params, name=self.param_name, dtype=self.natural.dtype,
+                          device=device)
+            if m.shape != self.natural.shape:
+                raise ValueError(f"{self.param_name} must have shape "
+                                 f"{tuple(self.natural.shape)}, got {tuple(m.shape)}.")
+            self.natural = self.family.natural_from_mean(m[..., None])[..., 0]
+
+    def data(self, y: Any) -> Tensor:
+        x = self._matrix(y, self.num_features)
+        why = self.family.support_error(x)
+        if why is not None:
+            raise ValueError(f"{type(self).__name__} data {why}.")
+        return x
+
+    def num_parameters(self) -> int:
+        return self.num_states * self.natural.shape[1]
+
+
+class FamilyEmission(_PerCoordinateEmission):
     """K states × D independent coordinates of one scalar family of ``genmodels.families``:
     p̂(y | k) = Π_d p(y_d | η_kd). Any family registered in ``genmodels.families.FAMILIES``
     with a fixed number P of natural parameters per coordinate serves (Bernoulli, Poisson,
@@ -184,12 +216,9 @@ class FamilyEmission(_FamilyEmission):
                              f"{sorted(k for k, v in FAMILIES.items() if v.natural_per_unit)}"
                              f", got {family!r}.")
         self.family = fam
-        d = check_positive_int(num_features, "num_features")
-        super().__init__(num_states, d, fam.natural_per_unit, pseudo_count=pseudo_count,
-                         dtype=dtype, device=device)
-        self.num_features = d
-        self.config = {"family": fam.name, "num_states": num_states, "num_features": d,
-                       "pseudo_count": self.pseudo_count, "dtype": str(self.natural.dtype)[6:]}
+        super().__init__(num_states, num_features, pseudo_count=pseudo_count, dtype=dtype,
+                         device=device)
+        self.config = {"family": fam.name, **self.config}
         if natural is not None:
             eta = as_tensor(natural, name="natural", dtype=self.natural.dtype, device=device)
             if eta.shape != self.natural.shape:
@@ -198,18 +227,8 @@ class FamilyEmission(_FamilyEmission):
             fam.check_natural(eta.unflatten(1, self._shape))
             self.natural = eta
 
-    def data(self, y: Any) -> Tensor:
-        x = self._matrix(y, self.num_features)
-        why = self.family.support_error(x)
-        if why is not None:
-            raise ValueError(f"{self.family.name} emission data {why}.")
-        return x
 
-    def num_parameters(self) -> int:
-        return self.num_states * self.natural.shape[1]
-
-
-class BernoulliEmission(_FamilyEmission):
+class BernoulliEmission(_PerCoordinateEmission):
     """K states × D independent bits: p̂(y | k) = Π_d p_kd^y_d (1 − p_kd)^(1−y_d).
 
     The family is ``genmodels.families.Bernoulli``: η_kd = logit p_kd; t(y) = y;
@@ -225,35 +244,16 @@ class BernoulliEmission(_FamilyEmission):
     def __init__(self, num_states: int, num_features: int, probs: Any = None, *,
                  pseudo_count: float = 1e-6, dtype: Any = torch.float64,
                  device: Any = None) -> None:
-        d = check_positive_int(num_features, "num_features")
-        super().__init__(num_states, d, 1, pseudo_count=pseudo_count, dtype=dtype,
-                         device=device)
-        self.num_features = d
-        self.config = {"num_states": num_states, "num_features": d,
-                       "pseudo_count": self.pseudo_count, "dtype": str(self.natural.dtype)[6:]}
-        if probs is not None:
-            p = as_tensor(probs, name="probs", dtype=self.natural.dtype, device=device)
-            if p.shape != self.natural.shape or bool(((p <= 0) | (p >= 1)).any()):
-                raise ValueError(f"probs must have shape {tuple(self.natural.shape)} with "
-                                 "entries in the open interval (0, 1).")
-            self.natural = torch.logit(p)
+        super().__init__(num_states, num_features, probs, pseudo_count=pseudo_count,
+                         dtype=dtype, device=device)
 
     @property
     def probs(self) -> Tensor:
         """p_kd = σ(η_kd). (K, D)."""
         return torch.sigmoid(self.natural)
 
-    def data(self, y: Any) -> Tensor:
-        t = self._matrix(y, self.num_features)
-        if bool(((t != 0) & (t != 1)).any()):
-            raise ValueError("BernoulliEmission data must be 0/1 valued.")
-        return t
-
     def log_base(self, x: Tensor) -> Tensor | None:
         return None  # h = 1
-
-    def num_parameters(self) -> int:
-        return self.num_states * self.num_features
 
 
 class CategoricalEmission(_FamilyEmission):
@@ -324,7 +324,7 @@ class CategoricalEmission(_FamilyEmission):
         return self.num_states * (self.num_symbols - 1)
 
 
-class PoissonEmission(_FamilyEmission):
+class PoissonEmission(_PerCoordinateEmission):
     """K states × D independent counts: p̂(y | k) = Π_d λ_kd^y_d e^{−λ_kd} / y_d!.
 
     The family is ``genmodels.families.Poisson``: η_kd = log λ_kd; t(y) = y;
@@ -340,29 +340,10 @@ class PoissonEmission(_FamilyEmission):
     def __init__(self, num_states: int, num_features: int, rates: Any = None, *,
                  pseudo_count: float = 1e-6, dtype: Any = torch.float64,
                  device: Any = None) -> None:
-        d = check_positive_int(num_features, "num_features")
-        super().__init__(num_states, d, 1, pseudo_count=pseudo_count, dtype=dtype,
-                         device=device)
-        self.num_features = d
-        self.config = {"num_states": num_states, "num_features": d,
-                       "pseudo_count": self.pseudo_count, "dtype": str(self.natural.dtype)[6:]}
-        if rates is not None:
-            r = as_tensor(rates, name="rates", dtype=self.natural.dtype, device=device)
-            if r.shape != self.natural.shape or bool((r <= 0).any()):
-                raise ValueError(f"rates must have shape {tuple(self.natural.shape)} with "
-                                 "positive entries.")
-            self.natural = torch.log(r)
+        super().__init__(num_states, num_features, rates, pseudo_count=pseudo_count,
+                         dtype=dtype, device=device)
 
     @property
     def rates(self) -> Tensor:
         """λ_kd = exp η_kd. (K, D)."""
         return torch.exp(self.natural)
-
-    def data(self, y: Any) -> Tensor:
-        t = self._matrix(y, self.num_features)
-        if bool(((t < 0) | (t != torch.round(t))).any()):
-            raise ValueError("PoissonEmission data must be nonnegative integer counts.")
-        return t
-
-    def num_parameters(self) -> int:
-        return self.num_states * self.num_features

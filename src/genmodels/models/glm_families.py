@@ -321,41 +321,34 @@ class Family:
     #: only by its view: its ``CanonicalLink``).
     default_link: Callable[[], Link]
     canonical_link: Callable[[], Link]
+    variance: Callable[[Tensor], Tensor]
+    variance_deriv: Callable[[Tensor], Tensor]
+    unit_deviance: Callable[[Tensor, Tensor], Tensor]
+    log_likelihood_obs: Callable[..., Tensor]
 
     def __init__(self, view: ExponentialDispersion | None = None) -> None:
         if view is not None:
             self.view = view
         if not hasattr(self, "view"):
             raise ValueError(f"{type(self).__name__} needs a GLM view of a family.")
-        self.name: str = self.view.name
+        v = self.view
+        self.name: str = v.name
         #: True when φ is fixed at 1 (binomial, Poisson); otherwise it is estimated.
-        self.fixed_scale: bool = self.view.fixed_scale
+        self.fixed_scale: bool = v.fixed_scale
+        # the family's maths is its view's (genmodels.families.glm):
+        self.variance = v.variance  # V(μ) = ∇²A at the mean (Var[x] = φ V(μ))
+        self.variance_deriv = v.variance_deriv  # V′(μ)
+        self.unit_deviance = v.unit_deviance  # d(y, μ) = 2 [log p(y; μ=y) − log p(y; μ)]
+        self.log_likelihood_obs = v.log_likelihood  # log p(y_n | μ_n, φ/a_n), unweighted
 
         if not hasattr(type(self), "default_link"):  # a family known only by its view
             view = self.view
             self.default_link = lambda: CanonicalLink(view)
             self.canonical_link = self.default_link
 
-    def variance(self, mu: Tensor) -> Tensor:
-        """The variance function V(μ) (Var[x] = φ V(μ))."""
-        return self.view.variance(mu)
-
-    def variance_deriv(self, mu: Tensor) -> Tensor:
-        """V′(μ)."""
-        return self.view.variance_deriv(mu)
-
-    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
-        """d(y, μ) = 2 [log p(y; μ=y) − log p(y; μ)] at φ = 1, per observation."""
-        return self.view.unit_deviance(y, mu)
-
     def deviance(self, y: Tensor, mu: Tensor, prior_weights: Tensor) -> Tensor:
         """Σ_n a_n d(y_n, μ_n): twice the log-likelihood ratio to the saturated model (φ = 1)."""
         return (prior_weights * self.unit_deviance(y, mu)).sum()
-
-    def log_likelihood_obs(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
-                           trials: Tensor | None = None) -> Tensor:
-        """log p(y_n | μ_n, φ/a_n) per observation (frequency weights are applied outside)."""
-        return self.view.log_likelihood(y, mu, var_weights, scale, trials)
 
     def check_response(self, y: Tensor) -> None:
         """Raise ``ValueError`` if ``y`` lies outside the family's support."""
