@@ -12,9 +12,10 @@ whose optimality (KKT) conditions are, with the residual correlation g = λ Cᵀ
 
 Two solvers:
 
-* ``method="cd"``: cyclic coordinate descent with covariance (Gram) updates and active sets,
-  compiled with Numba (``_lasso_numba``), the rows split over threads. Exact coordinate minimisers,
-  so it reaches the KKT conditions to rounding error; the default.
+* ``method="cd"``: coordinate descent with covariance (Gram) updates — a few greedy steps, then
+  cyclic sweeps with active sets and a Newton step on the support — compiled with Numba
+  (``_lasso_numba``), the rows split over threads; it reaches the KKT conditions to rounding
+  error. The default.
 * ``method="fista"``: the accelerated proximal gradient (Beck & Teboulle 2009), vectorised over
   the batch in torch (so it runs on a GPU), with adaptive restart per datum (O'Donoghue & Candès
   2015); converged rows leave the working set.
@@ -54,6 +55,9 @@ __all__ = [
 ]
 
 METHODS = ("cd", "fista")
+#: coordinate descent's tuning (``_lasso_numba.cd_block``), measured on whitened 8×8 patches with
+#: 256 learned atoms: active-set sweeps per round, and greedy steps before the first round.
+_INNER, _GREEDY = 8, 32
 
 
 class LassoSolution(NamedTuple):
@@ -231,7 +235,7 @@ def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_i
     threads = n_threads if n_threads is not None else torch.get_num_threads()
     threads = max(1, min(int(threads), os.cpu_count() or 1, N))
     if threads == 1:
-        kern.cd_block(G, Q, X, t, tol_scaled, max_iter, n_iter, viol)
+        kern.cd_block(G, Q, X, t, tol_scaled, max_iter, n_iter, viol, _INNER, _GREEDY)
     else:
         # interleaved blocks of 64 rows balance threads when some data need more sweeps
         bounds = [*range(0, N, 64), N]
@@ -240,7 +244,7 @@ def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_i
         def run(share: list[tuple[int, int]]) -> None:
             for lo, hi in share:
                 kern.cd_block(G, Q[lo:hi], X[lo:hi], t, tol_scaled, max_iter, n_iter[lo:hi],
-                              viol[lo:hi])
+                              viol[lo:hi], _INNER, _GREEDY)
 
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, [blocks[i::threads] for i in range(threads)]))
