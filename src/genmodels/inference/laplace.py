@@ -87,29 +87,40 @@ def energy_hessian(neg_log_joint: NegLogJoint, x: Tensor) -> Tensor:
 def newton_mode(neg_log_joint: NegLogJoint, x0: Tensor, *,
                 hessian: Callable[[Tensor], Tensor] | None = None, tol: float = 1e-10,
                 max_iter: int = 100) -> Tensor:
-    """The mode of exp(−E) per datum by Newton's method with backtracking.
+    """A local minimum of E per datum (the mode of exp(−E)) by Newton's method with backtracking.
 
-    Each step solves H d = −∇E (H from ``hessian`` or autograd; where H is not positive definite
-    the step falls back to −∇E scaled by 1/max|diag H|), then halves the step per datum until E
-    does not increase (at most 30 halvings). Stops when every datum's max|∇E| ≤ tol.
-    x0: (*batch, K) → (*batch, K)."""
+    Where H (from ``hessian`` or autograd) is positive definite the step solves H d = −∇E. Where
+    it is not, the step is the saddle-free Newton step d = −V|Λ|⁻¹Vᵀ∇E (Dauphin et al. 2014),
+    plus, near a stationary point, a move along the most negative curvature direction, so the
+    search leaves saddles instead of stopping there. The step is then halved per datum until E
+    does not increase (at most 40 halvings). Stops when every datum has max|∇E| ≤ tol and a positive
+    definite Hessian. x0: (*batch, K) → (*batch, K)."""
     max_iter = check_positive_int(max_iter, "max_iter")
     x = x0.detach().clone()
     hess = hessian if hessian is not None else (lambda z: energy_hessian(neg_log_joint, z))
     for _ in range(max_iter):
         e, g = energy_gradient(neg_log_joint, x)
-        if float(g.abs().amax()) <= tol:
-            break
         H = hess(x)
         L, info = torch.linalg.cholesky_ex(H)
-        ok = info == 0
-        d = torch.where(ok[..., None], -torch.cholesky_solve(g[..., None], L)[..., 0],
-                        -g / H.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
-                        .clamp_min(1.0))
+        pd = info == 0
+        small = g.abs().amax(-1) <= tol
+        if bool((small & pd).all()):
+            break
+        d = torch.where(pd[..., None], -torch.cholesky_solve(g[..., None], L)[..., 0],
+                        torch.zeros_like(g))
+        if not bool(pd.all()):
+            w, V = torch.linalg.eigh(H[~pd])
+            scale = w.abs().clamp_min(1e-8 * float(w.abs().amax().clamp_min(1.0)))
+            gb = g[~pd]
+            sfn = -(V @ ((V.mT @ gb[..., None])[..., 0] / scale)[..., None])[..., 0]
+            v = V[..., 0]  # the most negative curvature direction
+            sgn = torch.where((gb * v).sum(-1) > 0, -1.0, 1.0).to(g.dtype)
+            neg = sgn[..., None] * v / w[..., 0].abs().sqrt()[..., None]
+            d[~pd] = sfn + neg
         step = torch.ones_like(e)
-        accepted = torch.zeros_like(e, dtype=torch.bool)
+        accepted = small & pd
         x_new = x
-        for _ in range(30):
+        for _ in range(40):
             cand = x + step[..., None] * d
             e_new = neg_log_joint(cand).detach()
             good = (e_new <= e) & ~accepted
