@@ -113,6 +113,7 @@ class NoiseConditionalScoreModel(nn.Module):
             raise ValueError("sigmas must be a non-empty, strictly decreasing sequence of "
                              "positive noise levels.")
         self.net = net
+        self.sigmas: Tensor
         self.register_buffer("sigmas", s)
 
     def forward(self, y: Tensor, sigma: Tensor) -> Tensor:
