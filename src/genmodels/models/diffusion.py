@@ -745,6 +745,36 @@ class GaussianDiffusion(nn.Module):
         return ddim_sample(self.predict_x0, self.schedule, xL, steps=steps or self.schedule.L,
                            eta=eta, generator=generator, return_chain=return_chain)
 
+    # -- saving (genmodels.io): the denoiser must itself be savable (a genmodels denoiser)
+    def get_config(self) -> dict[str, Any]:
+        from genmodels.io import Savable, class_path
+
+        if not isinstance(self.denoiser, Savable):
+            raise ValueError(f"the denoiser {type(self.denoiser).__name__} is not savable; "
+                             "save its state_dict yourself or use a genmodels denoiser.")
+        return {"denoiser_class": class_path(self.denoiser),
+                "denoiser_config": self.denoiser.get_config(),
+                "parameterisation": self.parameterisation.name,
+                "weighting": self.weighting, "reverse_variance": self.reverse_variance}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {f"denoiser.{k}": v.detach().contiguous()
+               for k, v in self.denoiser.state_dict().items()}
+        out["schedule.alpha"], out["schedule.sigma"] = self.schedule.alpha, self.schedule.sigma
+        return out
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> GaussianDiffusion:
+        from genmodels.io import import_class
+
+        den = import_class(config["denoiser_class"]).from_saved(
+            config["denoiser_config"],
+            {k.removeprefix("denoiser."): v for k, v in tensors.items()
+             if k.startswith("denoiser.")})
+        sched = GaussianSchedule(tensors["schedule.alpha"].cpu(), tensors["schedule.sigma"].cpu())
+        return cls(den, sched, config["parameterisation"], weighting=config["weighting"],
+                   reverse_variance=config["reverse_variance"])
+
     def elbo(self, x0: Tensor, *, levels_of_data: int | None = None, chunk: int = 64,
              generator: torch.Generator | None = None) -> DiffusionELBO:
         """``diffusion_elbo`` of this model on x0 (N, *event)."""
