@@ -36,11 +36,38 @@ __all__ = [
     "score_from_energy",
 ]
 
-PredictX0 = Callable[[Tensor, Tensor], Tensor]
+PredictX0 = Callable[[Tensor, int], Tensor]
 
 
-def _levels(l: int, x: Tensor) -> Tensor:
-    return torch.full((x.shape[0],), int(l), dtype=torch.long, device=x.device)
+def _check_level(l: int, L: int, name: str = "l", minimum: int = 1) -> int:
+    if isinstance(l, bool) or (not isinstance(l, int) and not (
+            isinstance(l, Tensor) and l.numel() == 1 and not l.is_floating_point())):
+        raise ValueError(f"{name} must be an integer level, got {l!r}.")
+    l = int(l)
+    if not minimum <= l <= L:
+        raise ValueError(f"{name} must lie in {minimum}..{L} (the schedule has L = {L} "
+                         f"levels), got {l}.")
+    return l
+
+
+def _step_coefficients(schedule: GaussianSchedule, reverse_variance: str
+                       ) -> tuple[list[float], list[float], list[float]]:
+    """For every l = 1..L (index l): the posterior-mean coefficients of Eq. 8.38 for the step
+    l → l−1, μ = c0 m̂ + cm x_l, and the reverse standard deviation σ_l; cached per schedule."""
+    key = f"_step_coefficients_{reverse_variance}"
+    cached = getattr(schedule, key, None)
+    if cached is None:
+        L = schedule.L
+        m = torch.arange(1, L + 1)
+        l = m - 1
+        ratio = schedule._snr_ratio(m, l)
+        c0 = schedule.alpha[l] * (1 - ratio)
+        cm = schedule.alpha[m] / schedule.alpha[l] * schedule.sigma[l] ** 2 / schedule.sigma[m] ** 2
+        sd = reverse_variances(schedule, reverse_variance).sqrt()
+        nan = [float("nan")]
+        cached = (nan + c0.tolist(), nan + cm.tolist(), nan + sd.tolist())
+        setattr(schedule, key, cached)
+    return cached
 
 
 def ancestral_step(x0_hat: Tensor, x: Tensor, l: int, schedule: GaussianSchedule,
@@ -53,15 +80,14 @@ def ancestral_step(x0_hat: Tensor, x: Tensor, l: int, schedule: GaussianSchedule
 
     x0_hat: m̂(x_l, l) (N, *event); noise: z (default drawn from ``generator``).
     """
-    l = int(schedule.check_levels(l, "l"))
-    sched = schedule.to(x.device)
-    mean, _ = sched.q_posterior(_levels(l - 1, x), _levels(l, x), x0_hat, x)
+    l = _check_level(l, schedule.L)
+    c0, cm, sd = _step_coefficients(schedule, reverse_variance)
+    mean = c0[l] * x0_hat + cm[l] * x
     if l == 1:
         return mean
     if noise is None:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    sd = reverse_variances(schedule, reverse_variance)[l - 1].sqrt()
-    return mean + sd.to(x.dtype) * noise
+    return mean + sd[l] * noise
 
 
 def ancestral_sample(predict_x0: PredictX0, schedule: GaussianSchedule, xL: Tensor, *,
@@ -69,9 +95,9 @@ def ancestral_sample(predict_x0: PredictX0, schedule: GaussianSchedule, xL: Tens
                      return_chain: bool = False, chain_every: int | None = None) -> Any:
     """Run the chain from x_L (N, *event) through every level to x_0 (DDPM sampling).
 
-    predict_x0: ``(x_l, l (N,) long) -> m̂(x_l, l)``. With ``return_chain``, returns
-    (x_0, levels, states): the states (S, N, *event) at levels every ``chain_every`` steps
-    (default L/10) and the last.
+    predict_x0: ``(x_l, l) -> m̂(x_l, l)`` with l an int level. With ``return_chain``,
+    returns (x_0, levels, states): the states (S, N, *event) at levels every ``chain_every``
+    steps (default L/10) and the last.
     """
     x = xL
     L = schedule.L
@@ -82,7 +108,7 @@ def ancestral_sample(predict_x0: PredictX0, schedule: GaussianSchedule, xL: Tens
         if return_chain and (l % every == 0 or l == L):
             levels.append(l)
             states.append(x)
-        x = ancestral_step(predict_x0(x, _levels(l, x)), x, l, schedule,
+        x = ancestral_step(predict_x0(x, l), x, l, schedule,
                            reverse_variance=reverse_variance, generator=generator)
     if return_chain:
         return x, [*levels, 0], torch.stack([*states, x])
@@ -99,8 +125,8 @@ def ddim_step(x0_hat: Tensor, x: Tensor, l: int, l_prev: int, schedule: Gaussian
 
     eps_hat: the noise estimate if the denoiser gives it directly (else derived from m̂).
     """
-    l = int(schedule.check_levels(l, "l"))
-    lp = int(schedule.check_levels(l_prev, "l_prev", minimum=0))
+    l = _check_level(l, schedule.L)
+    lp = _check_level(l_prev, schedule.L, "l_prev", minimum=0)
     if lp >= l:
         raise ValueError(f"l_prev must be below l, got l={l}, l_prev={lp}.")
     eta = check_nonnegative_float(eta, "eta")
@@ -138,7 +164,7 @@ def ddim_sample(predict_x0: PredictX0, schedule: GaussianSchedule, xL: Tensor, *
     x = xL
     states = [x]
     for l, lp in pairwise(lv):
-        x = ddim_step(predict_x0(x, _levels(l, x)), x, l, lp, schedule, eta,
+        x = ddim_step(predict_x0(x, l), x, l, lp, schedule, eta,
                       generator=generator)
         states.append(x)
     if return_chain:

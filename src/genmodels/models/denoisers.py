@@ -36,7 +36,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
 
 class MLPDenoiser(SavableModule):
-    """h_0 = W_in x + T_0 e(t); h_k = h_{k−1} + W_k SiLU(h_{k−1}) + T_k e(t); out = W_out SiLU(h).
+    """h_0 = W_in x + τ(t); h_k = h_{k−1} + W_k SiLU(h_{k−1} + τ(t)); out = W_out SiLU(h_K),
+    with τ(t) an MLP of the sinusoidal embedding of t.
 
     dim: D; hidden: width; n_layers: residual blocks; time_dim: embedding width.
     """
@@ -52,7 +53,7 @@ class MLPDenoiser(SavableModule):
             if seed is not None:
                 torch.manual_seed(seed)
             self.time = nn.Sequential(nn.Linear(time_dim, hidden, dtype=dt), nn.SiLU(),
-                                      nn.Linear(hidden, (n_layers + 1) * hidden, dtype=dt))
+                                      nn.Linear(hidden, hidden, dtype=dt))
             self.inp = nn.Linear(dim, hidden, dtype=dt)
             self.blocks = nn.ModuleList(nn.Linear(hidden, hidden, dtype=dt)
                                         for _ in range(n_layers))
@@ -63,11 +64,10 @@ class MLPDenoiser(SavableModule):
                        "seed": seed}
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        temb = self.time(sinusoidal_embedding(t.to(x.dtype), self.time_dim))
-        temb = temb.view(x.shape[0], -1, self.hidden)  # (N, n_layers + 1, H)
-        h = self.inp(x) + temb[:, 0]
-        for k, block in enumerate(self.blocks):
-            h = h + block(nn.functional.silu(h)) + temb[:, k + 1]
+        temb = self.time(sinusoidal_embedding(t.to(x.dtype), self.time_dim))  # (N, H)
+        h = self.inp(x) + temb
+        for block in self.blocks:
+            h = h + block(nn.functional.silu(h + temb))
         return self.out(nn.functional.silu(h))
 
 

@@ -143,11 +143,15 @@ class GaussianSchedule:
         return cls(torch.cat([one, a.sqrt()]), torch.cat([zero, (1 - a).sqrt()]))
 
     @classmethod
-    def linear(cls, L: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-               ) -> GaussianSchedule:
-        """DDPM's linear β schedule (Ho et al. 2020): β_l evenly from beta_start to beta_end."""
+    def linear(cls, L: int = 1000, beta_start: float | None = None,
+               beta_end: float | None = None) -> GaussianSchedule:
+        """DDPM's linear β schedule (Ho et al. 2020): β_l evenly from beta_start to beta_end,
+        by default 1e-4 and 0.02 at L = 1000, scaled by 1000/L for other L (Nichol & Dhariwal
+        2021) so that x_L is close to N(0, I) whatever L."""
         L = check_positive_int(L, "L")
-        return cls.from_betas(torch.linspace(beta_start, beta_end, L, dtype=torch.float64))
+        start = 1e-4 * 1000 / L if beta_start is None else beta_start
+        end = min(0.02 * 1000 / L, 0.999) if beta_end is None else beta_end
+        return cls.from_betas(torch.linspace(start, end, L, dtype=torch.float64))
 
     @classmethod
     def cosine(cls, L: int = 1000, s: float = 0.008, max_beta: float = 0.999
@@ -709,20 +713,33 @@ class GaussianDiffusion(nn.Module):
                               weighting=self.weighting, reverse_variance=self.reverse_variance,
                               generator=generator).mean()
 
-    def predict_x0(self, x: Tensor, l: Tensor | int) -> Tensor:
-        """m̂(x_l, l): the denoiser's estimate of E[x_0 | x_l] (N, *event)."""
-        lv = torch.as_tensor(l, device=x.device).long().expand(x.shape[0])
+    def _coefficients(self, x: Tensor, l: Tensor | int) -> tuple[Any, Any, Tensor]:
+        """(α_l, s_l, t = l/L) broadcastable against x: Python floats for one int level (the
+        samplers' case: no indexing per step), else (N, 1, ...) tensors."""
+        L = self.schedule.L
+        if isinstance(l, int):
+            if not 0 <= l <= L:
+                raise ValueError(f"l must lie in 0..{L}, got {l}.")
+            cache = self.__dict__.get("_alpha_sigma_lists")
+            if cache is None:
+                cache = (self.schedule.alpha.tolist(), self.schedule.sigma.tolist())
+                self.__dict__["_alpha_sigma_lists"] = cache
+            t = torch.full((x.shape[0],), l / L, dtype=x.dtype, device=x.device)
+            return cache[0][l], cache[1][l], t
+        lv = self.schedule.check_levels(l, minimum=0).to(x.device).expand(x.shape[0])
         a = _bcast(self.schedule.alpha.to(x.device)[lv], x)
         s = _bcast(self.schedule.sigma.to(x.device)[lv], x)
-        out = self.denoiser(x, lv.to(x.dtype) / self.schedule.L)
-        return self.parameterisation.to_x0(out, x, a, s)
+        return a, s, lv.to(x.dtype) / L
+
+    def predict_x0(self, x: Tensor, l: Tensor | int) -> Tensor:
+        """m̂(x_l, l): the denoiser's estimate of E[x_0 | x_l] (N, *event)."""
+        a, s, t = self._coefficients(x, l)
+        return self.parameterisation.to_x0(self.denoiser(x, t), x, a, s)
 
     def score(self, x: Tensor, l: Tensor | int) -> Tensor:
         """Eq. 8.47: f̂(x_l, l) = (α_l m̂ − x_l)/s_l², the estimated force of p(x_l)."""
-        lv = torch.as_tensor(l, device=x.device).long().expand(x.shape[0])
-        a = _bcast(self.schedule.alpha.to(x.device)[lv], x)
-        s = _bcast(self.schedule.sigma.to(x.device)[lv], x)
-        return (a * self.predict_x0(x, lv) - x) / s**2
+        a, s, t = self._coefficients(x, l)
+        return self.parameterisation.to_score(self.denoiser(x, t), x, a, s)
 
     @torch.no_grad()
     def sample(self, n: int, event_shape: tuple[int, ...], *,

@@ -284,6 +284,27 @@ class Flow(nn.Module):
             prior = PRIORS[check_choice(prior, "prior", tuple(PRIORS))]()
         self.prior = prior
         self.dequantise = UniformDequantisation() if dequantise else None
+        self.config: dict[str, Any] | None = None  # set by the builders: saving rebuilds
+
+    # -- saving (genmodels.io), for flows made by ``nice`` / ``realnvp``
+    def get_config(self) -> dict[str, Any]:
+        if self.config is None:
+            raise ValueError("only flows built by nice() or realnvp() can be saved by config; "
+                             "save the state_dict of a hand-assembled flow yourself.")
+        return dict(self.config)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> Flow:
+        cfg = dict(config)
+        builder = {"nice": nice, "realnvp": realnvp}[cfg.pop("builder")]
+        pre = cfg.pop("preprocess")
+        cfg["dtype"] = getattr(torch, cfg["dtype"])
+        flow = builder(**cfg, preprocess=None if pre is None else ElementwiseAffine(*pre))
+        flow.load_state_dict(tensors)
+        return flow
 
     def log_prob(self, y: Tensor) -> Tensor:
         if y.dim() != 2 or y.shape[1] != self.dim:
@@ -361,7 +382,10 @@ def nice(dim: int, *, n_couplings: int = 4, hidden: int = 256, n_hidden: int = 3
             layers.append(AdditiveCoupling(m, coupling_net(na, dim - na, hidden, n_hidden,
                                                            dtype=dtype)))
         layers.append(DiagonalScaling(dim, dtype=dtype))
-    return Flow(Composition(layers), dim, prior, dequantise=dequantise)
+    flow = Flow(Composition(layers), dim, prior, dequantise=dequantise)
+    flow.config = _builder_config("nice", dim, n_couplings, hidden, n_hidden, prior, preprocess,
+                                  dequantise, dtype, seed)
+    return flow
 
 
 def realnvp(dim: int, *, n_couplings: int = 4, hidden: int = 256, n_hidden: int = 2,
@@ -380,4 +404,16 @@ def realnvp(dim: int, *, n_couplings: int = 4, hidden: int = 256, n_hidden: int 
             na = int(m.sum())
             layers.append(AffineCoupling(m, coupling_net(na, 2 * (dim - na), hidden, n_hidden,
                                                          dtype=dtype)))
-    return Flow(Composition(layers), dim, prior, dequantise=dequantise)
+    flow = Flow(Composition(layers), dim, prior, dequantise=dequantise)
+    flow.config = _builder_config("realnvp", dim, n_couplings, hidden, n_hidden, prior,
+                                  preprocess, dequantise, dtype, seed)
+    return flow
+
+
+def _builder_config(builder: str, dim: int, n_couplings: int, hidden: int, n_hidden: int,
+                    prior: str, preprocess: ElementwiseAffine | None, dequantise: bool,
+                    dtype: torch.dtype, seed: int | None) -> dict[str, Any]:
+    pre = None if preprocess is None else [preprocess.shift.tolist(), preprocess.scale.tolist()]
+    return {"builder": builder, "dim": dim, "n_couplings": n_couplings, "hidden": hidden,
+            "n_hidden": n_hidden, "prior": prior, "preprocess": pre, "dequantise": dequantise,
+            "dtype": str(dtype).removeprefix("torch."), "seed": seed}
