@@ -344,7 +344,7 @@ def alternating_masks(dim: int, n: int) -> list[Tensor]:
     """n masks over dim ≥ 2 dimensions alternating between the odd and even indices (NICE)."""
     dim = check_positive_int(dim, "dim", minimum=2)
     even = torch.arange(dim) % 2 == 0
-    return [even if i % 2 == 0 else ~even for i in range(check_positive_int(n, "n"))]
+    return [(even if i % 2 == 0 else ~even).clone() for i in range(check_positive_int(n, "n"))]
 
 
 def coupling_net(d_in: int, d_out: int, hidden: int, n_hidden: int, *,
