@@ -261,9 +261,17 @@ class GaussianSchedule:
         return mean, self.sigma[li] ** 2 * (1 - ratio)
 
     def to(self, device: torch.device | str) -> GaussianSchedule:
-        out = object.__new__(GaussianSchedule)
-        out.alpha, out.sigma = self.alpha.to(device), self.sigma.to(device)
-        return out
+        """This schedule with its arrays on ``device`` (itself when already there; copies are
+        cached, so a training loop does not copy every step)."""
+        device = torch.device(device)
+        if self.alpha.device == device:
+            return self
+        copies = self.__dict__.setdefault("_copies", {})
+        if device not in copies:
+            out = object.__new__(GaussianSchedule)
+            out.alpha, out.sigma = self.alpha.to(device), self.sigma.to(device)
+            copies[device] = out
+        return copies[device]
 
 
 class LogSNRSchedule:
@@ -494,6 +502,14 @@ def level_weights(schedule: GaussianSchedule, weighting: str = "elbo",
     ``"simple"``: w_l = ρ_l², i.e. the unweighted ‖ε − ε̂‖² of Ho et al. 2020.
     """
     weighting = check_choice(weighting, "weighting", WEIGHTINGS)
+    cache = schedule.__dict__.setdefault("_weights", {})
+    key = (weighting, reverse_variance)
+    if key not in cache:
+        cache[key] = _level_weights(schedule, weighting, reverse_variance)
+    return cache[key].clone()
+
+
+def _level_weights(schedule: GaussianSchedule, weighting: str, reverse_variance: str) -> Tensor:
     l = torch.arange(1, schedule.L + 1)
     if weighting == "simple":
         return schedule.snr[l]
@@ -528,7 +544,8 @@ def diffusion_loss(denoiser: Callable[[Tensor, Tensor], Tensor], x0: Tensor,
     n = x0.shape[0]
     if levels is None:
         levels = torch.randint(1, schedule.L + 1, (n,), generator=generator, device=x0.device)
-    levels = schedule.check_levels(levels, "levels").to(x0.device)
+    else:
+        levels = schedule.check_levels(levels, "levels").to(x0.device)
     if eps is None:
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     sched = schedule if schedule.alpha.device == x0.device else schedule.to(x0.device)

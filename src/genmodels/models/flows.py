@@ -110,6 +110,16 @@ class _Coupling(Bijection):
         self.register_buffer("mask", m)
         self.register_buffer("idx_a", torch.nonzero(m).squeeze(1))
         self.register_buffer("idx_b", torch.nonzero(~m).squeeze(1))
+        # position of each dimension in cat([x^a, x^b]): joining is one gather
+        self.inv_perm: Tensor
+        self.register_buffer("inv_perm", torch.argsort(torch.cat([self.idx_a, self.idx_b])))
+        d = m.numel()
+        # NICE's alternating partitions: views and one interleave instead of gathers
+        self._parity: int | None = None
+        if d % 2 == 0 and bool((m == (torch.arange(d) % 2 == 0)).all()):
+            self._parity = 0
+        elif d % 2 == 0 and bool((m == (torch.arange(d) % 2 == 1)).all()):
+            self._parity = 1
         self.net = net
         self._out = out_per_dim
 
@@ -125,13 +135,16 @@ class _Coupling(Bijection):
         if x.dim() != 2 or x.shape[1] != self.mask.numel():
             raise ValueError(f"expected x of shape (N, {self.mask.numel()}), got "
                              f"{tuple(x.shape)}.")
+        if self._parity is not None:
+            p = self._parity
+            return x[:, p::2], x[:, 1 - p::2]
         return x[:, self.idx_a], x[:, self.idx_b]
 
     def _join(self, xa: Tensor, xb: Tensor) -> Tensor:
-        out = torch.empty(xa.shape[0], self.mask.numel(), dtype=xa.dtype, device=xa.device)
-        out[:, self.idx_a] = xa
-        out[:, self.idx_b] = xb
-        return out
+        if self._parity is not None:
+            pair = (xa, xb) if self._parity == 0 else (xb, xa)
+            return torch.stack(pair, 2).reshape(xa.shape[0], -1)
+        return torch.cat([xa, xb], 1)[:, self.inv_perm]
 
 
 class AdditiveCoupling(_Coupling):
