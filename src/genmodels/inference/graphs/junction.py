@@ -21,6 +21,7 @@ All tables are log-tables (logsumexp for Σ, + for Π).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -136,7 +137,8 @@ def _reduce(table: Tensor, axes: tuple[int, ...], kind: str) -> Tensor:
 class MAPAssignment(NamedTuple):
     """The most probable joint state.
 
-    assignment: {variable: state index} for every variable of the (reduced) graph.
+    assignment: {variable: state index} for every variable of the graph (observed ones at
+        their evidence).
     log_value: log Π_a ψ_a at the assignment (for a normalised network with evidence e,
         log p̂(x*, e)).
     log_partition: log Z, so log_value − log_partition = log p̂(x* | e).
@@ -224,6 +226,7 @@ class JunctionTree:
                        key=lambda i: len(sets[i]))
             self.assignment[home].append(a)
         self._home: dict[frozenset[str], int] = {}
+        self._psi: list[Tensor] | None = None
 
     @property
     def treewidth(self) -> int:
@@ -245,25 +248,43 @@ class JunctionTree:
             self._home[key] = min(cands, key=lambda i: len(self.cliques[i]))
         return self._home[key]
 
-    def potentials(self) -> list[Tensor]:
-        """log ψ_C = Σ_{a→C} log ψ_a, each over its clique's axes (step 3)."""
-        card = self.graph.cardinalities
-        out = []
-        for c, members in zip(self.cliques, self.assignment):
-            t = torch.zeros([card[v] for v in c], dtype=torch.float64)
-            for a in members:
-                t = t + expand_to(self.graph.factors[a], c)
-            out.append(t)
-        return out
+    def potentials(self, evidence: Mapping[str, int] | None = None) -> list[Tensor]:
+        """log ψ_C = Σ_{a→C} log ψ_a, each over its clique's axes (step 3), times the
+        indicator 1[x_v = e_v] of each observed variable in its smallest clique — so one tree
+        serves every evidence set (the observed variables stay in the cliques, fixed)."""
+        if self._psi is None:
+            card = self.graph.cardinalities
+            out = []
+            for c, members in zip(self.cliques, self.assignment):
+                t = torch.zeros([card[v] for v in c], dtype=torch.float64)
+                for a in members:
+                    t = t + expand_to(self.graph.factors[a], c)
+                out.append(t)
+            self._psi = out
+        if not evidence:
+            return list(self._psi)
+        psi = list(self._psi)
+        for v, s in evidence.items():
+            i = self.home((v,))
+            k = self.graph.cardinalities[v]
+            if not 0 <= int(s) < k:
+                raise ValueError(f"evidence {v}={s} is outside its domain 0..{k - 1}.")
+            ind = torch.full((k,), -math.inf, dtype=torch.float64)
+            ind[int(s)] = 0.0
+            psi[i] = psi[i] + _expand((v,), ind, self.cliques[i])
+        return psi
 
-    def calibrate(self, kind: str = "sum") -> Calibration:
+    def calibrate(self, kind: str = "sum", evidence: Mapping[str, int] | None = None
+                  ) -> Calibration:
         """Shafer–Shenoy calibration (step 4): collect to the root, distribute back.
 
         kind: "sum" (sum-product: marginals and log Z) or "max" (max-product: max-marginals
-        and the log of the largest unnormalised probability).
+        and the log of the largest unnormalised probability). evidence: {v: state index}
+        entered as indicator potentials; then log_partition = log Σ_x Π ψ 1[x_e = e] (log
+        p̂(e) for a normalised network) and the marginals are conditional on e.
         """
         check_choice(kind, "kind", ("sum", "max"))
-        psi = self.potentials()
+        psi = self.potentials(evidence)
         cl = self.cliques
         up: dict[int, Tensor] = {}  # message child → parent, over the separator (clique order)
         down: dict[int, Tensor] = {}  # message parent → child
@@ -300,11 +321,12 @@ class JunctionTree:
         beliefs = [b + self._constant for b in beliefs]
         return Calibration(self, kind, beliefs, log_z)
 
-    def map_assignment(self, calibration: Calibration | None = None) -> MAPAssignment:
+    def map_assignment(self, calibration: Calibration | None = None,
+                       evidence: Mapping[str, int] | None = None) -> MAPAssignment:
         """The most probable joint state, decoded from max-product beliefs: the root's argmax,
         then each child's argmax given its separator's chosen states (consistent because the
         max-marginals are calibrated; K&F §13.3)."""
-        cal = calibration if calibration is not None else self.calibrate("max")
+        cal = calibration if calibration is not None else self.calibrate("max", evidence)
         if cal.kind != "max":
             raise ValueError("map_assignment needs a max-product calibration (kind='max').")
         states: dict[str, int] = {}
@@ -319,7 +341,7 @@ class JunctionTree:
                     states[v] = s
         st = torch.tensor([[states[v] for v in self.graph.variables]])
         log_value = self.graph.log_unnormalised(st)[0]
-        log_z = self.calibrate("sum").log_partition
+        log_z = self.calibrate("sum", evidence).log_partition
         return MAPAssignment(states, log_value, log_z)
 
 

@@ -104,6 +104,8 @@ class BayesianNetwork:
                         f"states but axis {a} of the table has {c.table.shape[a]}: "
                         "inconsistent cardinalities.")
         self.variables: list[str] = self._topological_order()
+        self._graph: FactorGraph | None = None
+        self._trees: dict[str, JunctionTree] = {}
 
     def _topological_order(self) -> list[str]:
         state: dict[str, int] = {}  # 1 on the stack, 2 done
@@ -148,8 +150,12 @@ class BayesianNetwork:
         return self.cpds[v].parents
 
     def factor_graph(self) -> FactorGraph:
-        """The network as factors ψ_v(x_pa(v), x_v) = p̂(x_v | x_pa(v)) (Z = 1)."""
-        return FactorGraph([self.cpds[v].factor() for v in self.variables], self.cardinalities)
+        """The network as factors ψ_v(x_pa(v), x_v) = p̂(x_v | x_pa(v)) (Z = 1); built once
+        (the tables are not changed after construction)."""
+        if self._graph is None:
+            self._graph = FactorGraph([self.cpds[v].factor() for v in self.variables],
+                                      self.cardinalities)
+        return self._graph
 
     def evidence_indices(self, evidence: Mapping[str, int | str] | None) -> dict[str, int]:
         """Evidence given by state name or index, as indices; ``ValueError`` for an unknown
@@ -170,23 +176,25 @@ class BayesianNetwork:
                 out[v] = int(s)
         return out
 
-    def junction_tree(self, evidence: Mapping[str, int | str] | None = None,
-                      heuristic: str = "min_fill") -> JunctionTree:
-        """A junction tree of p̂(x, e) (the factor graph reduced by the evidence)."""
-        g = self.factor_graph()
-        ev = self.evidence_indices(evidence)
-        return JunctionTree(g.reduce(ev) if ev else g, heuristic)
+    def junction_tree(self, heuristic: str = "min_fill") -> JunctionTree:
+        """The network's junction tree, built once per heuristic; evidence enters at
+        calibration."""
+        if heuristic not in self._trees:
+            self._trees[heuristic] = JunctionTree(self.factor_graph(), heuristic)
+        return self._trees[heuristic]
 
     def query(self, evidence: Mapping[str, int | str] | None = None,
               heuristic: str = "min_fill") -> Calibration:
-        """Calibrated junction tree of p̂(x | e): ``.marginals()``, ``.marginal(vars)``, and
-        ``.log_partition`` = log p̂(e)."""
-        return self.junction_tree(evidence, heuristic).calibrate("sum")
+        """Calibrated junction tree of p̂(x | e): ``.marginals()``, ``.marginal(vars)`` (one-hot
+        for observed variables), and ``.log_partition`` = log p̂(e)."""
+        return self.junction_tree(heuristic).calibrate("sum", self.evidence_indices(evidence))
 
     def map_assignment(self, evidence: Mapping[str, int | str] | None = None,
                        heuristic: str = "min_fill") -> MAPAssignment:
-        """argmax_x p̂(x | e) over the unobserved variables, with log p̂(x*, e) and log p̂(e)."""
-        return self.junction_tree(evidence, heuristic).map_assignment()
+        """argmax_x p̂(x | e) (the observed variables at their values), with log p̂(x*, e)
+        and log p̂(e)."""
+        return self.junction_tree(heuristic).map_assignment(
+            evidence=self.evidence_indices(evidence))
 
     def log_prob(self, states: Tensor) -> Tensor:
         """log p̂(x) at full assignments; states: (N, V) integer, columns in ``variables``."""
