@@ -82,6 +82,11 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # harmoniums (RBMs), partition functions, contrastive divergence (issue 10)
+    "Harmonium": "genmodels.models.harmonium",
+    **{name: "genmodels.inference.partition" for name in (
+        "PartitionEstimate", "exact_log_partition", "ais_log_partition",
+        "partition_function_bruteforce")},
 }
 
 __all__ = [
