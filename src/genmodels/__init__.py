@@ -87,6 +87,9 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.inference.partition" for name in (
         "PartitionEstimate", "exact_log_partition", "ais_log_partition",
         "partition_function_bruteforce")},
+    **{name: "genmodels.learning.contrastive" for name in (
+        "BoltzmannLearner", "CDNegative", "PersistentNegative", "ExactNegative",
+        "boltzmann_gradient")},
 }
 
 __all__ = [
