@@ -84,6 +84,7 @@ _LAZY: dict[str, str] = {
     "Word2Vec": "genmodels.estimators.word2vec",
     # harmoniums (RBMs), partition functions, contrastive divergence (issue 10)
     "Harmonium": "genmodels.models.harmonium",
+    "BernoulliRBM": "genmodels.estimators.rbm",
     **{name: "genmodels.inference.partition" for name in (
         "PartitionEstimate", "exact_log_partition", "ais_log_partition",
         "partition_function_bruteforce")},
