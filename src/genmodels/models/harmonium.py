@@ -177,6 +177,9 @@ class BernoulliLayer(Layer):
     def log_base(self, x: Tensor) -> Tensor:
         return x.new_zeros(x.shape[:-1])
 
+    def self_energy(self, x: Tensor) -> Tensor:
+        return -(x @ self.bias)  # log h = 0: one operation on the training path
+
     def log_partition(self, natural: Tensor) -> Tensor:
         return Bernoulli.log_partition(natural[..., None]).sum(-1)
 
@@ -458,11 +461,17 @@ class Harmonium(SavableModule):
     # ------------------------------------------------------------------ the model
     def hidden_natural(self, y: Tensor) -> Tensor:
         """η(y) = b_x + W U(y) (B:1052). y: (*, size_y) → (*, S_x)."""
-        return self.b_x + self.visible.stats(y) @ self.weight.mT
+        u = self.visible.stats(y)
+        if u.dim() == 2:  # one fused kernel on the training path
+            return torch.addmm(self.b_x, u, self.weight.mT)
+        return self.b_x + u @ self.weight.mT
 
     def visible_natural(self, x: Tensor) -> Tensor:
         """ζ(x) = b_y + Wᵀ T(x) (B:1052). x: (*, size_x) → (*, S_y)."""
-        return self.b_y + self.hidden.stats(x) @ self.weight
+        t = self.hidden.stats(x)
+        if t.dim() == 2:
+            return torch.addmm(self.b_y, t, self.weight)
+        return self.b_y + t @ self.weight
 
     def posterior(self, y: Tensor) -> ExponentialFamily:
         """p̂(x | y), the hidden layer's family with natural parameters η(y) (B:1058)."""
