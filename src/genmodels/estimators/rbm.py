@@ -75,18 +75,24 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
             standardise the data first), ``"gaussian-learned"`` (σ learned) or ``"poisson"``
             (counts).
         momentum, weight_decay: of the SGD optimiser (Hinton 2010, §9–10).
+        solver: ``"trainer"`` (the Boltzmann gradient through ``learning.trainer``),
+            ``"compiled"`` (the same SGD update as a Numba kernel, ``models._rbm_numba``:
+            binary visibles, CD/PCD, float64 on the CPU) or ``"auto"`` (compiled where it
+            applies). The two draw different random numbers, so their fits differ by Monte
+            Carlo noise, not in expectation.
         dtype, device: of the computation.
 
     Fitted attributes: ``components_`` (H, D) W; ``intercept_hidden_`` (H,) b_x;
     ``intercept_visible_`` (D,) b_y; ``model_`` the ``Harmonium``; ``persistent_chains_`` (PCD);
-    ``n_features_in_``; ``train_history_``.
+    ``n_features_in_``; ``train_history_`` (per epoch: the mean surrogate loss on the trainer
+    path, the mean ‖ΔW‖² of the compiled kernel).
     """
 
     def __init__(self, n_components: int = 256, *, learning_rate: float = 0.1,
                  batch_size: int = 10, n_iter: int = 10, verbose: int = 0,
                  random_state: Any = None, method: str = "pcd", k: int = 1,
                  visible: str = "bernoulli", momentum: float = 0.0, weight_decay: float = 0.0,
-                 dtype: Any = "float64", device: Any = None) -> None:
+                 solver: str = "auto", dtype: Any = "float64", device: Any = None) -> None:
         self.n_components = n_components
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -98,6 +104,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         self.visible = visible
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.solver = solver
         self.dtype = dtype
         self.device = device
 
@@ -112,6 +119,18 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         check_choice(self.visible, "visible", tuple(_VISIBLE))
         check_nonnegative_float(self.momentum, "momentum")
         check_nonnegative_float(self.weight_decay, "weight_decay")
+        check_choice(self.solver, "solver", ("auto", "compiled", "trainer"))
+        if self.solver == "compiled" and not self._compiled_applies():
+            raise ValueError("solver='compiled' needs visible='bernoulli', method 'cd' or 'pcd', "
+                             "dtype float64 and a CPU device; use solver='trainer'.")
+
+    def _compiled_applies(self) -> bool:
+        return (self.visible == "bernoulli" and self.method in ("cd", "pcd")
+                and self._torch_dtype == torch.float64
+                and (self.device is None or torch.device(self.device).type == "cpu"))
+
+    def _use_compiled(self) -> bool:
+        return self.solver == "compiled" or (self.solver == "auto" and self._compiled_applies())
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -164,10 +183,15 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
             exact_log_partition(self.model_)  # fail now (ValueError) if not enumerable
         self._learner = BoltzmannLearner(self.model_, negative)
         self._epoch_seed = seed
+        if hasattr(self, "_buffers"):
+            del self._buffers
         self.train_history_: list[float] = []
 
     def _train(self, X: torch.Tensor, epochs: int, batch_size: int) -> None:
         lr, mom, wd = float(self.learning_rate), float(self.momentum), float(self.weight_decay)
+        if self._use_compiled():
+            self._train_compiled(X, epochs, batch_size, lr, mom, wd)
+            return
         res = Trainer(self._learner, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=lambda p: torch.optim.SGD(p, lr=lr, momentum=mom,
                                                           weight_decay=wd, foreach=True),
@@ -176,15 +200,57 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         self.train_history_ += res.history["train_loss"]
         self._publish()
 
-    def _publish(self) -> None:
+    def _train_compiled(self, X: torch.Tensor, epochs: int, batch_size: int, lr: float,
+                        mom: float, wd: float) -> None:
+        """``epochs`` epochs of the compiled kernel, in place on the model's parameters, with
+        the trainer's batch order (``sharded_batches``: a permutation seeded by seed + epoch)."""
+        from genmodels.learning.trainer import sharded_batches
+        from genmodels.models._rbm_numba import cd_epochs
+
         m = self.model_
-        self.components_ = to_numpy(m.weight)
-        self.intercept_hidden_ = to_numpy(m.b_x)
-        self.intercept_visible_ = to_numpy(m.b_y)
+        n = X.shape[0]
+        orders = np.stack([torch.cat(sharded_batches(n, batch_size, epoch=e,
+                                                     seed=self._epoch_seed)).numpy()
+                           for e in range(epochs)]).astype(np.int64)
+        if not hasattr(self, "_buffers"):
+            self._buffers = [np.zeros(tuple(p.shape)) for p in (m.weight, m.b_x, m.b_y)]
+            self._first_step = True
+        neg = self._learner.negative
+        persistent = isinstance(neg, PersistentNegative)
+        chains = (neg.chains.detach().numpy() if isinstance(neg, PersistentNegative)
+                  else np.zeros((1, X.shape[1])))
+        buf_w, buf_x, buf_y = self._buffers
+        k = int(self.k)
+        seed = int(torch.randint(0, 2**31 - 1, (), generator=self._generator))
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs, desc=type(self).__name__, unit="epoch")
+        with torch.no_grad():
+            W, bx, by = (p.detach().numpy() for p in (m.weight, m.b_x, m.b_y))
+            for e in range(epochs):  # one kernel call per epoch, for the progress bar
+                stat = cd_epochs(X.numpy(), orders[e:e + 1], batch_size, W, bx, by, buf_w,
+                                 buf_x, buf_y, chains, k, persistent, lr, mom, wd,
+                                 self._first_step, seed + e)
+                self._first_step = False
+                self.train_history_.append(float(stat[0]))
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        self._epoch_seed += epochs
+        self._publish()
+
+    def _publish(self) -> None:
+        m = self.model_  # copies: the compiled kernel updates the parameters in place
+        self.components_ = to_numpy(m.weight).copy()
+        self.intercept_hidden_ = to_numpy(m.b_x).copy()
+        self.intercept_visible_ = to_numpy(m.b_y).copy()
         self._n_features_out = self.components_.shape[0]
         neg = self._learner.negative
         if isinstance(neg, PersistentNegative):
-            self.persistent_chains_ = to_numpy(neg.chains)
+            self.persistent_chains_ = to_numpy(neg.chains).copy()
 
     def fit(self, X: Any, y: Any = None) -> BernoulliRBM:
         """Fit to X (N, D) for ``n_iter`` epochs of minibatch SGD."""
