@@ -244,3 +244,19 @@ def test_save_load_round_trip(tmp_path, model: Harmonium) -> None:
     assert type(loaded) is type(model)
     y = model.sample(4, 1, torch.Generator().manual_seed(0)).y
     torch.testing.assert_close(loaded.free_energy(y), model.free_energy(y))
+
+
+def test_gaussian_bernoulli_free_energy_gradient_in_v_is_the_closed_form() -> None:
+    """C3: ∂F/∂v_i = (v_i − b_i)/σ_i² − Σ_j σ(c_j + Σ_k w_jk v_k/σ_k) w_ji / σ_i (autograd)."""
+    model = _rand_params(GaussianBernoulliRBM(3, 4), seed=12, scale=0.7)
+    with torch.no_grad():
+        model.visible.log_scale.copy_(torch.tensor([0.1, -0.4, 0.3], dtype=DT))
+    v = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=DT,
+                    requires_grad=True)
+    (grad,) = torch.autograd.grad(model.free_energy(v).sum(), v)
+    with torch.no_grad():
+        sigma = model.visible.scale
+        b = sigma * model.b_y
+        p = torch.sigmoid(model.b_x + (v / sigma) @ model.weight.T)
+        closed = (v - b) / sigma**2 - (p @ model.weight) / sigma
+    torch.testing.assert_close(grad, closed)
