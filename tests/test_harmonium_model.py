@@ -98,6 +98,11 @@ def test_rbm_free_energy_is_the_catalogue_closed_form() -> None:
         torch.testing.assert_close(model.free_energy(y), f)
         torch.testing.assert_close(model.posterior(y).mean_params[..., 0],
                                    torch.sigmoid(model.b_x + y @ model.weight.T))
+        torch.testing.assert_close(model.hidden_mean(y),
+                                   torch.sigmoid(model.b_x + y @ model.weight.T))
+        x = model.hidden.states(0, 8)
+        torch.testing.assert_close(model.visible_mean(x),
+                                   torch.sigmoid(model.b_y + x @ model.weight))
 
 
 def test_poisson_bernoulli_conditionals_and_free_energy() -> None:

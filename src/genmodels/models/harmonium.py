@@ -481,6 +481,15 @@ class Harmonium(SavableModule):
         """p̂(y | x), the visible layer's family with natural parameters ζ(x) (B:1058)."""
         return self.visible.distribution(self.visible_natural(x))
 
+    def hidden_mean(self, y: Tensor) -> Tensor:
+        """E[T(x) | y] = ∇A(η(y)), the posterior mean statistics (for a binary hidden layer
+        p̂(x_j = 1 | y); what a DBN's next layer trains on). y: (*, size_y) → (*, S_x)."""
+        return self.hidden.mean(self.hidden_natural(y))
+
+    def visible_mean(self, x: Tensor) -> Tensor:
+        """E[U(y) | x] = ∇B(ζ(x)), the emission's mean statistics. x: (*, size_x) → (*, S_y)."""
+        return self.visible.mean(self.visible_natural(x))
+
     def energy(self, x: Tensor, y: Tensor) -> Tensor:
         """E(x, y) = −b_yᵀU(y) − b_xᵀT(x) − U(y)ᵀWᵀT(x) − log h(x)k(y) (B:1068).
         x: (*, size_x), y: (*, size_y), broadcasting → (*,)."""
