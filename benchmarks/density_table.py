@@ -85,7 +85,7 @@ def bernoulli_mixture(train: Tensor, test: Tensor) -> Row:
 # hidden layer for H <= 20, AIS (100 runs x 10,000 temperatures, base rates of the training
 # data) above. scikit-learn's BernoulliRBM with its defaults (PCD-1, lr 0.1) beside them, its
 # fitted parameters scored exactly by the same harmonium.
-RBM_EPOCHS = 30
+RBM_EPOCHS = 100
 
 
 def _rbm_row(train: Tensor, test: Tensor, hidden: int) -> Row:
