@@ -38,6 +38,7 @@ RECIPES: dict[str, str] = {
     "word2vec": "genmodels.recipes.word2vec:WORD2VEC_RECIPE",
     "diffusion": "genmodels.recipes.diffusion:DIFFUSION_RECIPE",
     "nice": "genmodels.recipes.nice:NICE_RECIPE",
+    "rbm": "genmodels.recipes.rbm:RBM_RECIPE",
 }
 
 
