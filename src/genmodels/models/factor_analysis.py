@@ -49,6 +49,7 @@ from genmodels.models.linear_gaussian import (
     GaussianPosterior,
     LinearGaussian,
     as_moments,
+    centred_moments,
     linear_gaussian_log_marginal,
     linear_gaussian_posterior,
 )
@@ -458,8 +459,7 @@ class PCAResult(NamedTuple):
 def _flip_signs(components: Tensor) -> Tensor:
     """Make the largest-|·| entry of each row positive (a deterministic sign)."""
     idx = components.abs().argmax(-1, keepdim=True)
-    signs = torch.sign(components.gather(-1, idx))
-    return components * torch.where(signs == 0, torch.ones_like(signs), signs)
+    return components * torch.where(components.gather(-1, idx) < 0, -1.0, 1.0)
 
 
 def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
@@ -473,17 +473,19 @@ def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
     n, d = y.shape
     if n < 2:
         raise ValueError(f"PCA needs at least 2 samples, got {n}.")
-    mean = y.mean(0)
     if solver == "auto":
         solver = "covariance" if n >= 10 * d else "svd"
     if solver == "svd":
+        mean = y.mean(0)
         _, s, Vt = torch.linalg.svd(y - mean, full_matrices=False)
         components = Vt
     else:
-        evals, evecs = torch.linalg.eigh(GaussianMoments.from_data(y - mean).scatter())
-        evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
+        mean, moments = centred_moments(y)  # the scatter without a centred copy of y
+        evals, evecs = torch.linalg.eigh(moments.outer)
         r = min(n, d)
-        s, components = evals[:r].sqrt(), evecs[:, :r].mT
+        evals = evals.flip(-1)[:r].clamp_min_(0.0)
+        s, components = evals.sqrt(), evecs.mT.flip(0)[:r]
+        return PCAResult(mean, _flip_signs(components), evals / (n - 1), s, n)
     return PCAResult(mean, _flip_signs(components).contiguous(), s.square() / (n - 1), s, n)
 
 

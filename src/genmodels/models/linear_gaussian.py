@@ -365,6 +365,47 @@ class GaussianMoments:
         return symmetrize(s + self.n * torch.outer(m, m))
 
 
+#: Rows centred at a time by ``centred_moments`` (4096 × 64 float64 = 2 MiB: stays in cache).
+CENTRING_BLOCK = 4096
+
+
+def centred_moments(y: Tensor, *, block: int = CENTRING_BLOCK) -> tuple[Tensor, GaussianMoments]:
+    """The sample mean m (D,) and the moments of the centred data, y: (N, D): n = N, sum = 0,
+    outer = Σ_n (y_n − m)(y_n − m)ᵀ (D, D) — the scatter matrix of PCA and factor analysis.
+
+    One pass over y: on the CPU the rows are shifted by s (the mean of the first ``block``
+    rows) ``block`` at a time into one cache-sized buffer, whose Gram matrix and column sums
+    are added in place; then, with m − s = Σ(y − s)/N,
+
+        Σ (y − m)(y − m)ᵀ = Σ (y − s)(y − s)ᵀ − N (m − s)(m − s)ᵀ.
+
+    The shift keeps the correction small (s is near m), so there is no cancellation as in
+    Σ y yᵀ − N m mᵀ when the mean is large against the spread; and neither a centred copy of
+    y nor a separate pass for the mean is made (each costs about as much as the Gram product
+    at N = 100,000, D = 64).
+    """
+    if y.dim() != 2:
+        raise ValueError(f"data must be (N, D), got shape {tuple(y.shape)}.")
+    n, d = y.shape
+    if y.device.type != "cpu" or n <= block:
+        mean = y.sum(0) / n
+        c = y - mean
+        return mean, GaussianMoments(float(n), torch.zeros_like(mean), symmetrize(c.mT @ c))
+    shift = y[:block].sum(0) / block
+    scatter = y.new_zeros(d, d)
+    total = y.new_zeros(d)
+    buffer = y.new_empty(block, d)
+    for lo in range(0, n, block):
+        rows = y[lo:lo + block]
+        c = torch.sub(rows, shift, out=buffer[: rows.shape[0]])
+        scatter.addmm_(c.mT, c)
+        total += c.sum(0)
+    offset = total / n  # m − s
+    scatter -= n * torch.outer(offset, offset)
+    mean = shift + offset
+    return mean, GaussianMoments(float(n), torch.zeros_like(mean), symmetrize(scatter))
+
+
 def as_moments(data: Tensor | GaussianMoments) -> GaussianMoments:
     """Data (N, D) or already-summed moments → ``GaussianMoments``."""
     return data if isinstance(data, GaussianMoments) else GaussianMoments.from_data(data)
