@@ -27,3 +27,15 @@ def test_centred_moments_equal_the_two_pass_scatter(n: int) -> None:
 def test_centred_moments_reject_non_matrices() -> None:
     with pytest.raises(ValueError, match=r"data must be \(N, D\)"):
         centred_moments(torch.zeros(3))
+
+
+def test_scatter_about_any_centre_from_centred_moments() -> None:
+    g = torch.Generator().manual_seed(3)
+    y = 5.0 + torch.randn(300, 4, generator=g, dtype=torch.float64)
+    _, m = centred_moments(y)
+    assert m.centred
+    c = torch.randn(4, generator=g, dtype=torch.float64)
+    r = y - y.mean(0) - c
+    torch.testing.assert_close(m.scatter(c), r.mT @ r, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(m.scatter(), m.outer, rtol=0, atol=0)
+    assert not (m + m).centred  # not carried through sums (conservative: the general path)

@@ -343,6 +343,8 @@ class GaussianMoments:
     n: float
     sum: Tensor
     outer: Tensor
+    #: True when ``sum`` is exactly zero (``outer`` is then the scatter about the mean).
+    centred: bool = False
 
     @classmethod
     def from_data(cls, y: Tensor) -> GaussianMoments:
@@ -360,6 +362,10 @@ class GaussianMoments:
 
     def scatter(self, center: Tensor | None = None) -> Tensor:
         """Σ_n (y_n − m)(y_n − m)ᵀ about ``center`` m (default: the sample mean). (D, D)."""
+        if self.centred:  # Σ y = 0: Σ (y − m)(y − m)ᵀ = outer + n m mᵀ
+            if center is None:
+                return self.outer
+            return symmetrize(torch.addr(self.outer, center, center, alpha=self.n))
         m = self.mean if center is None else center
         s = self.outer - torch.outer(self.sum, m) - torch.outer(m, self.sum)
         return symmetrize(s + self.n * torch.outer(m, m))
@@ -390,7 +396,8 @@ def centred_moments(y: Tensor, *, block: int = CENTRING_BLOCK) -> tuple[Tensor, 
     if y.device.type != "cpu" or n <= block:
         mean = y.sum(0) / n
         c = y - mean
-        return mean, GaussianMoments(float(n), torch.zeros_like(mean), symmetrize(c.mT @ c))
+        return mean, GaussianMoments(float(n), torch.zeros_like(mean), symmetrize(c.mT @ c),
+                                     centred=True)
     shift = y[:block].sum(0) / block
     scatter = y.new_zeros(d, d)
     total = y.new_zeros(d)
@@ -403,7 +410,8 @@ def centred_moments(y: Tensor, *, block: int = CENTRING_BLOCK) -> tuple[Tensor, 
     offset = total / n  # m − s
     scatter -= n * torch.outer(offset, offset)
     mean = shift + offset
-    return mean, GaussianMoments(float(n), torch.zeros_like(mean), symmetrize(scatter))
+    return mean, GaussianMoments(float(n), torch.zeros_like(mean), symmetrize(scatter),
+                                 centred=True)
 
 
 def as_moments(data: Tensor | GaussianMoments) -> GaussianMoments:
