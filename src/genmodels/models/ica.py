@@ -67,7 +67,7 @@ def latent_terms(latent: Any, x: Tensor, *, derivative: bool = True,
     the derivative, a temporary), so an inner loop allocates nothing."""
     fused = getattr(latent, "terms", None)
     if fused is not None:
-        return fused(x, derivative=derivative, out=out)  # type: ignore[no-any-return]
+        return fused(x, derivative=derivative, out=out)
     return LatentTerms(latent.log_prob(x).sum(-1), latent.score(x),
                        latent.score_derivative(x) if derivative else None)
 
