@@ -88,10 +88,17 @@ def whiten(y: Tensor, n_components: int | None = None, *, center: bool = True) -
     return Whitening(mean, V, E * lam.sqrt(), lam)
 
 
+#: The relative Newton solver first fits every (N // this)-th sample when N ≥ 4 × this ...
+WARM_START_SAMPLES = 4096
+#: ... to this tolerance on max |G| (the subsample's own optimum is ~1/√4096 ≈ 0.016 away).
+WARM_START_TOL = 1e-3
+
+
 class InfomaxResult(NamedTuple):
     """Outcome of :func:`fit_infomax`.
 
-    n_iter: iterations (full batch) or epochs (minibatch) run.
+    n_iter: iterations (full batch) or epochs (minibatch) run; a relative-Newton warm start on
+        a subsample (N ≥ 4 · ``WARM_START_SAMPLES``) counts as one.
     converged: whether ``max |I + ⟨φ(x)xᵀ⟩| < tol`` was reached.
     log_likelihood: mean log-likelihood ⟨log p̂(y)⟩ after each iteration (first entry: start).
     signs: (K,) the extended-InfoMax signs at the end (+1 super-, −1 sub-Gaussian), or None.
@@ -243,7 +250,27 @@ def fit_infomax(
     eta = float(learning_rate)
     converged = False
     n_iter = 0
-    for it in range(1, max_iter + 1):
+    if newton and not extended and N >= 4 * WARM_START_SAMPLES:
+        # Warm start: the same solver on every (N // n)-th sample, to a tolerance that the
+        # subsample can resolve; kept only if the full-data loss improved (so the recorded
+        # log-likelihood still never decreases). It counts as one iteration.
+        W_start = W.detach().clone()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit_infomax(model, y[:: N // WARM_START_SAMPLES], max_iter=max_iter,
+                        tol=max(tol, WARM_START_TOL), solver="newton")
+        xT = torch.mm(W, yT, out=slots[1 - cur][0])
+        new, new_terms = _evaluate_T(lat, xT, W, derivative=True,
+                                     out=(slots[1 - cur][1], slots[1 - cur][2], tmp))
+        if new == new and new <= loss:
+            loss, terms, cur = new, new_terms, 1 - cur
+        else:
+            W.copy_(W_start)
+            xT = slots[cur][0]
+        history.append(-loss)
+        n_iter = 1
+    start = n_iter
+    for it in range(start + 1, max_iter + 1):
         n_iter = it
         G = (_gradient_from_score(terms.score, xT) if batch_size is None
              else _relative_gradient_T(lat, xT))
