@@ -155,3 +155,14 @@ def test_entry_points_use_the_policy(two_threads: None) -> None:
 def test_no_minimum_means_the_ceiling() -> None:
     assert choose_threads(1.0, ceiling=3, min_flops_per_thread=0) == 3
     assert choose_threads(1.0, ceiling=3, idle=2, min_flops_per_thread=0) == 2
+
+
+def test_work_estimates_accept_any_input() -> None:
+    """The estimates see the raw arguments before validation: never fail on them."""
+    from genmodels._threads import gemm_work, last_dim, numel
+    from genmodels.estimators.mixture import GaussianMixture, _gmm_work
+
+    est = GaussianMixture(3)
+    for X in ([[1.0, 2.0]], torch.zeros(0, 3), torch.zeros(3, 0), "text", None, 5):
+        assert _gmm_work(est, X) >= 0.0
+        assert gemm_work(X, 4) >= 0.0 and numel(X) >= 0 and last_dim(X) >= 0

@@ -37,7 +37,7 @@ def _gmm_work(self: Any, X: Any, *args: Any, **kwargs: Any) -> float:
     covariances, (N, D) @ (D, K) for diagonal or spherical ones."""
     d = last_dim(X)
     width = d * (d + 1) / 2 if self.covariance_type in ("full", "tied") else d
-    return gemm_work(X, self.n_components * width / d)
+    return gemm_work(X, self.n_components * width / max(d, 1))
 
 
 def _kmeans_work(self: Any, X: Any, *args: Any, **kwargs: Any) -> float:
@@ -206,7 +206,10 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
             self.lower_bound_ = float(result.final)
         self.model_ = model
         self._store_attributes()
-        labels = to_numpy(model.posterior(t).responsibilities.argmax(-1))
+        # the most probable component: argmax of the log joint (no softmax needed, Eq. 2.6),
+        # in EM's chunks so that the cached features of each chunk serve
+        labels = to_numpy(torch.cat([model.log_joint(c).argmax(-1)
+                                     for c in torch.split(t, model._chunk_rows(t))]))
         em.clear_cache()  # release the training data's cached features
         return labels
 
