@@ -82,6 +82,20 @@ def competing_process(busy: bool) -> Iterator[None]:
             proc.terminate()
 
 
+def start_competitor() -> None:
+    """Busy mode of the single scripts (``--busy``): one CPU-bound process from now until this
+    one exits."""
+    import atexit
+
+    ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
+    stop = ctx.Event()
+    proc = ctx.Process(target=_spin, args=(stop,), daemon=True)
+    proc.start()
+    atexit.register(stop.set)
+    time.sleep(0.2)
+    print("busy mode: one CPU-bound process running beside this benchmark", flush=True)
+
+
 @dataclass
 class Prepared:
     ours: Callable[[], Any]
