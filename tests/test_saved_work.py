@@ -145,6 +145,7 @@ TRAINER = textwrap.dedent("""
     from genmodels.learning.trainer import Trainer
     from genmodels.models.vae import VAE
     torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
     checkpoint, kill_at = sys.argv[1], int(sys.argv[2])
     data = (torch.rand(96, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     model = VAE(6, 2, hidden=[8], likelihood="bernoulli", seed=0)
@@ -160,15 +161,22 @@ TRAINER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_training_killed_mid_epoch_resumes_bit_identically(tmp_path):
+def test_training_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch):
     env = {**os.environ, "PYTHONPATH": SRC}
     ck, ref = str(tmp_path / "ck.pt"), str(tmp_path / "ref.pt")
-    straight = subprocess.Popen([sys.executable, "-c", TRAINER, ref, "-1"], env=env)
     killed = subprocess.run([sys.executable, "-c", TRAINER, ck, "203"], env=env)  # epoch 3
     assert killed.returncode == -signal.SIGKILL
     assert torch.load(ck, weights_only=False)["epoch"] == 2  # the last completed epoch
-    resumed = subprocess.run([sys.executable, "-c", TRAINER, ck, "-1"], env=env)
-    assert resumed.returncode == 0 and straight.wait() == 0
+    resumed = subprocess.Popen([sys.executable, "-c", TRAINER, ck, "-1"], env=env)
+    # the uninterrupted run, meanwhile, here (the script fixes dtype and threads itself)
+    monkeypatch.setattr(sys, "argv", ["trainer", ref, "-1"])
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    try:
+        exec(compile(TRAINER, "trainer", "exec"), {"__name__": "trainer"})
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+    assert resumed.wait() == 0
     a = torch.load(ck + ".final", weights_only=False)
     b = torch.load(ref + ".final", weights_only=False)
     assert a.keys() == b.keys()
