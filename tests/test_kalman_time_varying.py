@@ -163,6 +163,16 @@ def test_face_em_with_time_varying_matrices_follows_pykalman():
     assert states.shape == (50, 2) and obs.shape == (50, 3)
     with pytest.raises(ValueError, match="time-varying parameters"):
         ours.em(Y, em_vars=["transition_matrices", "observation_covariance"])
+    # one online step: the time-varying ones must be given for the step, as in pykalman
+    step = dict(transition_matrix=kw["transition_matrices"][3],
+                transition_offset=kw["transition_offsets"][3],
+                observation_matrix=kw["observation_matrices"][4],
+                observation_offset=kw["observation_offsets"][4])
+    for a, b in zip(ours.filter_update(fm[3], np.eye(2), Y[4], **step),
+                    theirs.filter_update(fm[3], np.eye(2), Y[4], **step)):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="transition_matrix varies with time"):
+        ours.filter_update(fm[3], np.eye(2), Y[4])
 
 
 def test_model_em_with_time_varying_offsets_and_missing_entries_is_monotone():
