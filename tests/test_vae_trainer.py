@@ -51,11 +51,11 @@ def vae_data(n: int = 64) -> Tensor:
     return torch.where(flip, 1.0 - bits, bits)
 
 
-def make_vae() -> VAE:
-    """The VAE of the data-parallel test (diagonal Gaussian recognition: Monte Carlo noise in
-    every step, two samples per datum)."""
+def make_vae(recognition: str = "diagonal") -> VAE:
+    """The VAE of the data-parallel test (Monte Carlo noise in every step, two samples per
+    datum; diagonal Gaussian or Gumbel-softmax recognition)."""
     return VAE(12, 2, hidden=[8], likelihood="bernoulli", n_samples=2, seed=0,
-               dtype=torch.float64)
+               recognition=recognition, dtype=torch.float64)
 
 
 def _params(m: nn.Module) -> list[Tensor]:
@@ -210,13 +210,14 @@ def test_two_gloo_processes_equal_one_process(two_gloo_runs: list[dict]):
 
 
 @pytest.mark.distributed
-def test_two_gloo_processes_train_the_vae_as_one(two_gloo_runs: list[dict]):
+@pytest.mark.parametrize("recognition", ["diagonal", "gumbel"])
+def test_two_gloo_processes_train_the_vae_as_one(two_gloo_runs: list[dict], recognition: str):
     """The VAE itself, whose loss draws Monte Carlo noise every step: with the noise drawn by
     global sample index (per_sample_noise), two processes give the single-process gradients and
     parameters. (With seed + rank noise, as before, the first gradients already differ.)"""
-    outs = [o["vae"] for o in two_gloo_runs]
+    outs = [o["vae" if recognition == "diagonal" else "gumbel"] for o in two_gloo_runs]
     torch.set_num_threads(1)
-    model = make_vae()
+    model = make_vae(recognition)
     grads: list[list[Tensor]] = []
 
     def keep(epoch: int, step: int, loss: float) -> None:
