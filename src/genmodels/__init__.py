@@ -82,6 +82,8 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # issue 16: the jitter warning of safe_cholesky
+    "JitterWarning": "genmodels.exceptions",
 }
 
 __all__ = [
