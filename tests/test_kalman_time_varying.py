@@ -66,6 +66,28 @@ def test_core_matches_pykalman_on_time_varying_parameters(method, masked):
     assert float(f.log_marginal) == pytest.approx(theirs.loglikelihood(Y), rel=1e-12)
 
 
+def test_time_varying_offsets_alone_keep_the_steady_state_form():
+    """Offsets do not enter the covariance recursion: with A and C constant the steady-state
+    filter and smoother apply and equal the sequential recursion and pykalman."""
+    kw = _random_tv(T=120, seed=4)
+    kw["transition_matrices"] = kw["transition_matrices"][0]
+    kw["observation_matrices"] = kw["observation_matrices"][0]
+    theirs = pykalman.KalmanFilter(**kw)
+    y = torch.tensor(np.asarray(theirs.sample(120, random_state=5)[1]))
+    P = _params(kw, frozenset({"dynamics_offset", "emission_offset"}))
+    steady = kalman_filter(P, y, method="steady")
+    assert steady.steady_from is not None  # the blocked form ran
+    seq = kalman_filter(P, y, method="sequential")
+    torch.testing.assert_close(steady.means, seq.means, rtol=1e-9, atol=1e-10)
+    s_steady = kalman_smoother(P, y, method="steady")
+    s_seq = kalman_smoother(P, y, method="sequential")
+    torch.testing.assert_close(s_steady.means, s_seq.means, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(s_steady.means.numpy(), theirs.smooth(y.numpy())[0], rtol=1e-8,
+                               atol=1e-9)
+    assert float(steady.log_marginal) == pytest.approx(theirs.loglikelihood(y.numpy()),
+                                                       rel=1e-11)
+
+
 def test_time_varying_parameters_broadcast_over_a_batch_of_sequences():
     kw = _random_tv(seed=2)
     theirs = pykalman.KalmanFilter(**kw)
