@@ -201,6 +201,8 @@ def test_face_em_with_time_varying_matrices_follows_pykalman():
     np.testing.assert_allclose(fm, theirs.filter(Y)[0], rtol=1e-7, atol=1e-9)
     states, obs = ours.sample(50, random_state=0)
     assert states.shape == (50, 2) and obs.shape == (50, 3)
+    with pytest.raises(ValueError, match="n_timesteps must be 50, got 60"):
+        ours.sample(60)
     with pytest.raises(ValueError, match="time-varying parameters"):
         ours.em(Y, em_vars=["transition_matrices", "observation_covariance"])
     # one online step: the time-varying ones must be given for the step, as in pykalman

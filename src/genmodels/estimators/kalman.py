@@ -225,6 +225,13 @@ class KalmanFilter(BaseEstimator):
     def sample(self, n_timesteps: int, initial_state: Any = None, random_state: Any = None
                ) -> tuple[np.ndarray, np.ma.MaskedArray]:
         """Draw (states (T, K), observations (T, M) as a masked array) from the model."""
+        T = int(n_timesteps)
+        for name in sorted(self._time_varying()):
+            steps = np.shape(getattr(self, name))[0]
+            need = T - 1 if name.startswith("transition") else T
+            if steps != need:
+                raise ValueError(f"{name} is time-varying with {steps} steps, so n_timesteps "
+                                 f"must be {steps + 1 if need == T - 1 else steps}, got {T}.")
         model = self._model()
         seed = random_state if random_state is not None else self.random_state
         gen = make_generator(seed if seed is not None else 0)
