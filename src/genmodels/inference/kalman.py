@@ -75,9 +75,9 @@ class LGSSMParams(NamedTuple):
     dynamics_offset: a, (*, K) or None.     emission_offset: c, (*, M) or None
     dynamics_input: B, (*, K, U) or None.   emission_input: D, (*, M, U) or None
     time_varying: names of parameters given per time step, time axis first (pykalman's
-        convention): dynamics (T−1, *, K, K) and dynamics_offset (T−1, *, K), row t (0-based)
-        taking x_{t+1} to x_{t+2} in the book's 1-based time, i.e. x_t = A_{t−1} x_{t−1} +
-        a_{t−1} + …; emission (T, *, M, K) and emission_offset (T, *, M), row t for y_{t+1}.
+        convention, rows indexed from 0 like the data): dynamics (T−1, *, K, K) and
+        dynamics_offset (T−1, *, K), row s taking step s to step s + 1 (x[s+1] = A[s] x[s] +
+        a[s] + …); emission (T, *, M, K) and emission_offset (T, *, M), row s for y[s].
         Only the names in ``TIME_VARYING``; the covariances, inputs and initial state are
         time-invariant. With time-varying matrices the steady-state forms do not apply (the
         filter falls back to the parallel form); time-varying offsets alone keep them.
