@@ -36,6 +36,9 @@ RECIPES: dict[str, str] = {
     "glm": "genmodels.recipes.glm:GLM_RECIPE",
     "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
     "word2vec": "genmodels.recipes.word2vec:WORD2VEC_RECIPE",
+    "diffusion": "genmodels.recipes.diffusion:DIFFUSION_RECIPE",
+    "nice": "genmodels.recipes.nice:NICE_RECIPE",
+    "rbm": "genmodels.recipes.rbm:RBM_RECIPE",
 }
 
 

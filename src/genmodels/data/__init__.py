@@ -16,6 +16,7 @@ scotland        32 council areas: 1997 "yes" vote % (Gamma)  statsmodels
 randhie         20,190 RAND HIE doctor-visit counts         statsmodels
 cpunish         17 US states: 1997 executions (counts)      statsmodels
 enwiki, lee     English text as word ids (``data.text``)    gensim (test data)
+images          20,000 whitened 8×8 photograph patches       scikit-learn, scikit-image
 ==============  =========================================  ===============================
 
 For the three regression sets X holds the covariates (no constant column) and y the response:
@@ -136,6 +137,8 @@ _LOADERS: dict[str, Callable[[], Dataset]] = {
     # text corpora (genmodels.data.text): X the word ids, feature_names the vocabulary
     "enwiki": lambda: importlib.import_module("genmodels.data.text").corpus_dataset("enwiki"),
     "lee": lambda: importlib.import_module("genmodels.data.text").corpus_dataset("lee"),
+    # natural-image patches (genmodels.data.images): 20,000 ZCA-whitened 8×8 patches
+    "images": lambda: importlib.import_module("genmodels.data.images").whitened_patches(8)[0],
 }
 
 
