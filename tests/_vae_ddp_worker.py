@@ -1,8 +1,9 @@
 """One process of the two-process data-parallel trainer tests (launched by test_vae_trainer.py).
 
-Usage: python _vae_ddp_worker.py OUT_FILE [toy|vae] (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
-set as torchrun sets them). Trains the toy regression model (SGD) or a VAE with Monte Carlo
-noise (Adam) for two epochs and saves, for the first step, the gradients this process saw after
+Usage: python _vae_ddp_worker.py OUT_FILE (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set as
+torchrun sets them). Trains the toy regression model (SGD), then a VAE with Gaussian and one
+with Gumbel-softmax recognition (Monte Carlo noise, Adam), each for two epochs, and saves for
+each, under "toy", "vae" and "gumbel", the gradients this process saw at the first step after
 DDP's all-reduce, and the final parameters.
 """
 
@@ -16,14 +17,11 @@ from genmodels.learning.trainer import Trainer, init_distributed
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from test_vae_trainer import Regression, make_vae, toy_data, vae_data
 
-if __name__ == "__main__":
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    mode = sys.argv[2] if len(sys.argv) > 2 else "toy"
-    rank, world = init_distributed("gloo")
-    if mode == "vae":
-        data, model = vae_data(), make_vae()
-        kw = dict(lr=1e-2)
+
+def train(mode: str) -> dict:
+    if mode in ("vae", "gumbel"):
+        data, model = vae_data(), make_vae("diagonal" if mode == "vae" else "gumbel")
+        kw: dict = dict(lr=1e-2)
     else:
         data, model = toy_data(), Regression(seed=0)
         kw = dict(optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
@@ -34,6 +32,13 @@ if __name__ == "__main__":
             grads.append([p.grad.detach().clone() for p in model.parameters()])
 
     Trainer(model, epochs=2, batch_size=16, seed=3, progress=False, callback=keep, **kw).fit(data)
-    torch.save({"grads": grads[0], "params": [p.detach() for p in model.parameters()],
-                "rank": rank, "world": world}, sys.argv[1])
+    return {"grads": grads[0], "params": [p.detach() for p in model.parameters()]}
+
+
+if __name__ == "__main__":
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    rank, world = init_distributed("gloo")
+    out = {mode: train(mode) for mode in ("toy", "vae", "gumbel")}  # one launch, all tests
+    torch.save({**out, "rank": rank, "world": world}, sys.argv[1])
     dist.destroy_process_group()

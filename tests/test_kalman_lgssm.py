@@ -71,6 +71,11 @@ def test_padded_batch_e_step_is_the_sum_of_its_sequences():
     r2 = run_em(m2, [a, b], max_iter=5, tol=0.0, warn=False)
     np.testing.assert_allclose(r1.log_likelihood, r2.log_likelihood, rtol=1e-10)
     torch.testing.assert_close(m1.dynamics, m2.dynamics, rtol=1e-8, atol=1e-10)
+    zero_padded = torch.nan_to_num(pad_sequences([a, b]))  # padding 0, the lengths given
+    zero_padded[1, 7] = float("nan")
+    m3 = _model_from(p)
+    r3 = m3.fit(zero_padded, lengths=[30, 20], max_iter=5, tol=0.0, warn=False)
+    np.testing.assert_allclose(r3.log_likelihood, r2.log_likelihood, rtol=1e-10)
 
 
 def _lls_pykalman(pk, Y, n):

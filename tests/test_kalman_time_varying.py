@@ -66,6 +66,28 @@ def test_core_matches_pykalman_on_time_varying_parameters(method, masked):
     assert float(f.log_marginal) == pytest.approx(theirs.loglikelihood(Y), rel=1e-12)
 
 
+def test_time_varying_offsets_alone_keep_the_steady_state_form():
+    """Offsets do not enter the covariance recursion: with A and C constant the steady-state
+    filter and smoother apply and equal the sequential recursion and pykalman."""
+    kw = _random_tv(T=120, seed=4)
+    kw["transition_matrices"] = kw["transition_matrices"][0]
+    kw["observation_matrices"] = kw["observation_matrices"][0]
+    theirs = pykalman.KalmanFilter(**kw)
+    y = torch.tensor(np.asarray(theirs.sample(120, random_state=5)[1]))
+    P = _params(kw, frozenset({"dynamics_offset", "emission_offset"}))
+    steady = kalman_filter(P, y, method="steady")
+    assert steady.steady_from is not None  # the blocked form ran
+    seq = kalman_filter(P, y, method="sequential")
+    torch.testing.assert_close(steady.means, seq.means, rtol=1e-9, atol=1e-10)
+    s_steady = kalman_smoother(P, y, method="steady")
+    s_seq = kalman_smoother(P, y, method="sequential")
+    torch.testing.assert_close(s_steady.means, s_seq.means, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(s_steady.means.numpy(), theirs.smooth(y.numpy())[0], rtol=1e-8,
+                               atol=1e-9)
+    assert float(steady.log_marginal) == pytest.approx(theirs.loglikelihood(y.numpy()),
+                                                       rel=1e-11)
+
+
 def test_time_varying_parameters_broadcast_over_a_batch_of_sequences():
     kw = _random_tv(seed=2)
     theirs = pykalman.KalmanFilter(**kw)
@@ -91,6 +113,24 @@ def test_sampling_with_time_varying_parameters_has_the_right_moments():
     for sample, expected in ((x, np.stack(ex)), (y, np.stack(ey))):
         se = sample.std(0).numpy() / np.sqrt(20000)
         assert (np.abs(sample.mean(0).numpy() - expected) < 5 * se).all()
+
+
+def test_posterior_paths_with_time_varying_dynamics_match_the_smoother():
+    """Forward filtering, backward sampling with A_{t−1}: 20,000 paths have the smoothed means
+    (within 5 standard errors) and the smoothed lag-one cross-covariance at one step."""
+    from genmodels.inference.kalman import sample_posterior
+
+    kw = _random_tv(T=15, seed=11)
+    P = _params(kw)
+    _, y = sample_lgssm(P, 15, generator=torch.Generator().manual_seed(1))
+    s = kalman_smoother(P, y)
+    x = sample_posterior(P, s, 20000, generator=torch.Generator().manual_seed(2))  # (S, T, K)
+    se = x.std(0) / np.sqrt(20000)
+    assert ((x.mean(0) - s.means).abs() < 5 * se).all()
+    xc = x - x.mean(0)
+    prod = xc[:, 8, :, None] * xc[:, 7, None, :]  # Cov[x_9, x_8 | y] (1-based)
+    se_c = prod.std(0) / np.sqrt(20000)
+    assert ((prod.mean(0) - s.cross_covariances[7]).abs() < 5 * se_c).all()
 
 
 def test_a_time_axis_of_the_wrong_length_is_refused():
@@ -161,8 +201,20 @@ def test_face_em_with_time_varying_matrices_follows_pykalman():
     np.testing.assert_allclose(fm, theirs.filter(Y)[0], rtol=1e-7, atol=1e-9)
     states, obs = ours.sample(50, random_state=0)
     assert states.shape == (50, 2) and obs.shape == (50, 3)
+    with pytest.raises(ValueError, match="n_timesteps must be 50, got 60"):
+        ours.sample(60)
     with pytest.raises(ValueError, match="time-varying parameters"):
         ours.em(Y, em_vars=["transition_matrices", "observation_covariance"])
+    # one online step: the time-varying ones must be given for the step, as in pykalman
+    step = dict(transition_matrix=kw["transition_matrices"][3],
+                transition_offset=kw["transition_offsets"][3],
+                observation_matrix=kw["observation_matrices"][4],
+                observation_offset=kw["observation_offsets"][4])
+    for a, b in zip(ours.filter_update(fm[3], np.eye(2), Y[4], **step),
+                    theirs.filter_update(fm[3], np.eye(2), Y[4], **step)):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="transition_matrix varies with time"):
+        ours.filter_update(fm[3], np.eye(2), Y[4])
 
 
 def test_model_em_with_time_varying_offsets_and_missing_entries_is_monotone():

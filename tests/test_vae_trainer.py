@@ -51,11 +51,11 @@ def vae_data(n: int = 64) -> Tensor:
     return torch.where(flip, 1.0 - bits, bits)
 
 
-def make_vae() -> VAE:
-    """The VAE of the data-parallel test (diagonal Gaussian recognition: Monte Carlo noise in
-    every step, two samples per datum)."""
+def make_vae(recognition: str = "diagonal") -> VAE:
+    """The VAE of the data-parallel test (Monte Carlo noise in every step, two samples per
+    datum; diagonal Gaussian or Gumbel-softmax recognition)."""
     return VAE(12, 2, hidden=[8], likelihood="bernoulli", n_samples=2, seed=0,
-               dtype=torch.float64)
+               recognition=recognition, dtype=torch.float64)
 
 
 def _params(m: nn.Module) -> list[Tensor]:
@@ -164,7 +164,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch_two(tmp_path: Path, mode: str) -> list[dict]:
+@pytest.fixture(scope="module")
+def two_gloo_runs(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """One two-process launch of _vae_ddp_worker.py (both models), shared by the tests."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
     port = _free_port()
     worker = Path(__file__).with_name("_vae_ddp_worker.py")
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -173,8 +176,7 @@ def _launch_two(tmp_path: Path, mode: str) -> list[dict]:
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                    PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        procs.append(subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"r{rank}.pt"),
-                                       mode],
+        procs.append(subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"r{rank}.pt")],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     for p in procs:
         out, _ = p.communicate(timeout=120)
@@ -185,10 +187,10 @@ def _launch_two(tmp_path: Path, mode: str) -> list[dict]:
 
 
 @pytest.mark.distributed
-def test_two_gloo_processes_equal_one_process(tmp_path: Path):
+def test_two_gloo_processes_equal_one_process(two_gloo_runs: list[dict]):
     """DDP over two processes, each with half of every global batch, gives the single-process
     gradient of the global batch (first step) and the same parameters after two epochs."""
-    outs = _launch_two(tmp_path, "toy")
+    outs = [o["toy"] for o in two_gloo_runs]
 
     data = toy_data()
     model = Regression(seed=0)
@@ -208,13 +210,14 @@ def test_two_gloo_processes_equal_one_process(tmp_path: Path):
 
 
 @pytest.mark.distributed
-def test_two_gloo_processes_train_the_vae_as_one(tmp_path: Path):
+@pytest.mark.parametrize("recognition", ["diagonal", "gumbel"])
+def test_two_gloo_processes_train_the_vae_as_one(two_gloo_runs: list[dict], recognition: str):
     """The VAE itself, whose loss draws Monte Carlo noise every step: with the noise drawn by
     global sample index (per_sample_noise), two processes give the single-process gradients and
     parameters. (With seed + rank noise, as before, the first gradients already differ.)"""
-    outs = _launch_two(tmp_path, "vae")
+    outs = [o["vae" if recognition == "diagonal" else "gumbel"] for o in two_gloo_runs]
     torch.set_num_threads(1)
-    model = make_vae()
+    model = make_vae(recognition)
     grads: list[list[Tensor]] = []
 
     def keep(epoch: int, step: int, loss: float) -> None:

@@ -102,6 +102,8 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.learning.contrastive" for name in (
         "BoltzmannLearner", "CDNegative", "PersistentNegative", "ExactNegative",
         "boltzmann_gradient")},
+    # issue 16: the jitter warning of safe_cholesky
+    "JitterWarning": "genmodels.exceptions",
 }
 
 __all__ = [

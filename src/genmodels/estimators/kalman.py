@@ -225,6 +225,13 @@ class KalmanFilter(BaseEstimator):
     def sample(self, n_timesteps: int, initial_state: Any = None, random_state: Any = None
                ) -> tuple[np.ndarray, np.ma.MaskedArray]:
         """Draw (states (T, K), observations (T, M) as a masked array) from the model."""
+        T = int(n_timesteps)
+        for name in sorted(self._time_varying()):
+            steps = np.shape(getattr(self, name))[0]
+            need = T - 1 if name.startswith("transition") else T
+            if steps != need:
+                raise ValueError(f"{name} is time-varying with {steps} steps, so n_timesteps "
+                                 f"must be {steps + 1 if need == T - 1 else steps}, got {T}.")
         model = self._model()
         seed = random_state if random_state is not None else self.random_state
         gen = make_generator(seed if seed is not None else 0)
@@ -255,8 +262,15 @@ class KalmanFilter(BaseEstimator):
         update (Eq. 2.47) with ``observation`` (None or fully masked: no update)."""
         p = self._model().params()
         dt = p.dynamics.dtype
-        # time-varying defaults: the last step's value (pykalman's choice without a time index)
-        p = p._replace(**{n: getattr(p, n)[-1] for n in p.time_varying}, time_varying=frozenset())
+        given = {"dynamics": transition_matrix, "dynamics_offset": transition_offset,
+                 "emission": observation_matrix, "emission_offset": observation_offset}
+        singular = {"dynamics": "transition_matrix", "dynamics_offset": "transition_offset",
+                    "emission": "observation_matrix", "emission_offset": "observation_offset"}
+        for name in sorted(p.time_varying):
+            if given[name] is None:  # as pykalman: a time-varying default has no single value
+                raise ValueError(f"{singular[name]} varies with time here; pass this step's "
+                                 f"{singular[name]} to filter_update.")
+        p = p._replace(time_varying=frozenset())  # every time-varying one is replaced below
 
         def pick(v: Any, default: torch.Tensor | None) -> torch.Tensor:
             if v is None:

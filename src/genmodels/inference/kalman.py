@@ -76,12 +76,12 @@ class LGSSMParams(NamedTuple):
     dynamics_offset: a, (*, K) or None.     emission_offset: c, (*, M) or None
     dynamics_input: B, (*, K, U) or None.   emission_input: D, (*, M, U) or None
     time_varying: names of parameters given per time step, time axis first (pykalman's
-        convention): dynamics (T−1, *, K, K) and dynamics_offset (T−1, *, K), row t (0-based)
-        taking x_{t+1} to x_{t+2} in the book's 1-based time, i.e. x_t = A_{t−1} x_{t−1} +
-        a_{t−1} + …; emission (T, *, M, K) and emission_offset (T, *, M), row t for y_{t+1}.
+        convention, rows indexed from 0 like the data): dynamics (T−1, *, K, K) and
+        dynamics_offset (T−1, *, K), row s taking step s to step s + 1 (x[s+1] = A[s] x[s] +
+        a[s] + …); emission (T, *, M, K) and emission_offset (T, *, M), row s for y[s].
         Only the names in ``TIME_VARYING``; the covariances, inputs and initial state are
-        time-invariant. The steady-state forms do not apply (the filter falls back to the
-        parallel form).
+        time-invariant. With time-varying matrices the steady-state forms do not apply (the
+        filter falls back to the parallel form); time-varying offsets alone keep them.
     """
 
     initial_mean: Tensor
@@ -238,7 +238,7 @@ class _Prepared(NamedTuple):
     P1: Tensor
     batch: tuple[int, ...]
     A_tv: bool = False  # A carries a time axis
-    tv: bool = False  # some parameter varies with time (the steady forms do not apply)
+    tv: bool = False  # some parameter varies with time
 
 
 def _lift_param(params: LGSSMParams, name: str, rank: int, T: int) -> Tensor:
@@ -663,7 +663,9 @@ def eps_of(t: Tensor) -> float:
 def _filter_steady(p: _Prepared, diffuse: bool) -> GaussianFiltered | None:
     """The filter through the steady-state gain, or None when it does not apply."""
     T = p.y.shape[0]
-    if (p.tv or p.n_missing is not None or p.C.shape[0] != 1 or any(
+    # time-varying offsets leave the covariance recursion data- and time-independent (they
+    # enter only the means through u_t and y_t − c_t), so only a time-varying A or C excludes it
+    if (p.A_tv or p.n_missing is not None or p.C.shape[0] != 1 or any(
             d != 1 for t in (p.A, p.Q, p.C[0], p.R[0], p.P1) for d in t.shape[:-2])):
         return None
     K = p.A.shape[-1]

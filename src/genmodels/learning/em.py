@@ -233,7 +233,10 @@ def _replay_warnings(caught_per_run: list[list[warnings.WarningMessage]], kept: 
         for w in caught:
             message: Warning | str = w.message
             if i != kept:
-                message = w.category(f"restart {i + 1} of {n} (discarded): {w.message}")
+                try:
+                    message = w.category(f"restart {i + 1} of {n} (discarded): {w.message}")
+                except Exception:  # a warning class with another constructor: as it was
+                    message = w.message
             warnings.warn_explicit(message, w.category, w.filename, w.lineno)
 
 

@@ -472,30 +472,36 @@ def gumbel_cdf(g: Tensor, loc: Tensor | float = 0.0, scale: Tensor | float = 1.0
 
 
 def gumbel_max_sample(logits: Tensor, sample_shape: Sequence[int] = (), *,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      generator: torch.Generator | None = None,
+                      gumbels: Tensor | None = None) -> Tensor:
     """Categorical draws by the Gumbel-max trick: ``argmax_k (η_k + G_k)`` with one i.i.d.
     standard Gumbel G_k **per category** (Eq. 8.28; a single G shared by all categories — the
     slides' notation, erratum S2-14 — would always return argmax η).
 
     logits η: (*batch, K), unnormalised log-probabilities → indices (*sample_shape, *batch).
+    gumbels: the standard Gumbel draws G to use, (*sample_shape, *batch, K) (default: drawn
+    from ``generator``).
     """
     shape = (*sample_shape, *logits.shape)
-    G = sample_gumbel(shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    G = gumbels if gumbels is not None else sample_gumbel(
+        shape, generator=generator, dtype=logits.dtype, device=logits.device)
     return torch.argmax(logits + G, dim=-1)  # Eqs. 8.27–8.28
 
 
 def gumbel_softmax_sample(logits: Tensor, temperature: float, sample_shape: Sequence[int] = (),
                           *, generator: torch.Generator | None = None,
-                          hard: bool = False) -> Tensor:
+                          hard: bool = False, gumbels: Tensor | None = None) -> Tensor:
     """Relaxed one-hot draws ``y = softmax((η + G)/τ)`` (Eq. 8.29), computed as
     ``exp(log_softmax(·))`` so that any τ > 0 is safe (no overflow at τ → 0: the log-softmax
     subtracts the max). ``hard=True``: straight-through — the forward value is the one-hot
     argmax, the gradient that of the relaxed y. Returns (*sample_shape, *batch, K).
+    gumbels: the standard Gumbel draws G to use (default: drawn from ``generator``).
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}.")
     shape = (*sample_shape, *logits.shape)
-    G = sample_gumbel(shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    G = gumbels if gumbels is not None else sample_gumbel(
+        shape, generator=generator, dtype=logits.dtype, device=logits.device)
     log_y = torch.log_softmax((logits + G) / temperature, dim=-1)  # Eq. 8.29, in log space
     y = log_y.exp()
     if hard:

@@ -80,7 +80,6 @@ def per_sample_noise(draw: Callable[[tuple[int, ...]], Tensor], shape: tuple[int
     return full.index_select(d, rows)
 
 
-
 @runtime_checkable
 class LossModel(Protocol):
     """What the trainer needs: an ``nn.Module`` with a mean loss over a batch."""

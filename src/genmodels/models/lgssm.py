@@ -532,15 +532,20 @@ class LinearGaussianSSM(SavableModule):
         self.initial_mean = torch.zeros(K, dtype=dt, device=Y.device)
         self.initial_covariance = torch.eye(K, dtype=dt, device=Y.device)
 
-    def fit(self, y: Any, inputs: Any = None, *, max_iter: int = 100, tol: float = 1e-6,
-            frozen: Iterable[str] = (), progress: bool = False, warn: bool = True) -> EMResult:
+    def fit(self, y: Any, inputs: Any = None, *, lengths: Any = None, max_iter: int = 100,
+            tol: float = 1e-6, frozen: Iterable[str] = (), progress: bool = False,
+            warn: bool = True) -> EMResult:
         """EM from the current parameters (Eq. 7.4) over the parameters not in ``frozen``.
 
         y: (T, M), (N, T, M) or a list of (T_n, M) sequences (NaN-padded); NaN = missing.
+        lengths: (N,) for a padded (N, T, M) batch whose padding is not NaN: the steps past
+            each length become padding (``sequence_mask``), as in ``log_marginal``.
         tol: on the per-time-step log-likelihood change.
         """
         if isinstance(y, list):
             y = pad_sequences(y, self.dynamics.dtype)
+        if lengths is not None:
+            y = _blank_padding(torch.as_tensor(y, dtype=self.dynamics.dtype), lengths)
         batch: Batch = (torch.as_tensor(y, dtype=self.dynamics.dtype), inputs) \
             if inputs is not None else torch.as_tensor(y, dtype=self.dynamics.dtype)
         frozen_set = frozenset(frozen)

@@ -63,6 +63,7 @@ from genmodels.learning.estimators import (
     ScoreFunction,
     gumbel_max_sample,
     gumbel_softmax_sample,
+    sample_gumbel,
 )
 from genmodels.learning.trainer import per_sample_noise
 from genmodels.linalg import LOG_TAU
@@ -313,8 +314,18 @@ class _Categorical(Recognition):
 
     def _hard(self, p: CategoricalParams, n_samples: int,
               generator: torch.Generator | None) -> Tensor:
-        idx = gumbel_max_sample(p.logits, (n_samples,), generator=generator)  # Eq. 8.28
+        idx = gumbel_max_sample(p.logits, (n_samples,),
+                                gumbels=self._gumbels(p, n_samples, generator))  # Eq. 8.28
         return F.one_hot(idx, self.n_categories).to(p.logits.dtype).flatten(-2)
+
+    @staticmethod
+    def _gumbels(p: CategoricalParams, n_samples: int, generator: torch.Generator | None
+                 ) -> Tensor:
+        """Standard Gumbel noise (S, N, K, C) by global sample index (``per_sample_noise``)."""
+        return per_sample_noise(
+            lambda sh: sample_gumbel(sh, generator=generator, dtype=p.logits.dtype,
+                                     device=p.logits.device),
+            (n_samples, *p.logits.shape), dim=1)
 
     def log_prob(self, p: CategoricalParams, x: Tensor) -> Tensor:
         logq = torch.log_softmax(p.logits, -1)  # (N, K, C)
@@ -354,8 +365,8 @@ class GumbelSoftmaxRecognition(_Categorical):
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
         if not relaxed:
             return self._hard(p, n_samples, generator)
-        y = gumbel_softmax_sample(p.logits, self.temperature, (n_samples,), generator=generator,
-                                  hard=self.hard)  # Eq. 8.29
+        y = gumbel_softmax_sample(p.logits, self.temperature, (n_samples,), hard=self.hard,
+                                  gumbels=self._gumbels(p, n_samples, generator))  # Eq. 8.29
         return y.flatten(-2)
 
 
