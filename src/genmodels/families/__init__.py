@@ -8,7 +8,7 @@ from genmodels.families.continuous import (
     Normal,
     gaussian_ml,
 )
-from genmodels.families.discrete import Bernoulli, Categorical, Poisson
+from genmodels.families.discrete import Bernoulli, Categorical, Geometric, Poisson
 from genmodels.families.glm import GLM_VIEWS, ExponentialDispersion
 from genmodels.families.kl import (
     bregman_kl,
@@ -23,7 +23,7 @@ from genmodels.families.kl import (
 #: ``GLM_VIEWS``) and VAE likelihoods (``FamilyLikelihood``) choose a family from here.
 FAMILIES: dict[str, type[ExponentialFamily]] = {
     f.name: f for f in (Bernoulli, Categorical, Poisson, Gamma, Normal, DiagonalNormal,
-                        FullNormal)
+                        FullNormal, Geometric)
 }
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "ExponentialFamily",
     "FullNormal",
     "Gamma",
+    "Geometric",
     "Normal",
     "Poisson",
     "autograd_fisher",

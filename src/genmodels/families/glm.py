@@ -38,7 +38,7 @@ from torch import Tensor
 
 from genmodels.families.base import ExponentialFamily
 from genmodels.families.continuous import Gamma, Normal
-from genmodels.families.discrete import Bernoulli, Poisson
+from genmodels.families.discrete import Bernoulli, Geometric, Poisson
 
 
 class ExponentialDispersion(ABC):
@@ -89,9 +89,16 @@ class ExponentialDispersion(ABC):
     def log_likelihood(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
                        trials: Tensor | None = None) -> Tensor:
         """log p(y_n | μ_n, φ / a_n) per observation: the family's log-density at the member
-        with mean μ_n and precision a_n / φ (Eq. 5.12)."""
+        with mean μ_n and precision a_n / φ (Eq. 5.12); for a fixed-scale family the
+        log-density at μ_n times a_n / φ (the quasi-likelihood weighting)."""
         shape = var_weights / scale
+        if self.fixed_scale:
+            return shape * self.family.log_prob_natural(y, self.natural(self.canonical_link(mu)))
         return self.family.log_prob_natural(y, self.natural(self.canonical_link(mu), shape))
+
+    def valid_mean(self, mu: Tensor) -> bool:
+        """Whether every μ lies inside the mean space: θ(μ) finite (and μ finite)."""
+        return bool(torch.isfinite(mu).all() and torch.isfinite(self.canonical_link(mu)).all())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -238,7 +245,32 @@ class GammaDispersion(ExponentialDispersion):
         return 2.0 * ((y - mu) / mu - torch.log(y / mu))
 
 
+class GeometricDispersion(ExponentialDispersion):
+    """θ = log(μ/(1 + μ)), b(θ) = −log(1 − e^θ) = log(1 + μ), V = μ + μ²,
+    b*(μ) = μ log μ − (1 + μ) log(1 + μ) (the negative binomial with r = 1; its deviance and
+    log-likelihood are the generic ones)."""
+
+    family = Geometric
+    name = "geometric"
+    fixed_scale = True
+
+    def natural(self, theta: Tensor, shape: Tensor | float = 1.0) -> Tensor:
+        return theta[..., None]
+
+    def canonical_link(self, mu: Tensor) -> Tensor:
+        return torch.log(mu) - torch.log1p(mu)
+
+    def variance(self, mu: Tensor) -> Tensor:
+        return mu * (1.0 + mu)
+
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        return 1.0 + 2.0 * mu
+
+    def negentropy(self, mu: Tensor) -> Tensor:
+        return torch.special.xlogy(mu, mu) - (1.0 + mu) * torch.log1p(mu)
+
+
 GLM_VIEWS: dict[str, ExponentialDispersion] = {
     v.name: v for v in (NormalDispersion(), BinomialDispersion(), PoissonDispersion(),
-                        GammaDispersion())
+                        GammaDispersion(), GeometricDispersion())
 }
