@@ -82,6 +82,10 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # the one exponential-family core under every model (issue 18)
+    **{name: "genmodels.families" for name in ("Geometric", "FAMILIES", "GLM_VIEWS")},
+    "FamilyEmission": "genmodels.models.family_emissions",
+    "FamilyLikelihood": "genmodels.models.vae",
 }
 
 __all__ = [
