@@ -142,6 +142,10 @@ class NormalDispersion(ExponentialDispersion):
         """(y − μ)², the Bregman divergence of μ²/2 in its residual form."""
         return (y - mu).square()
 
+    def valid_mean(self, mu: Tensor) -> bool:
+        """θ = μ: every finite μ."""
+        return bool(torch.isfinite(mu).all())
+
 
 class BinomialDispersion(ExponentialDispersion):
     """Bernoulli / binomial proportions: θ = logit μ, b(θ) = softplus θ, V = μ(1 − μ),
