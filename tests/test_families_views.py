@@ -419,3 +419,41 @@ def test_geometric_is_a_vae_likelihood():
     assert bool(torch.isfinite(vae.elbo(y, n_samples=3, generator=_gen(27)).elbo).all())
     with pytest.raises(ValueError, match="geometric emission needs data that must be"):
         vae.likelihood.check(y - 3)
+
+
+def test_defining_a_family_class_registers_it_everywhere():
+    """A family (and its GLM view) defined anywhere registers itself: no registry edit."""
+    from genmodels.families.glm import ExponentialDispersion as View
+    from genmodels.models.vae import VAE
+
+    class Exponential(Gamma):  # rate-only slice of the Gamma, P = 2 kept for brevity
+        name = "test_exponential"
+
+    class ExponentialView(View):
+        family = Exponential
+        name = "test_exponential"
+
+        def natural(self, theta, shape=1.0):
+            return GLM_VIEWS["gamma"].natural(theta, shape)
+
+        def canonical_link(self, mu):
+            return -1.0 / mu
+
+        def variance(self, mu):
+            return mu.square()
+
+        def variance_deriv(self, mu):
+            return 2.0 * mu
+
+        def negentropy(self, mu):
+            return -1.0 - torch.log(mu)
+
+    try:
+        assert FAMILIES["test_exponential"] is Exponential
+        assert isinstance(GLM_VIEWS["test_exponential"], ExponentialView)
+        em = FamilyEmission("test_exponential", 2, 3)
+        assert em.log_likelihood(torch.rand(5, 3, dtype=torch.float64) + 0.1).shape == (5, 2)
+        assert isinstance(get_family("test_exponential").default_link(), CanonicalLink)
+        assert VAE(3, 2, likelihood="test_exponential").likelihood.family is Exponential
+    finally:
+        del FAMILIES["test_exponential"], GLM_VIEWS["test_exponential"]

@@ -30,6 +30,12 @@ from genmodels._validation import as_tensor, global_rng_from
 F = TypeVar("F", bound="ExponentialFamily")
 
 
+#: every family by its ``name`` (filled as each family class is defined): emissions
+#: (``FamilyEmission``), GLM responses (through ``GLM_VIEWS``) and VAE likelihoods
+#: (``FamilyLikelihood``) choose a family from here.
+FAMILIES: dict[str, type[ExponentialFamily]] = {}
+
+
 class ExponentialFamily(ABC):
     """A batch of distributions from one exponential family.
 
@@ -49,6 +55,14 @@ class ExponentialFamily(ABC):
     #: P of one scalar unit (1: Bernoulli, Poisson; 2: Gamma, Normal); 0 where P is not fixed
     #: by the family (Categorical: the number of categories; the vector Gaussians).
     natural_per_unit: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A family class with a ``name`` registers itself in ``FAMILIES``: defining it is all
+        it takes to make it an emission, a VAE likelihood (and, with a GLM view, a GLM
+        response)."""
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            FAMILIES[cls.name] = cls
 
     def __init__(self, natural: Any) -> None:
         eta = as_tensor(natural, name="natural")

@@ -30,8 +30,9 @@ GLM response (``genmodels.models.glm_families.get_family``) with no code in the 
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -39,6 +40,9 @@ from torch import Tensor
 from genmodels.families.base import ExponentialFamily
 from genmodels.families.continuous import Gamma, Normal
 from genmodels.families.discrete import Bernoulli, Geometric, Poisson
+
+#: every GLM view by its name (filled as each view class is defined).
+GLM_VIEWS: dict[str, ExponentialDispersion] = {}
 
 
 class ExponentialDispersion(ABC):
@@ -49,6 +53,12 @@ class ExponentialDispersion(ABC):
     name: ClassVar[str]
     #: True when φ is fixed at 1 (binomial, Poisson); otherwise it is estimated.
     fixed_scale: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A concrete view registers one instance of itself in ``GLM_VIEWS``."""
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls) and cls.__dict__.get("name"):
+            GLM_VIEWS[cls.name] = cls()
 
     # ------------------------------------------------------------------ per family
     @abstractmethod
@@ -272,9 +282,3 @@ class GeometricDispersion(ExponentialDispersion):
 
     def negentropy(self, mu: Tensor) -> Tensor:
         return torch.special.xlogy(mu, mu) - (1.0 + mu) * torch.log1p(mu)
-
-
-GLM_VIEWS: dict[str, ExponentialDispersion] = {
-    v.name: v for v in (NormalDispersion(), BinomialDispersion(), PoissonDispersion(),
-                        GammaDispersion(), GeometricDispersion())
-}

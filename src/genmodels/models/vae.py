@@ -567,11 +567,15 @@ class _ConvDecoder(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 _RECOGNITION = ("diagonal", "full", "gumbel", "score")
-#: the three named likelihoods, then every other scalar family of ``genmodels.families``
-#: (``FamilyLikelihood``).
-_LIKELIHOOD = ("gaussian", "bernoulli", "categorical", *(
-    name for name, f in FAMILIES.items()
-    if f.natural_per_unit and f.event_dim == 0 and name != "bernoulli"))
+_LIKELIHOOD = ("gaussian", "bernoulli", "categorical")
+
+
+def _likelihoods() -> tuple[str, ...]:
+    """The three named likelihoods, then every other scalar family of ``genmodels.families``
+    (``FamilyLikelihood``), including families defined after this module was imported."""
+    return _LIKELIHOOD + tuple(
+        name for name, f in FAMILIES.items()
+        if f.natural_per_unit and f.event_dim == 0 and name not in _LIKELIHOOD)
 _NETWORK = ("linear", "mlp", "conv")
 
 
@@ -617,7 +621,7 @@ class VAE(SavableModule):
         hidden = [check_positive_int(h, "hidden sizes") for h in hidden]
         check_choice(network, "network", _NETWORK)
         check_choice(recognition, "recognition", _RECOGNITION)
-        check_choice(likelihood, "likelihood", _LIKELIHOOD)
+        check_choice(likelihood, "likelihood", _likelihoods())
         self.n_samples = check_positive_int(n_samples, "n_samples")
         dt = resolve_dtype(dtype)
         self.config = dict(
