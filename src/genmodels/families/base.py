@@ -14,6 +14,16 @@ its natural parameters are laid out in that vector.
 The functions of η (``log_partition``, ``mean_from_natural``, ``fisher_from_natural``) are
 classmethods on a plain tensor, with no data-dependent Python branching, so ``torch.func``
 (grad, hessian, vmap) can differentiate them; validation happens once, in the constructor.
+
+This is the one place a family's maths lives; every model is an adapter over these views
+(issue 18): ``log_prob_table`` (mixture/HMM emissions: all states × all data as one matrix
+product of t(y) against η), ``weighted_stat_sums`` and ``natural_from_stats`` (the E-step
+statistics and the conjugate-prior M step with pseudo-counts), ``log_prob_natural`` /
+``mean_value`` / ``sample_natural`` / ``natural_from_unconstrained`` (a network's output as
+η: VAE likelihoods), ``conditional_natural`` (η of one harmonium layer as an affine map of the
+other, Eqs 3.1–3.4), ``support_error`` (data validation); the GLM view (canonical link,
+variance function, deviance, dispersion) is ``genmodels.families.glm``, the KL and Bregman
+divergences ``genmodels.families.kl``.
 """
 
 from __future__ import annotations
