@@ -14,6 +14,12 @@ With ``--against SRC`` the script runs itself as subprocesses, alternately with 
 ``src`` and with ``SRC`` first on ``PYTHONPATH`` (``--rounds`` each), and prints the median
 seconds of each side and their ratio (other ÷ this: above 1 means this tree is faster). On a
 shared machine both sides suffer the same load; compare the ratio column.
+
+    python benchmarks/bench_families.py --ops-against ../main/src
+
+counts instead, in one process, the tensor operations (aten kernels other than views) that
+the same calls run in both trees (the other tree is imported as a renamed copy): a
+load-independent check that a rewrite runs the same kernels as the code it replaced.
 """
 
 from __future__ import annotations
@@ -139,6 +145,133 @@ def workloads(repeats: int) -> dict[str, float]:
     return out
 
 
+_VIEWS = {"aten::view", "aten::unsqueeze", "aten::squeeze", "aten::select", "aten::slice",
+          "aten::as_strided", "aten::t", "aten::transpose", "aten::expand", "aten::unflatten",
+          "aten::flatten", "aten::reshape", "aten::alias", "aten::lift_fresh", "aten::detach",
+          "aten::_unsafe_view", "aten::numpy_T", "aten::permute", "aten::resolve_conj",
+          "aten::resolve_neg", "aten::item", "aten::_local_scalar_dense", "aten::is_nonzero",
+          "aten::empty", "aten::empty_strided", "aten::to", "aten::_to_copy",
+          "aten::result_type"}
+
+
+def _op_counts(f: Callable[[], Any]) -> Any:
+    """The top-level non-view aten ops one call of ``f`` runs, counted by name."""
+    import collections
+
+    from torch.profiler import ProfilerActivity, profile
+
+    f()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        f()
+    c: collections.Counter[str] = collections.Counter()
+    for e in prof.events():
+        parent = e.cpu_parent
+        if (e.name.startswith("aten::") and e.name not in _VIEWS
+                and (parent is None or not parent.name.startswith("aten::"))):
+            c[e.name] += 1
+    return c
+
+
+def compare_ops(other_src: str) -> None:
+    """Print, per call, the tensor-op counts of this tree and of ``other_src``."""
+    import importlib
+    import re
+    import shutil
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    tmp = Path(tempfile.mkdtemp())
+    shutil.copytree(Path(other_src) / "genmodels", tmp / "genmodels_other")
+    for f in (tmp / "genmodels_other").rglob("*.py"):
+        text = f.read_text()
+        text = re.sub(r"\bgenmodels\.", "genmodels_other.", text)
+        text = text.replace("from genmodels import", "from genmodels_other import")
+        text = text.replace('"genmodels"', '"genmodels_other"')
+        f.write_text(text)
+    sys.path.insert(0, str(tmp))
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+
+    def both(name: str) -> tuple[Any, Any]:
+        return (importlib.import_module("genmodels." + name),
+                importlib.import_module("genmodels_other." + name))
+
+    rows: list[tuple[str, Callable[[Any], Any]]] = []
+    irls1, irls0 = both("learning.irls")
+    fam1, fam0 = both("models.glm_families")
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat([torch.ones(2000, 1, dtype=torch.float64),
+                   torch.randn(2000, 10, generator=g, dtype=torch.float64)], 1)
+    beta = torch.randn(11, generator=g, dtype=torch.float64) * 0.3
+    y = (torch.rand(2000, generator=g, dtype=torch.float64) < torch.sigmoid(X @ beta)).double()
+    yc = torch.poisson(torch.exp(0.5 * X @ beta), generator=g)
+    mods = {"irls": (irls1, irls0), "glm": (fam1, fam0), "mix": both("estimators.mixture"),
+            "hmm": both("estimators.hmm"), "fe": both("models.family_emissions")}
+    rows.append(("logistic IRLS fit", lambda m: m["irls"].irls(
+        X, y, m["glm"].Binomial(), m["glm"].Logit(), tol=1e-10)))
+    rows.append(("Poisson IRLS fit", lambda m: m["irls"].irls(
+        X, yc, m["glm"].Poisson(), m["glm"].Log(), tol=1e-10)))
+    rng = np.random.default_rng(0)
+    Xg = rng.normal(size=(2000, 4)) + 3 * rng.normal(size=(4, 4))[rng.integers(4, size=2000)]
+    rows.append(("GaussianMixture fit, 5 EM iterations", lambda m: m["mix"].GaussianMixture(
+        4, max_iter=5, tol=0.0, random_state=0).fit(Xg)))
+    k, T, B = 3, 50, 10
+    A = rng.random((k, k)) + np.eye(k) * k
+    A /= A.sum(1, keepdims=True)
+    z = rng.integers(k, size=B * T)
+    lengths = [T] * B
+    Y = rng.normal(size=(B * T, 2)) + 2 * rng.normal(size=(k, 2))[z]
+    means = rng.normal(size=(k, 2))
+    rates = rng.uniform(0.5, 10, (k, 3))
+    Yp = rng.poisson(rates[z])
+    emis = rng.dirichlet(np.ones(5), k)
+    Yc = rng.integers(5, size=(B * T, 1))
+
+    def hmm(m: Any, kind: str) -> Any:
+        h = m["hmm"]
+        est = {"gaussian": lambda: h.GaussianHMM(k, "diag", init_params="", n_iter=2, tol=0.0),
+               "poisson": lambda: h.PoissonHMM(k, init_params="", n_iter=2, tol=0.0),
+               "categorical": lambda: h.CategoricalHMM(k, n_features=5, init_params="",
+                                                       n_iter=2, tol=0.0)}[kind]()
+        est.startprob_, est.transmat_ = np.full(k, 1 / k), A
+        if kind == "gaussian":
+            est.means_, est.covars_ = means, np.ones((k, 2))
+        elif kind == "poisson":
+            est.lambdas_ = rates
+        else:
+            est.emissionprob_ = emis
+        return est
+
+    data = {"gaussian": Y, "poisson": Yp, "categorical": Yc}
+    for kind in data:
+        rows.append((f"{kind} HMM Baum-Welch, 2 iterations",
+                     lambda m, kind=kind: hmm(m, kind).fit(data[kind], lengths)))
+    rows.append(("gaussian HMM score_samples", lambda m: hmm(m, "gaussian").score_samples(
+        Y, lengths)))
+    yb = (torch.rand(1000, 8, generator=g, dtype=torch.float64) < 0.5).double()
+    w = torch.softmax(torch.randn(1000, 4, generator=g, dtype=torch.float64), -1)
+    p = torch.rand(4, 8, generator=g, dtype=torch.float64) * 0.8 + 0.1
+    this = {key: v[0] for key, v in mods.items()}
+    other = {key: v[1] for key, v in mods.items()}
+    built = {id(m): (m["fe"].BernoulliEmission(4, 8, p), m["fe"].PoissonEmission(4, 8, 5 * p))
+             for m in (this, other)}
+    for i, name in enumerate(("Bernoulli", "Poisson")):
+        yy = yb if i == 0 else torch.poisson(5 * yb + 1, generator=g)
+        rows.append((f"{name}Emission log_likelihood + expected_stats + maximize",
+                     lambda m, i=i, yy=yy: built[id(m)][i].maximize(
+                         built[id(m)][i].expected_stats(yy, w))
+                     or built[id(m)][i].log_likelihood(yy)))
+    print("| call | tensor ops, this tree | tensor ops, other tree | the same ops? |")
+    print("|---|---|---|---|")
+    for name, f in rows:
+        c1, c0 = _op_counts(lambda f=f: f(this)), _op_counts(lambda f=f: f(other))
+        same = "yes" if c0 == c1 else (f"no: this only {dict(c1 - c0)}, other only "
+                                       f"{dict(c0 - c1)}")
+        print(f"| {name} | {sum(c1.values())} | {sum(c0.values())} | {same} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -146,7 +279,12 @@ def main() -> None:
     p.add_argument("--against", type=str, default=None,
                    help="another tree's src folder to run side by side")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--ops-against", type=str, default=None,
+                   help="another tree's src folder whose tensor-op counts to compare")
     args = p.parse_args()
+    if args.ops_against is not None:
+        compare_ops(args.ops_against)
+        return
     if args.against is None:
         import torch
 

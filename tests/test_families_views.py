@@ -20,6 +20,7 @@ from genmodels.families import (
     ExponentialDispersion,
     FullNormal,
     Gamma,
+    Geometric,
     Normal,
     Poisson,
     bregman_kl,
@@ -56,7 +57,7 @@ def _draw(name: str, eta: torch.Tensor, seed: int) -> torch.Tensor:
     return FAMILIES[name].sample_natural(eta, _gen(seed)).to(torch.float64)
 
 
-SCALAR = ["bernoulli", "poisson", "gamma", "normal"]
+SCALAR = ["bernoulli", "poisson", "gamma", "normal", "geometric"]
 
 
 # ------------------------------------------------------------------- the log-density table
@@ -120,7 +121,8 @@ def test_glm_view_is_the_family_slice(view):
     mu = {"gaussian": torch.randn(20, generator=g, dtype=torch.float64),
           "binomial": torch.rand(20, generator=g, dtype=torch.float64) * 0.9 + 0.05,
           "poisson": torch.rand(20, generator=g, dtype=torch.float64) * 5 + 0.1,
-          "gamma": torch.rand(20, generator=g, dtype=torch.float64) * 5 + 0.1}[view]
+          "gamma": torch.rand(20, generator=g, dtype=torch.float64) * 5 + 0.1,
+          "geometric": torch.rand(20, generator=g, dtype=torch.float64) * 5 + 0.1}[view]
     y = mu.flip(0)
     theta = v.canonical_link(mu)
     # the canonical link inverts the mean b′(θ), which is the derivative of b = A on the slice
@@ -142,7 +144,7 @@ def test_glm_view_is_the_family_slice(view):
     # also on the boundary of the mean space (zero counts, 0/1 outcomes)
     generic = ExponentialDispersion.unit_deviance
     torch.testing.assert_close(generic(v, y, mu), v.unit_deviance(y, mu), rtol=1e-9, atol=1e-12)
-    if view in ("binomial", "poisson"):
+    if view in ("binomial", "poisson", "geometric"):
         yb = (y > y.median()).double() if view == "binomial" else torch.floor(y)
         torch.testing.assert_close(generic(v, yb, mu), v.unit_deviance(yb, mu), rtol=1e-9,
                                    atol=1e-12)
@@ -343,3 +345,115 @@ def test_gamma_vae_likelihood_matches_scipy():
     out = vae.elbo(y, n_samples=4, generator=_gen(15))
     assert out.elbo.shape == (7,) and bool(torch.isfinite(out.elbo).all())
     assert vae.sample(5, generator=_gen(16)).shape == (5, 3)
+
+
+# ------------------------------------ a family added to genmodels.families alone: Geometric
+def test_geometric_family_core_against_autograd_torch_and_scipy():
+    eta = -torch.rand(5, 1, generator=_gen(20), dtype=torch.float64) * 3 - 0.05
+    fam = Geometric(eta)
+    grad = torch.func.vmap(torch.func.grad(Geometric.log_partition))(eta)
+    hess = torch.func.vmap(torch.func.hessian(Geometric.log_partition))(eta)
+    torch.testing.assert_close(fam.mean_params, grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fam.fisher_information(), hess, rtol=1e-10, atol=1e-12)
+    x = fam.sample((50,), generator=_gen(21))
+    q = eta[:, 0].exp().numpy()
+    np.testing.assert_allclose(fam.log_prob(x).numpy(),
+                               scipy.stats.nbinom.logpmf(x.numpy(), 1, 1 - q), rtol=1e-12)
+    torch.testing.assert_close(Geometric.from_torch(fam.to_torch()).natural, eta)
+    torch.testing.assert_close(Geometric.from_mean(fam.mean_params).natural, eta)
+    with pytest.raises(ValueError, match="Geometric η = log q"):
+        Geometric(torch.tensor([[0.5]]))
+
+
+def test_geometric_is_an_emission_with_no_emission_code():
+    means = torch.tensor([[0.5, 6.0], [4.0, 1.0]], dtype=torch.float64)
+    eta = Geometric.natural_from_mean(means[..., None])[..., 0]
+    truth = FamilyEmission("geometric", 2, 2, eta)
+    z = (torch.rand(4000, generator=_gen(22)) < 0.5).long()
+    y = truth.sample(z, _gen(23))
+    q = (means / (1 + means)).numpy()
+    ref = np.stack([scipy.stats.nbinom.logpmf(y.numpy(), 1, 1 - q[k]).sum(-1) for k in range(2)],
+                   -1)
+    np.testing.assert_allclose(truth.log_likelihood(y).numpy(), ref, rtol=1e-12)
+    model = MixtureModel(torch.ones(2), FamilyEmission("geometric", 2, 2), init="random")
+    assert fit_em(model, y, n_init=2, seed=0, max_iter=500, tol=1e-10).converged
+    est = Geometric(model.emission.natural_per_coord).mean
+    est = est[torch.argsort(est[:, 0])]
+    se = (means * (1 + means) / 2000).sqrt()
+    assert bool(((est - means).abs() < 6 * se).all()), (est, means)
+    with pytest.raises(ValueError, match="FamilyEmission data must be nonnegative integer"):
+        truth.log_likelihood(y + 0.5)
+
+
+def test_geometric_is_a_glm_response_matching_statsmodels_negative_binomial():
+    """The geometric GLM with its canonical link is statsmodels' negative binomial family with
+    α = 1 and its canonical link log(μ/(μ + 1/α))."""
+    sm = pytest.importorskip("statsmodels.api")
+    from genmodels.models.glm import GLM
+
+    g = np.random.default_rng(24)
+    X = np.column_stack([np.ones(500), g.uniform(0.0, 1.0, (500, 2))])
+    theta = X @ np.array([-0.4, -1.0, -0.6])
+    mu = 1 / np.expm1(-theta)
+    y = g.negative_binomial(1, 1 / (1 + mu)).astype(float)
+    ours = GLM(y, X, family="geometric").fit(tol=1e-12)
+    alpha = 1.0
+    ref = sm.GLM(y, X, family=sm.families.NegativeBinomial(
+        sm.families.links.NegativeBinomial(alpha), alpha=alpha)).fit(tol=1e-12)
+    np.testing.assert_allclose(np.asarray(ours.params), ref.params, rtol=1e-8)
+    np.testing.assert_allclose(ours.deviance, ref.deviance, rtol=1e-9)
+    np.testing.assert_allclose(ours.llf, ref.llf, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(ours.bse), ref.bse, rtol=1e-6)
+
+
+def test_geometric_is_a_vae_likelihood():
+    from genmodels.models.vae import VAE
+
+    vae = VAE(4, 2, likelihood="geometric", dtype="float64")
+    h = torch.randn(6, 4, generator=_gen(25), dtype=torch.float64)
+    y = torch.poisson(torch.full((6, 4), 2.0, dtype=torch.float64), generator=_gen(26))
+    q = torch.exp(-torch.nn.functional.softplus(h)).numpy()
+    np.testing.assert_allclose(vae.likelihood.log_prob(h, y).numpy(),
+                               scipy.stats.nbinom.logpmf(y.numpy(), 1, 1 - q).sum(-1),
+                               rtol=1e-12)
+    assert bool(torch.isfinite(vae.elbo(y, n_samples=3, generator=_gen(27)).elbo).all())
+    with pytest.raises(ValueError, match="geometric emission needs data that must be"):
+        vae.likelihood.check(y - 3)
+
+
+def test_defining_a_family_class_registers_it_everywhere():
+    """A family (and its GLM view) defined anywhere registers itself: no registry edit."""
+    from genmodels.families.glm import ExponentialDispersion as View
+    from genmodels.models.vae import VAE
+
+    class Exponential(Gamma):  # rate-only slice of the Gamma, P = 2 kept for brevity
+        name = "test_exponential"
+
+    class ExponentialView(View):
+        family = Exponential
+        name = "test_exponential"
+
+        def natural(self, theta, shape=1.0):
+            return GLM_VIEWS["gamma"].natural(theta, shape)
+
+        def canonical_link(self, mu):
+            return -1.0 / mu
+
+        def variance(self, mu):
+            return mu.square()
+
+        def variance_deriv(self, mu):
+            return 2.0 * mu
+
+        def negentropy(self, mu):
+            return -1.0 - torch.log(mu)
+
+    try:
+        assert FAMILIES["test_exponential"] is Exponential
+        assert isinstance(GLM_VIEWS["test_exponential"], ExponentialView)
+        em = FamilyEmission("test_exponential", 2, 3)
+        assert em.log_likelihood(torch.rand(5, 3, dtype=torch.float64) + 0.1).shape == (5, 2)
+        assert isinstance(get_family("test_exponential").default_link(), CanonicalLink)
+        assert VAE(3, 2, likelihood="test_exponential").likelihood.family is Exponential
+    finally:
+        del FAMILIES["test_exponential"], GLM_VIEWS["test_exponential"]

@@ -104,6 +104,10 @@ _LAZY: dict[str, str] = {
         "boltzmann_gradient")},
     # issue 16: the jitter warning of safe_cholesky
     "JitterWarning": "genmodels.exceptions",
+    # the one exponential-family core under every model (issue 18)
+    **{name: "genmodels.families" for name in ("Geometric", "FAMILIES", "GLM_VIEWS")},
+    "FamilyEmission": "genmodels.models.family_emissions",
+    "FamilyLikelihood": "genmodels.models.vae",
 }
 
 __all__ = [

@@ -1,6 +1,11 @@
 """Exponential families p(x | η) = h(x) exp{ηᵀ t(x) − A(η)} (CATALOGUE A4, A5, A6, D2)."""
 
-from genmodels.families.base import ExponentialFamily, autograd_fisher, sample_with_generator
+from genmodels.families.base import (
+    FAMILIES,
+    ExponentialFamily,
+    autograd_fisher,
+    sample_with_generator,
+)
 from genmodels.families.continuous import (
     DiagonalNormal,
     FullNormal,
@@ -8,7 +13,7 @@ from genmodels.families.continuous import (
     Normal,
     gaussian_ml,
 )
-from genmodels.families.discrete import Bernoulli, Categorical, Poisson
+from genmodels.families.discrete import Bernoulli, Categorical, Geometric, Poisson
 from genmodels.families.glm import GLM_VIEWS, ExponentialDispersion
 from genmodels.families.kl import (
     bregman_kl,
@@ -18,13 +23,6 @@ from genmodels.families.kl import (
     kl_gaussian,
     kl_tril_std_normal,
 )
-
-#: every family by its ``name``: emissions (``FamilyEmission``), GLM responses (through
-#: ``GLM_VIEWS``) and VAE likelihoods (``FamilyLikelihood``) choose a family from here.
-FAMILIES: dict[str, type[ExponentialFamily]] = {
-    f.name: f for f in (Bernoulli, Categorical, Poisson, Gamma, Normal, DiagonalNormal,
-                        FullNormal)
-}
 
 __all__ = [
     "FAMILIES",
@@ -36,6 +34,7 @@ __all__ = [
     "ExponentialFamily",
     "FullNormal",
     "Gamma",
+    "Geometric",
     "Normal",
     "Poisson",
     "autograd_fisher",

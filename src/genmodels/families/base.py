@@ -14,6 +14,16 @@ its natural parameters are laid out in that vector.
 The functions of η (``log_partition``, ``mean_from_natural``, ``fisher_from_natural``) are
 classmethods on a plain tensor, with no data-dependent Python branching, so ``torch.func``
 (grad, hessian, vmap) can differentiate them; validation happens once, in the constructor.
+
+This is the one place a family's maths lives; every model is an adapter over these views
+(issue 18): ``log_prob_table`` (mixture/HMM emissions: all states × all data as one matrix
+product of t(y) against η), ``weighted_stat_sums`` and ``natural_from_stats`` (the E-step
+statistics and the conjugate-prior M step with pseudo-counts), ``log_prob_natural`` /
+``mean_value`` / ``sample_natural`` / ``natural_from_unconstrained`` (a network's output as
+η: VAE likelihoods), ``conditional_natural`` (η of one harmonium layer as an affine map of the
+other, Eqs 3.1–3.4), ``support_error`` (data validation); the GLM view (canonical link,
+variance function, deviance, dispersion) is ``genmodels.families.glm``, the KL and Bregman
+divergences ``genmodels.families.kl``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,12 @@ from torch import Tensor
 from genmodels._validation import as_tensor, global_rng_from
 
 F = TypeVar("F", bound="ExponentialFamily")
+
+
+#: every family by its ``name`` (filled as each family class is defined): emissions
+#: (``FamilyEmission``), GLM responses (through ``GLM_VIEWS``) and VAE likelihoods
+#: (``FamilyLikelihood``) choose a family from here.
+FAMILIES: dict[str, type[ExponentialFamily]] = {}
 
 
 class ExponentialFamily(ABC):
@@ -49,6 +65,14 @@ class ExponentialFamily(ABC):
     #: P of one scalar unit (1: Bernoulli, Poisson; 2: Gamma, Normal); 0 where P is not fixed
     #: by the family (Categorical: the number of categories; the vector Gaussians).
     natural_per_unit: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A family class with a ``name`` registers itself in ``FAMILIES``: defining it is all
+        it takes to make it an emission, a VAE likelihood (and, with a GLM view, a GLM
+        response)."""
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            FAMILIES[cls.name] = cls
 
     def __init__(self, natural: Any) -> None:
         eta = as_tensor(natural, name="natural")

@@ -1,7 +1,8 @@
-"""Discrete exponential families: Bernoulli, Categorical, Poisson."""
+"""Discrete exponential families: Bernoulli, Categorical, Poisson, Geometric."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -345,3 +346,82 @@ class Poisson(ExponentialFamily):
         if not isinstance(dist, torch.distributions.Poisson):
             raise ValueError(f"expected torch.distributions.Poisson, got {type(dist).__name__}.")
         return cls(torch.log(dist.rate)[..., None])
+
+
+class Geometric(ExponentialFamily):
+    """p(x) = (1 − q) q^x, x ∈ {0, 1, 2, …} (failures before the first success; the negative
+    binomial with r = 1).
+
+    η = (log q,) (P = 1, η < 0); t(x) = x; h(x) = 1; A(η) = −log(1 − e^η).
+    Mean parameter m = e^η/(1 − e^η) = 1/(e^{−η} − 1); Fisher information m(1 + m); the
+    mean → natural map η = log(m/(1 + m)). Conjugate prior: a pseudo-counts of mean 1
+    (η₀ = log ½). Added in issue 18 with no code outside ``genmodels.families``: it is a
+    mixture/HMM emission (``FamilyEmission("geometric", …)``), a GLM response
+    (``get_family("geometric")``, canonical link log(μ/(1 + μ)), V(μ) = μ + μ²) and a VAE
+    likelihood (``likelihood="geometric"``) through the families' views alone.
+    """
+
+    name = "geometric"
+    natural_per_unit = 1
+
+    @property
+    def mean(self) -> Tensor:
+        """E[X] = q/(1 − q). (*batch,)."""
+        return self.mean_value(self.natural)
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        return x[..., None].to(x.dtype if x.is_floating_point() else torch.get_default_dtype())
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        return torch.zeros(x.shape, dtype=x.dtype if x.is_floating_point()
+                           else torch.get_default_dtype(), device=x.device)
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        return -torch.log(-torch.expm1(natural[..., 0]))
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        return 1.0 / torch.expm1(-natural)
+
+    @classmethod
+    def fisher_from_natural(cls, natural: Tensor) -> Tensor:
+        m = 1.0 / torch.expm1(-natural)
+        return (m * (1.0 + m))[..., None]
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor) -> Tensor:
+        check_open_interval(mean, "Geometric mean", 0.0)
+        return torch.log(mean) - torch.log1p(mean)
+
+    @classmethod
+    def check_natural(cls, natural: Tensor) -> None:
+        if natural.shape[-1] != 1:
+            raise ValueError(f"Geometric natural parameters have P = 1, got {natural.shape[-1]}.")
+        check_open_interval(natural, "Geometric η = log q", high=0.0)
+
+    @classmethod
+    def support_error(cls, x: Tensor) -> str | None:
+        if bool(((x < 0) | (x != torch.round(x))).any()):
+            return "must be nonnegative integer counts"
+        return None
+
+    @classmethod
+    def reference_natural(cls, like: Tensor) -> Tensor:
+        return torch.full_like(like, -math.log(2.0))
+
+    @classmethod
+    def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
+        """η = −softplus(h) < 0. (*, 1) → (*, 1)."""
+        return -F_.softplus(h)
+
+    def to_torch(self) -> torch.distributions.Geometric:
+        return torch.distributions.Geometric(probs=-torch.expm1(self.natural[..., 0]))
+
+    @classmethod
+    def from_torch(cls, dist: torch.distributions.Distribution) -> Geometric:
+        if not isinstance(dist, torch.distributions.Geometric):
+            raise ValueError(f"expected torch.distributions.Geometric, got {type(dist).__name__}.")
+        return cls(torch.log1p(-dist.probs)[..., None])

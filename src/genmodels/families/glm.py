@@ -30,15 +30,19 @@ GLM response (``genmodels.models.glm_families.get_family``) with no code in the 
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from genmodels.families.base import ExponentialFamily
 from genmodels.families.continuous import Gamma, Normal
-from genmodels.families.discrete import Bernoulli, Poisson
+from genmodels.families.discrete import Bernoulli, Geometric, Poisson
+
+#: every GLM view by its name (filled as each view class is defined).
+GLM_VIEWS: dict[str, ExponentialDispersion] = {}
 
 
 class ExponentialDispersion(ABC):
@@ -49,6 +53,12 @@ class ExponentialDispersion(ABC):
     name: ClassVar[str]
     #: True when φ is fixed at 1 (binomial, Poisson); otherwise it is estimated.
     fixed_scale: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A concrete view registers one instance of itself in ``GLM_VIEWS``."""
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls) and cls.__dict__.get("name"):
+            GLM_VIEWS[cls.name] = cls()
 
     # ------------------------------------------------------------------ per family
     @abstractmethod
@@ -89,9 +99,16 @@ class ExponentialDispersion(ABC):
     def log_likelihood(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
                        trials: Tensor | None = None) -> Tensor:
         """log p(y_n | μ_n, φ / a_n) per observation: the family's log-density at the member
-        with mean μ_n and precision a_n / φ (Eq. 5.12)."""
+        with mean μ_n and precision a_n / φ (Eq. 5.12); for a fixed-scale family the
+        log-density at μ_n times a_n / φ (the quasi-likelihood weighting)."""
         shape = var_weights / scale
+        if self.fixed_scale:
+            return shape * self.family.log_prob_natural(y, self.natural(self.canonical_link(mu)))
         return self.family.log_prob_natural(y, self.natural(self.canonical_link(mu), shape))
+
+    def valid_mean(self, mu: Tensor) -> bool:
+        """Whether every μ lies inside the mean space: θ(μ) finite (and μ finite)."""
+        return bool(torch.isfinite(mu).all() and torch.isfinite(self.canonical_link(mu)).all())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -134,6 +151,10 @@ class NormalDispersion(ExponentialDispersion):
     def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
         """(y − μ)², the Bregman divergence of μ²/2 in its residual form."""
         return (y - mu).square()
+
+    def valid_mean(self, mu: Tensor) -> bool:
+        """θ = μ: every finite μ."""
+        return bool(torch.isfinite(mu).all())
 
 
 class BinomialDispersion(ExponentialDispersion):
@@ -238,7 +259,26 @@ class GammaDispersion(ExponentialDispersion):
         return 2.0 * ((y - mu) / mu - torch.log(y / mu))
 
 
-GLM_VIEWS: dict[str, ExponentialDispersion] = {
-    v.name: v for v in (NormalDispersion(), BinomialDispersion(), PoissonDispersion(),
-                        GammaDispersion())
-}
+class GeometricDispersion(ExponentialDispersion):
+    """θ = log(μ/(1 + μ)), b(θ) = −log(1 − e^θ) = log(1 + μ), V = μ + μ²,
+    b*(μ) = μ log μ − (1 + μ) log(1 + μ) (the negative binomial with r = 1; its deviance and
+    log-likelihood are the generic ones)."""
+
+    family = Geometric
+    name = "geometric"
+    fixed_scale = True
+
+    def natural(self, theta: Tensor, shape: Tensor | float = 1.0) -> Tensor:
+        return theta[..., None]
+
+    def canonical_link(self, mu: Tensor) -> Tensor:
+        return torch.log(mu) - torch.log1p(mu)
+
+    def variance(self, mu: Tensor) -> Tensor:
+        return mu * (1.0 + mu)
+
+    def variance_deriv(self, mu: Tensor) -> Tensor:
+        return 1.0 + 2.0 * mu
+
+    def negentropy(self, mu: Tensor) -> Tensor:
+        return torch.special.xlogy(mu, mu) - (1.0 + mu) * torch.log1p(mu)

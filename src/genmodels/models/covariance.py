@@ -563,6 +563,11 @@ class GaussianEmission(SavableModule):
     The M step (§7.1): μ_k = c + sum_k/counts_k, Σ_k = second_k/counts_k − (μ_k−c)(μ_k−c)ᵀ +
     reg_covar·I. ``counts`` get ``10·eps`` added (as scikit-learn does) so an empty component
     keeps finite parameters (mean c, covariance reg_covar·I) instead of NaN.
+
+    Not a ``FamilyEmission`` over ``genmodels.families.FullNormal``: the tied and spherical
+    structures constrain η across components and coordinates, and the cached quadratic
+    features about ``center`` are this module's kernels, neither a per-state natural
+    parameter; the shared closed form (the Gaussian ML fit) is ``families.gaussian_ml``.
     """
 
     def __init__(

@@ -355,7 +355,7 @@ class Family:
 
     def valid_mean(self, mu: Tensor) -> bool:
         """Whether every μ lies inside the family's mean space (used by step-halving)."""
-        return bool(torch.isfinite(mu).all())
+        return self.view.valid_mean(mu)
 
     def starting_mean(self, y: Tensor) -> Tensor:
         """A first μ inside the mean space, close to y."""

@@ -438,6 +438,9 @@ class Likelihood(nn.Module):
 
 class GaussianLikelihood(Likelihood):
     """p̂(y | x) = N(μ(x), α I) (Eqs. 8.15, 8.26) with α learned (``learn_variance``) or fixed.
+    Not a ``FamilyLikelihood``: α is one parameter shared by every output, not a per-output
+    natural parameter from the decoder (``likelihood="normal"`` is that heteroscedastic one);
+    its density is ``genmodels.families.Normal.log_prob_mean_var``.
 
     −log p̂(y | x) = ½[D log(τα) + ‖y − μ‖²/α]: the book's boxed reconstruction term with the
     constant's D = dim y (erratum E-34 / G6: ``M log τα``, not ``K``)."""
@@ -463,65 +466,24 @@ class GaussianLikelihood(Likelihood):
         return h + (0.5 * self.log_alpha).exp() * noise
 
 
-class BernoulliLikelihood(Likelihood):
-    """p̂(y | x) = Π_d Bernoulli(y_d; sigmoid(h_d)); y ∈ [0, 1] (binary, or grey levels read as
-    probabilities)."""
-
-    def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
-        return Bernoulli.log_prob_natural(y, h[..., None]).sum(-1)
-
-    def mean(self, h: Tensor) -> Tensor:
-        return Bernoulli.mean_value(h[..., None])
-
-    def sample(self, h: Tensor, generator: torch.Generator | None) -> Tensor:
-        return Bernoulli.sample_natural(h[..., None], generator)
-
-    def check(self, y: Tensor) -> None:
-        if bool(((y < 0) | (y > 1)).any()):
-            raise ValueError("a Bernoulli emission needs data in [0, 1]; binarise or rescale "
-                             "the data, or use likelihood='gaussian'.")
-
-
-class CategoricalLikelihood(Likelihood):
-    """p̂(y | x) = Π_d Cat(y_d; softmax(h_d)), y_d ∈ {0, …, V−1} (e.g. grey levels)."""
-
-    def __init__(self, n_values: int) -> None:
-        super().__init__()
-        self.channels = check_positive_int(n_values, "n_values", minimum=2)
-
-    def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
-        eta = h.unflatten(-1, (-1, self.channels))  # (..., N, D, V)
-        return Categorical.log_prob_natural(y, eta).sum(-1)
-
-    def mean(self, h: Tensor) -> Tensor:
-        return Categorical.mean_value(h.unflatten(-1, (-1, self.channels)))
-
-    def sample(self, h: Tensor, generator: torch.Generator | None) -> Tensor:
-        eta = h.unflatten(-1, (-1, self.channels))
-        return Categorical.sample_natural(eta, generator).to(h.dtype)
-
-    def check(self, y: Tensor) -> None:
-        if bool(((y < 0) | (y >= self.channels) | (y != y.round())).any()):
-            raise ValueError(f"a categorical emission needs integer data in [0, "
-                             f"{self.channels - 1}]; set n_values to the number of levels.")
-
-
 class FamilyLikelihood(Likelihood):
     """p̂(y | x) = Π_d p(y_d | η_d(x)) for any scalar family of ``genmodels.families``: the
     decoder outputs P unconstrained numbers per observed variable, mapped onto the natural
     domain by ``family.natural_from_unconstrained`` (Gamma: (softplus − 1, −softplus));
     log-density, mean, sampling and support check are the family's. So a family added to
     ``genmodels.families`` is a VAE likelihood (``likelihood=<its name>``) with no code here.
+    ``channels`` (P) is the family's own unless the family leaves it open (Categorical: V).
     """
 
-    def __init__(self, family: str | type[ExponentialFamily]) -> None:
+    def __init__(self, family: str | type[ExponentialFamily], channels: int | None = None
+                 ) -> None:
         super().__init__()
         fam = FAMILIES.get(family) if isinstance(family, str) else family
-        if fam is None or fam.natural_per_unit == 0 or fam.event_dim != 0:
+        if fam is None or fam.event_dim != 0 or not (fam.natural_per_unit or channels):
             raise ValueError(f"family must name a scalar family of genmodels.families, got "
                              f"{family!r}.")
         self.family = fam
-        self.channels = fam.natural_per_unit
+        self.channels = channels or fam.natural_per_unit
 
     def natural(self, h: Tensor) -> Tensor:
         """The decoder's output as natural parameters. (..., D·P) → (..., D, P)."""
@@ -540,6 +502,32 @@ class FamilyLikelihood(Likelihood):
         why = self.family.support_error(y)
         if why is not None:
             raise ValueError(f"a {self.family.name} emission needs data that {why}.")
+
+
+class BernoulliLikelihood(FamilyLikelihood):
+    """p̂(y | x) = Π_d Bernoulli(y_d; sigmoid(h_d)) (``genmodels.families.Bernoulli``);
+    y ∈ [0, 1] (binary, or grey levels read as probabilities)."""
+
+    def __init__(self) -> None:
+        super().__init__(Bernoulli)
+
+    def check(self, y: Tensor) -> None:
+        if bool(((y < 0) | (y > 1)).any()):
+            raise ValueError("a Bernoulli emission needs data in [0, 1]; binarise or rescale "
+                             "the data, or use likelihood='gaussian'.")
+
+
+class CategoricalLikelihood(FamilyLikelihood):
+    """p̂(y | x) = Π_d Cat(y_d; softmax(h_d)), y_d ∈ {0, …, V−1} (e.g. grey levels)
+    (``genmodels.families.Categorical``, V decoder outputs per variable)."""
+
+    def __init__(self, n_values: int) -> None:
+        super().__init__(Categorical, check_positive_int(n_values, "n_values", minimum=2))
+
+    def check(self, y: Tensor) -> None:
+        if bool(((y < 0) | (y >= self.channels) | (y != y.round())).any()):
+            raise ValueError(f"a categorical emission needs integer data in [0, "
+                             f"{self.channels - 1}]; set n_values to the number of levels.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -593,11 +581,15 @@ class _ConvDecoder(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 _RECOGNITION = ("diagonal", "full", "gumbel", "score")
-#: the three named likelihoods, then every other scalar family of ``genmodels.families``
-#: (``FamilyLikelihood``).
-_LIKELIHOOD = ("gaussian", "bernoulli", "categorical", *(
-    name for name, f in FAMILIES.items()
-    if f.natural_per_unit and f.event_dim == 0 and name != "bernoulli"))
+_LIKELIHOOD = ("gaussian", "bernoulli", "categorical")
+
+
+def _likelihoods() -> tuple[str, ...]:
+    """The three named likelihoods, then every other scalar family of ``genmodels.families``
+    (``FamilyLikelihood``), including families defined after this module was imported."""
+    return _LIKELIHOOD + tuple(
+        name for name, f in FAMILIES.items()
+        if f.natural_per_unit and f.event_dim == 0 and name not in _LIKELIHOOD)
 _NETWORK = ("linear", "mlp", "conv")
 
 
@@ -643,7 +635,7 @@ class VAE(SavableModule):
         hidden = [check_positive_int(h, "hidden sizes") for h in hidden]
         check_choice(network, "network", _NETWORK)
         check_choice(recognition, "recognition", _RECOGNITION)
-        check_choice(likelihood, "likelihood", _LIKELIHOOD)
+        check_choice(likelihood, "likelihood", _likelihoods())
         self.n_samples = check_positive_int(n_samples, "n_samples")
         dt = resolve_dtype(dtype)
         self.config = dict(
