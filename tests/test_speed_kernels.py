@@ -42,3 +42,19 @@ def test_fit_predict_labels_are_the_most_probable_components() -> None:
     gm = GaussianMixture(3, random_state=0)
     labels = gm.fit_predict(X)
     np.testing.assert_array_equal(labels, gm.predict_proba(X).argmax(-1))
+
+
+def test_noise_floor_warns_once_per_fit_not_per_iteration() -> None:
+    import warnings
+
+    from genmodels.estimators.decomposition import FactorAnalysis
+    from genmodels.exceptions import DegenerateFitWarning
+
+    g = np.random.default_rng(1)
+    X = np.c_[g.normal(size=(300, 4)) @ g.normal(size=(4, 4)), np.ones(300)]  # one constant
+    for _ in range(2):  # every fit warns (a fresh model), once
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            FactorAnalysis(2, max_iter=50).fit(X)
+        floors = [w for w in caught if issubclass(w.category, DegenerateFitWarning)]
+        assert len(floors) == 1 and "[4]" in str(floors[0].message)

@@ -166,3 +166,12 @@ def test_work_estimates_accept_any_input() -> None:
     for X in ([[1.0, 2.0]], torch.zeros(0, 3), torch.zeros(3, 0), "text", None, 5):
         assert _gmm_work(est, X) >= 0.0
         assert gemm_work(X, 4) >= 0.0 and numel(X) >= 0 and last_dim(X) >= 0
+    assert choose_threads(float("inf"), ceiling=2) == 2
+    assert choose_threads(float("nan"), ceiling=2) == 1
+
+    @work_sized(lambda k: gemm_work(torch.zeros(10, 3), k))
+    def fit(k: object) -> object:
+        return k
+
+    for bad in ("a", float("inf"), float("nan"), None):  # the function reports, not the policy
+        assert fit(bad) is bad or bad != bad

@@ -36,6 +36,7 @@ Python threads at once share one setting.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,8 +122,10 @@ def choose_threads(flops: float, *, ceiling: int, idle: int | None = None,
     flops: the work of one typical operation of the region (not of the whole call: a
     recursion of ten thousand 8 × 8 steps is ten thousand small operations).
     """
-    if min_flops_per_thread <= 0:
+    if min_flops_per_thread <= 0 or flops == math.inf:
         by_work = ceiling
+    elif not math.isfinite(flops):  # NaN: no usable estimate, the safe choice
+        by_work = 1
     else:
         by_work = int(flops // min_flops_per_thread) if flops > 0 else 0
     n = min(ceiling, by_work, ceiling if idle is None else idle)
@@ -162,7 +165,11 @@ def work_sized(flops: Callable[..., float]) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with work_threads(flops(*args, **kwargs)):
+            try:  # the estimate sees unvalidated arguments: any failure is the function's to
+                work = float(flops(*args, **kwargs))  # report, so count it as small work
+            except Exception:
+                work = 0.0
+            with work_threads(work):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -125,8 +125,11 @@ def _regress(stats: Stats, C: Tensor, c: Tensor, frozen: frozenset[str]) -> tupl
         aug_yx = torch.cat([Syx, sy[:, None]], 1)  # (D, K + 1)
         coef = psd_solve(aug_xx, aug_yx.mT).mT  # [C c] = ⟨y x̃ᵀ⟩⟨x̃ x̃ᵀ⟩⁻¹
         return coef[:, :k].contiguous(), coef[:, k].contiguous()
-    if fit_C:
-        return psd_solve(Sxx, (Syx - torch.outer(c, sx)).mT).mT.contiguous(), c
+    if fit_C:  # Σ E[xxᵀ] ⪰ n (CᵀΨ⁻¹C + I)⁻¹ ≻ 0: the plain factorisation, jitter on failure
+        L, info = torch.linalg.cholesky_ex(Sxx)
+        L = L if int(info) == 0 else safe_cholesky(Sxx)
+        rhs = torch.addr(Syx, c, sx, alpha=-1.0)  # Σ (y − c) E[x]ᵀ
+        return torch.cholesky_solve(rhs.mT, L).mT.contiguous(), c
     if fit_c:
         return C, (sy - C @ sx) / n
     return C, c
@@ -339,6 +342,9 @@ class FactorAnalyzer(SavableModule):
         low = psi < floor
         if not torch.equal(floored, psi) and bool(low.any()):
             idx = torch.nonzero(low).flatten().tolist()
+            if idx == getattr(self, "_floored", None):  # as last iteration: warned already
+                return floored
+            self._floored: list[int] = idx
             shown = idx[:10] + (["..."] if len(idx) > 10 else [])
             warnings.warn(
                 f"the noise variance of feature(s) {shown} fell below {float(floor):.3g} "
@@ -355,6 +361,7 @@ class FactorAnalyzer(SavableModule):
         """Start EM: c = sample mean; C and Ψ as chosen by ``init`` (see the class docstring)."""
         m = as_moments(data)
         d, k = self.n_features, self.n_components
+        self._floored = []  # the features whose floor was last warned about
         if m.sum.shape != (d,):
             raise ValueError(f"data have {m.sum.shape[-1]} features, the model {d}.")
         S = m.scatter() / m.n
