@@ -82,6 +82,15 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # sparse coding, Laplace's method, natural-image statistics
+    **{name: "genmodels.models.sparse_coding" for name in (
+        "SparseCodingModel", "fit_sparse_coding_em", "fit_lewicki_olshausen",
+        "fit_map_dictionary")},
+    **{name: "genmodels.estimators.sparse_coding" for name in (
+        "SparseCoder", "DictionaryLearning", "MiniBatchDictionaryLearning")},
+    **{name: "genmodels.inference.lasso" for name in ("lasso", "LassoSolution")},
+    **{name: "genmodels.inference.laplace" for name in (
+        "laplace_approximation", "LaplaceApproximation")},
 }
 
 __all__ = [
