@@ -59,6 +59,8 @@ def encode(n: int, k: int, a: float, repeats: int, threads: int) -> None:
     spams = _spams()
     methods: dict[str, Callable[[], np.ndarray]] = {
         "genmodels lasso (cd)": lambda: lasso(Y, C, 1.0, a, n_threads=threads).codes.numpy(),
+        "genmodels lasso (lars)": lambda: lasso(Y, C, 1.0, a, method="lars",
+                                                n_threads=threads).codes.numpy(),
         "genmodels lasso (fista, tol 1e-6)": lambda: lasso(
             Y, C, 1.0, a, method="fista", tol=1e-6).codes.numpy(),
         "sklearn sparse_encode lasso_cd": lambda: sparse_encode(
@@ -68,7 +70,8 @@ def encode(n: int, k: int, a: float, repeats: int, threads: int) -> None:
         Xf, Df = np.asfortranarray(Yn.T), np.asfortranarray(Cn)
         methods["SPAMS lasso (LARS)"] = lambda: np.asarray(
             spams.lasso(Xf, D=Df, lambda1=a, mode=2, numThreads=threads).todense()).T
-    lasso(Y[:10], C, 1.0, a)  # compile the Numba kernel (cached on disk afterwards)
+    lasso(Y[:10], C, 1.0, a)  # compile the Numba kernels (cached on disk afterwards)
+    lasso(Y[:10], C, 1.0, a, method="lars")
     times: dict[str, list[float]] = {m: [] for m in methods}
     codes: dict[str, np.ndarray] = {}
     for _ in range(repeats):

@@ -12,12 +12,12 @@ The objective is scikit-learn's, ½‖y − Dᵀu‖² + alpha‖u‖₁ per sam
 alpha. Differences, on purpose:
 
 * ``transform_algorithm``: "lasso_cd" (coordinate descent, exact to the KKT conditions; the
-  default) or "fista"; scikit-learn's "omp", "lars", "lasso_lars" and "threshold" are not
-  offered. ``fit_algorithm``: "cd" (alternating exact LASSO codes and block-coordinate atom
-  updates, as scikit-learn does with its "cd"/"lars" codes), and the genmodels extras "em" (the
-  book's EM with Gaussian recognition, Eqs. 8.8–8.11) and "lewicki_olshausen" (ascent of the
-  Laplace-approximated marginal, G3) — those two learn an unconstrained C with the chosen
-  ``prior``, ``lam`` and ``beta``.
+  default), "lasso_lars" (the homotopy) or "fista"; scikit-learn's "omp", "lars" and
+  "threshold" are not offered. ``fit_algorithm``: "cd" (alternating exact LASSO codes and
+  block-coordinate atom updates, as scikit-learn does with its "cd"/"lars" codes), and the
+  genmodels extras "em" (the book's EM with Gaussian recognition, Eqs. 8.8–8.11) and
+  "lewicki_olshausen" (ascent of the Laplace-approximated marginal, G3) — those two learn an
+  unconstrained C with the chosen ``prior``, ``lam`` and ``beta``.
 * ``positive_code``, ``positive_dict`` and ``split_sign`` are not supported (ValueError).
 * Extras: ``prior`` ("laplace", "cauchy", "cosh"), ``lam`` (λ, the emission precision),
   ``beta``; ``score_samples(X)`` is the Laplace approximation of log p̂(y) per datum (the
@@ -52,7 +52,7 @@ from genmodels.models.sparse_coding import (
 
 __all__ = ["DictionaryLearning", "MiniBatchDictionaryLearning", "SparseCoder"]
 
-TRANSFORM_ALGORITHMS = ("lasso_cd", "fista")
+TRANSFORM_ALGORITHMS = ("lasso_cd", "lasso_lars", "fista")
 FIT_ALGORITHMS = ("cd", "em", "lewicki_olshausen")
 
 
@@ -78,7 +78,7 @@ class _SparseCodingBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
             else self.transform_alpha
         alpha = check_nonnegative_float(alpha, "transform_alpha")
         C = torch.as_tensor(components, dtype=t.dtype, device=t.device).mT
-        method = "cd" if algorithm == "lasso_cd" else "fista"
+        method = {"lasso_cd": "cd", "lasso_lars": "lars", "fista": "fista"}[algorithm]
         max_iter = check_positive_int(self.transform_max_iter, "transform_max_iter")
         return to_numpy(lasso(t, C, 1.0, alpha, method=method, max_iter=max_iter,
                               n_threads=getattr(self, "n_jobs", None)).codes)
@@ -127,8 +127,8 @@ class SparseCoder(_SparseCodingBase):
     """Sparse coding against a fixed dictionary, mirroring ``sklearn.decomposition.SparseCoder``.
 
     dictionary: (n_components, n_features), rows are atoms (no all-zero row).
-    transform_algorithm: "lasso_cd" or "fista"; transform_alpha: the L1 penalty (default 1.0);
-    transform_max_iter; n_jobs: threads for "lasso_cd".
+    transform_algorithm: "lasso_cd", "lasso_lars" or "fista"; transform_alpha: the L1 penalty
+    (default 1.0); transform_max_iter; n_jobs: threads for "lasso_cd" and "lasso_lars".
     """
 
     def __init__(self, dictionary: Any, *, transform_algorithm: str = "lasso_cd",

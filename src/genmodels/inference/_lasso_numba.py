@@ -383,3 +383,142 @@ def cd_block(G: Any, Q: Any, X: Any, t: Any, tol: float, max_iter: int,
         n_iter[b] = it
         violation[b] = _kkt_violation(x, r, t)
 
+
+
+@_jit
+def _lars_one(G: Any, q: Any, x: Any, c: Any, t: float, max_steps: int, idx: Any, L: Any,
+              d: Any, a: Any, inA: Any) -> int:
+    """The LARS–lasso homotopy (Efron, Hastie, Johnstone & Tibshirani 2004, with the lasso
+    modification) for one datum from x = 0, down to the common threshold t: the active
+    correlations |c_A| = c_max fall together along x_A += γ G_AA⁻¹ sign(c_A) while an inactive
+    correlation catches up (it joins) or an active coefficient reaches zero (it leaves).
+    The Cholesky factor of G_AA grows by one row per join (O(s²)) and is rebuilt after a drop.
+    In place on x and c (= q − Gx, updated along the path). Returns the steps, or −1 when the
+    active atoms become linearly dependent (the caller finishes by coordinate descent)."""
+    K = x.shape[0]
+    for k in range(K):
+        x[k] = 0.0
+        c[k] = q[k]
+        inA[k] = False
+    cmax = 0.0
+    j = -1
+    for k in range(K):
+        if abs(c[k]) > cmax:
+            cmax = abs(c[k])
+            j = k
+    if cmax <= t:
+        return 0
+    s = 0
+    steps = 0
+    join = j
+    while steps < max_steps:
+        steps += 1
+        if join >= 0:  # grow the factor by one row: l = L⁻¹ G[A, j], diag = √(G_jj − ‖l‖²)
+            acc = G[join, join]
+            for i in range(s):
+                v = G[idx[i], join]
+                for p in range(i):
+                    v -= L[i, p] * L[s, p]
+                v /= L[i, i]
+                L[s, i] = v
+                acc -= v * v
+            if acc <= 1e-9 * G[join, join]:
+                return -1
+            L[s, s] = np.sqrt(acc)
+            idx[s] = join
+            inA[join] = True
+            s += 1
+        # direction: G_AA d = sign(c_A)
+        for i in range(s):
+            d[i] = 1.0 if c[idx[i]] > 0.0 else -1.0
+        for i in range(s):
+            v = d[i]
+            for p in range(i):
+                v -= L[i, p] * d[p]
+            d[i] = v / L[i, i]
+        for i in range(s - 1, -1, -1):
+            v = d[i]
+            for p in range(i + 1, s):
+                v -= L[p, i] * d[p]
+            d[i] = v / L[i, i]
+        for k in range(K):
+            a[k] = 0.0
+        for i in range(s):
+            di = d[i]
+            ki = idx[i]
+            for k in range(K):
+                a[k] += G[ki, k] * di
+        gamma = cmax - t  # the step that reaches the target threshold
+        join = -1
+        drop = -1
+        for k in range(K):
+            if inA[k]:
+                continue
+            den = 1.0 - a[k]
+            if den > 1e-12:
+                g1 = (cmax - c[k]) / den
+                if 0.0 < g1 < gamma:
+                    gamma = g1
+                    join = k
+            den = 1.0 + a[k]
+            if den > 1e-12:
+                g2 = (cmax + c[k]) / den
+                if 0.0 < g2 < gamma:
+                    gamma = g2
+                    join = k
+        for i in range(s):
+            xi = x[idx[i]]
+            if xi != 0.0 and xi * d[i] < 0.0:
+                g3 = -xi / d[i]
+                if g3 < gamma:
+                    gamma = g3
+                    drop = i
+                    join = -1
+        for i in range(s):
+            x[idx[i]] += gamma * d[i]
+        for k in range(K):
+            c[k] -= gamma * a[k]
+        cmax -= gamma
+        if join < 0 and drop < 0:
+            return steps  # reached t
+        if drop >= 0:  # remove it and rebuild the factor of the remaining active set
+            kd = idx[drop]
+            x[kd] = 0.0
+            inA[kd] = False
+            for i in range(drop, s - 1):
+                idx[i] = idx[i + 1]
+            s -= 1
+            if _chol_factor(G, idx, s, L) >= 0:
+                return -1
+    return -1
+
+
+@_jit
+def lars_block(G: Any, Q: Any, X: Any, t: Any, tol: float, max_iter: int,
+               n_iter: Any, violation: Any) -> None:
+    """LARS–lasso (``_lars_one``) for every row of one block with a common threshold t[0],
+    then the KKT check on a freshly computed residual; a datum that fails it (rounding along
+    the path, or a dependent active set) is finished by ``cd_block`` from where LARS left it.
+    Arguments as ``cd_block``; n_iter counts homotopy steps (plus sweeps after a hand-over)."""
+    B, K = X.shape
+    c = np.empty(K, dtype=X.dtype)
+    r = np.empty(K, dtype=X.dtype)
+    idx = np.empty(K, dtype=np.int64)
+    L = np.empty((K, K), dtype=X.dtype)
+    d = np.empty(K, dtype=X.dtype)
+    a = np.empty(K, dtype=X.dtype)
+    inA = np.empty(K, dtype=np.bool_)
+    one_n = np.zeros(1, dtype=np.int64)
+    one_v = np.zeros(1, dtype=X.dtype)
+    for b in range(B):
+        x = X[b]
+        steps = _lars_one(G, Q[b], x, c, t[0], 4 * K, idx, L, d, a, inA)
+        _residual(G, Q[b], x, r)
+        v = _kkt_violation(x, r, t)
+        if steps < 0 or v > tol:
+            cd_block(G, Q[b:b + 1], X[b:b + 1], t, tol, max_iter, one_n, one_v, 8, 0)
+            n_iter[b] = max(steps, 0) + one_n[0]
+            violation[b] = one_v[0]
+        else:
+            n_iter[b] = steps
+            violation[b] = v

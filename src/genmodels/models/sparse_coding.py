@@ -507,22 +507,33 @@ def fit_lewicki_olshausen(model: SparseCodingModel, Y: Tensor, *, n_iter: int = 
 # ---------------------------------------------------------------------------------------------
 
 
-def update_dictionary(C: Tensor, A: Tensor, B: Tensor, *, unit_norm: bool = True) -> Tensor:
+def update_dictionary(C: Tensor, A: Tensor, B: Tensor, *, unit_norm: bool = True,
+                      resample_from: Tensor | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
     """One pass of block coordinate descent over the atoms (Mairal, Bach, Ponce & Sapiro 2009,
     Alg. 2) on ½ tr(Cᵀ C A) − tr(Cᵀ B), the reconstruction error Σ ½‖y − Cx‖² written with
     A = Σ x xᵀ (K, K) and B = Σ y xᵀ (M, K): each atom is set to its exact minimiser with the
     others fixed, c_k ← c_k + (b_k − C a_k)/A_kk, then projected on the unit ball (the norm
-    constraint that keeps MAP learning from growing C while the codes shrink). Unused atoms
-    (A_kk = 0) are left as they are. Returns a new C (M, K)."""
+    constraint that keeps MAP learning from growing C while the codes shrink).
+
+    An atom that is (almost) never used, A_kk ≤ 1e-6 (the threshold of SPAMS and
+    scikit-learn, for statistics averaged per datum), is replaced by a random row of
+    ``resample_from`` (N, M) plus 1% noise, as they do; without data it is left as it is.
+    Returns a new C (M, K)."""
     C = C.clone()
     K = C.shape[1]
     diag = A.diagonal()
-    floor = 1e-12 * float(diag.max().clamp_min(1e-300))
     for k in range(K):  # a loop over atoms (each step needs the previous ones), not over data
         akk = float(diag[k])
-        if akk <= floor:
-            continue
-        u = C[:, k] + (B[:, k] - C @ A[:, k]) / akk
+        if akk <= 1e-6:
+            if resample_from is None:
+                continue
+            i = int(torch.randint(0, resample_from.shape[0], (), generator=generator))
+            new = resample_from[i]
+            noise = torch.randn(new.shape, generator=generator, dtype=new.dtype)
+            u = new + 0.01 * float(new.std().clamp_min(1e-12)) * noise
+        else:
+            u = C[:, k] + (B[:, k] - C @ A[:, k]) / akk
         if unit_norm:
             u = u / u.norm().clamp_min(1.0)
         C[:, k] = u
@@ -596,7 +607,7 @@ def fit_map_dictionary(Y: Tensor, C0: Tensor, alpha: Any, *, lam: float = 1.0,
                 beta = (theta + 1 - bs) / (theta + 1)
                 A = beta * A + (X.mT @ X) / nb
                 B = beta * B + (Yb.mT @ X) / nb
-            C = update_dictionary(C, A, B)
+            C = update_dictionary(C, A, B, resample_from=Yb, generator=g)
             steps += 1
         obj = total / N
         history.append(obj)
