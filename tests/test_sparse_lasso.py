@@ -21,12 +21,12 @@ def _problem(M: int, K: int, N: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return Y, C
 
 
-@pytest.mark.parametrize("method", ["cd", "fista"])
+@pytest.mark.parametrize("method", ["cd", "fista", "lars"])
 @pytest.mark.parametrize(("M", "K"), [(16, 32), (20, 8)])
 def test_modes_satisfy_kkt(method: str, M: int, K: int) -> None:
     Y, C = _problem(M, K, 200, seed=1)
     lam = 4.0
-    alpha = torch.linspace(0.2, 1.5, K)
+    alpha = torch.full((K,), 0.7) if method == "lars" else torch.linspace(0.2, 1.5, K)
     sol = lasso(Y, C, lam, alpha, method=method, tol=1e-10)
     viol = lasso_kkt_violation(sol.codes, Y, C, lam, alpha)
     assert float(viol.max()) < 1e-8
@@ -39,7 +39,9 @@ def test_cd_and_fista_agree_and_descend() -> None:
     Y, C = _problem(12, 36, 100, seed=2)
     a = lasso(Y, C, 2.0, 0.7, method="cd")
     b = lasso(Y, C, 2.0, 0.7, method="fista")
+    c = lasso(Y, C, 2.0, 0.7, method="lars")
     assert torch.allclose(a.codes, b.codes, atol=1e-8)
+    assert torch.allclose(a.codes, c.codes, atol=1e-10)
     # the mode has lower energy than nearby perturbations
     e0 = lasso_energy(a.codes, Y, C, 2.0, 0.7)
     g = torch.Generator().manual_seed(3)
@@ -132,8 +134,30 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match=r"Y must have shape \(\*batch, 5\)"):
         lasso(Y[:, :4], C)
     with pytest.raises(ValueError, match="method must be one of"):
-        lasso(Y, C, method="lars")
+        lasso(Y, C, method="omp")
+    with pytest.raises(ValueError, match="method='lars' needs one common, positive alpha"):
+        lasso(Y, C, 1.0, torch.linspace(0.1, 1, 8), method="lars")
     with pytest.raises(ValueError, match=r"init must have shape \(4, 8\)"):
         lasso(Y, C, init=torch.zeros(4, 7))
     with pytest.raises(ValueError, match=r"C must be a non-empty \(M, K\) matrix"):
         lasso(Y, torch.zeros(5, 0))
+
+
+def test_lars_homotopy_alone_reaches_the_kkt_conditions() -> None:
+    """The homotopy kernel by itself (no coordinate-descent hand-over) ends on the solution."""
+    from genmodels.inference import _lasso_numba as kern
+
+    Y, C = _problem(16, 40, 50, seed=10)
+    G = (C.T @ C).numpy()
+    Q = (Y @ C).numpy()
+    K = 40
+    x, c = np.zeros(K), np.zeros(K)
+    idx, L = np.zeros(K, dtype=np.int64), np.zeros((K, K))
+    d, a, inA = np.zeros(K), np.zeros(K), np.zeros(K, dtype=np.bool_)
+    worst = 0.0
+    for n in range(50):
+        steps = kern._lars_one(G, Q[n], x, c, 0.3, 4 * K, idx, L, d, a, inA)
+        assert steps >= 0
+        v = lasso_kkt_violation(torch.from_numpy(x.copy())[None], Y[n:n + 1], C, 1.0, 0.3)
+        worst = max(worst, float(v))
+    assert worst < 1e-10

@@ -108,6 +108,15 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.families" for name in ("Geometric", "FAMILIES", "GLM_VIEWS")},
     "FamilyEmission": "genmodels.models.family_emissions",
     "FamilyLikelihood": "genmodels.models.vae",
+    # sparse coding, Laplace's method, natural-image statistics
+    **{name: "genmodels.models.sparse_coding" for name in (
+        "SparseCodingModel", "fit_sparse_coding_em", "fit_lewicki_olshausen",
+        "fit_map_dictionary")},
+    **{name: "genmodels.estimators.sparse_coding" for name in (
+        "SparseCoder", "DictionaryLearning", "MiniBatchDictionaryLearning")},
+    **{name: "genmodels.inference.lasso" for name in ("lasso", "LassoSolution")},
+    **{name: "genmodels.inference.laplace" for name in (
+        "laplace_approximation", "LaplaceApproximation")},
 }
 
 __all__ = [

@@ -39,6 +39,7 @@ RECIPES: dict[str, str] = {
     "diffusion": "genmodels.recipes.diffusion:DIFFUSION_RECIPE",
     "nice": "genmodels.recipes.nice:NICE_RECIPE",
     "rbm": "genmodels.recipes.rbm:RBM_RECIPE",
+    "sparse-coding": "genmodels.recipes.sparse_coding:SPARSE_CODING_RECIPE",
 }
 
 

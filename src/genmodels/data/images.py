@@ -41,6 +41,8 @@ __all__ = [
     "SKLEARN_PHOTOGRAPHS",
     "PatchWhitening",
     "PowerLawFit",
+    "atom_localisation",
+    "atom_orientation_selectivity",
     "autocorrelation",
     "circulant_covariance",
     "extract_patches",
@@ -399,3 +401,40 @@ def whitened_patches(size: int = 8, n: int = 20_000, *, source: str = "all", see
         image_shape=(size, size),
     )
     return ds, wh
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurable shape of dictionary atoms: localised, oriented
+# ---------------------------------------------------------------------------------------------
+
+
+def atom_localisation(atoms: Tensor, image_shape: tuple[int, int], *,
+                      window: int | None = None) -> Tensor:
+    """The fraction of each atom's energy (squared values) inside the w×w window, w = ⌈h/2⌉ by
+    default, placed (within the patch) where it holds the most energy. A pattern spread evenly
+    over the patch gives ≈ w²/(hw) (¼ for w = h/2); a localised one → 1.
+    atoms: (K, h·w) → (K,)."""
+    h, w = image_shape
+    win = window if window is not None else (h + 1) // 2
+    e = atoms.reshape(-1, 1, h, w).square()
+    sums = torch.nn.functional.avg_pool2d(e, win, stride=1) * win * win  # (K, 1, ·, ·)
+    return sums.flatten(1).amax(1) / e.flatten(1).sum(1)
+
+
+def atom_orientation_selectivity(atoms: Tensor, image_shape: tuple[int, int], *,
+                                 pad: int = 32) -> Tensor:
+    """How much of each atom's spectral power lies along one orientation: the resultant length
+    |Σ_f P(f) e^{2iθ(f)}| / Σ_f P(f) of the doubled angles of its (zero-padded) power spectrum,
+    DC excluded; 1 for a grating or a Gabor with a long envelope, near 0 for an isotropic
+    pattern. atoms: (K, h·w) → (K,)."""
+    h, w = image_shape
+    x = atoms.reshape(-1, h, w)
+    x = x - x.mean((-2, -1), keepdim=True)
+    P = torch.fft.fft2(x, s=(pad, pad)).abs().square()
+    fy = torch.fft.fftfreq(pad, dtype=atoms.dtype)
+    theta = torch.atan2(fy[:, None].expand(pad, pad), fy[None, :].expand(pad, pad))
+    phase = torch.exp(2j * theta.to(torch.complex128))
+    P = P.clone()
+    P[:, 0, 0] = 0
+    num = (P.to(torch.complex128) * phase).sum((-2, -1)).abs()
+    return (num / P.sum((-2, -1)).clamp_min(torch.finfo(P.dtype).tiny)).to(atoms.dtype)

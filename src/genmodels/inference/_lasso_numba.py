@@ -157,9 +157,10 @@ def _gauss_southwell(G: Any, x: Any, r: Any, t: Any, tol: float, max_steps: int)
 
 
 @_jit
-def _chol_solve(G: Any, idx: Any, s: int, b: Any, L: Any) -> bool:
-    """Solve G[idx, idx] z = b[:s] in place (b ← z) by Cholesky into L[:s, :s]; False when the
-    submatrix is not numerically positive definite (linearly dependent atoms)."""
+def _chol_factor(G: Any, idx: Any, s: int, L: Any) -> int:
+    """Cholesky factor of G[idx[:s], idx[:s]] into L[:s, :s]. Returns −1 on success, or the first
+    pivot i at which the submatrix is numerically singular (atom idx[i] is, to 1e-9 relative,
+    a combination of idx[:i]); L[:i, :i] is then the valid factor of the leading block."""
     for i in range(s):
         ki = idx[i]
         for j in range(i + 1):
@@ -167,12 +168,18 @@ def _chol_solve(G: Any, idx: Any, s: int, b: Any, L: Any) -> bool:
             for p in range(j):
                 acc -= L[i, p] * L[j, p]
             if i == j:
-                if acc <= 1e-12 * G[ki, ki]:
-                    return False
+                if acc <= 1e-9 * G[ki, ki]:
+                    return i
                 L[i, i] = np.sqrt(acc)
             else:
                 L[i, j] = acc / L[j, j]
-    for i in range(s):  # forward, then backward substitution
+    return -1
+
+
+@_jit
+def _chol_apply(L: Any, s: int, b: Any) -> None:
+    """b[:s] ← (L Lᵀ)⁻¹ b[:s]: forward, then backward substitution."""
+    for i in range(s):
         acc = b[i]
         for p in range(i):
             acc -= L[i, p] * b[p]
@@ -182,16 +189,67 @@ def _chol_solve(G: Any, idx: Any, s: int, b: Any, L: Any) -> bool:
         for p in range(i + 1, s):
             acc -= L[p, i] * b[p]
         b[i] = acc / L[i, i]
-    return True
+
+
+@_jit
+def _null_step(G: Any, x: Any, r: Any, t: Any, idx: Any, i: int, L: Any, v: Any) -> None:
+    """The support idx[:i+1] is linearly dependent (``_chol_factor`` failed at pivot i): with
+    G_<i w = G[idx[:i], idx[i]], the direction v = (w, −1) has C_A v ≈ 0, so moving along it
+    leaves the reconstruction unchanged while the penalty Σ t|x| changes linearly. Move in the
+    direction that does not raise the penalty until a coordinate reaches zero, and drop it —
+    the reduction of a solution to one with linearly independent atoms (at most M of them)."""
+    K = x.shape[0]
+    ki = idx[i]
+    for j in range(i):
+        v[j] = G[idx[j], ki]
+    _chol_apply(L, i, v)
+    v[i] = -1.0
+    slope = 0.0
+    for j in range(i + 1):
+        kj = idx[j]
+        slope += t[kj] * (1.0 if x[kj] > 0.0 else -1.0) * v[j]
+    if slope > 0.0:
+        for j in range(i + 1):
+            v[j] = -v[j]
+    step = np.inf
+    cross = -1
+    for flip in range(2):
+        if flip == 1:
+            if slope != 0.0:
+                return
+            for j in range(i + 1):  # a flat direction: either way keeps the energy
+                v[j] = -v[j]
+        for j in range(i + 1):
+            xj = x[idx[j]]
+            if xj * v[j] < 0.0:
+                a = -xj / v[j]
+                if a < step:
+                    step = a
+                    cross = j
+        if cross >= 0:
+            break
+    if cross < 0:
+        return
+    for j in range(i + 1):
+        kj = idx[j]
+        new = 0.0 if j == cross else x[kj] + step * v[j]
+        d = new - x[kj]
+        if d != 0.0:
+            x[kj] = new
+            for k in range(K):
+                r[k] -= d * G[kj, k]
 
 
 @_jit
 def _polish(G: Any, q: Any, x: Any, r: Any, t: Any, tol: float, idx: Any, L: Any, b: Any,
-            r_new: Any) -> bool:
-    """Newton step on the current support and signs: if A = {k : x_k ≠ 0} and σ = sign(x_A) are
-    those of the minimiser, it solves the stationarity condition G_AA x_A = q_A − t_A ∘ σ exactly
-    (Cholesky). Accepted, in place, only when the signs are kept and every KKT condition then
-    holds to ``tol``; returns whether it was accepted."""
+            r_new: Any) -> int:
+    """Newton step on the current support and signs, in place: b solves the stationarity
+    condition G_AA b = q_A − t_A ∘ σ on A = {k : x_k ≠ 0}, σ = sign(x_A) (Cholesky). If b keeps
+    the signs, x_A ← b (the minimiser on that face); otherwise x moves toward b up to the first
+    sign change and that coordinate leaves the support. Either way the energy does not rise.
+    Returns 1 when every KKT condition now holds to ``tol`` (the datum is solved), 2 when x is the
+    face's minimiser but some zero coordinate violates its condition, 0 after a step that shrank
+    the support (call again), −1 when there is no support."""
     K = x.shape[0]
     s = 0
     for k in range(K):
@@ -199,15 +257,40 @@ def _polish(G: Any, q: Any, x: Any, r: Any, t: Any, tol: float, idx: Any, L: Any
             idx[s] = k
             s += 1
     if s == 0:
-        return False
+        return -1
     for i in range(s):
         ki = idx[i]
         b[i] = q[ki] - (t[ki] if x[ki] > 0.0 else -t[ki])
-    if not _chol_solve(G, idx, s, b, L):
-        return False  # the support's atoms are (numerically) linearly dependent
+    fail = _chol_factor(G, idx, s, L)
+    if fail >= 0:  # the support's atoms are (numerically) linearly dependent
+        _null_step(G, x, r, t, idx, fail, L, b)
+        return 0
+    _chol_apply(L, s, b)
+    # first sign change on the segment from x_A to the face's minimiser b
+    step = 1.0
+    cross = -1
     for i in range(s):
-        if (b[i] > 0.0) != (x[idx[i]] > 0.0) or b[i] == 0.0:
-            return False
+        xi = x[idx[i]]
+        if (b[i] > 0.0) != (xi > 0.0) or b[i] == 0.0:
+            a = xi / (xi - b[i])
+            if a < step:
+                step = a
+                cross = i
+    if cross >= 0:
+        # the energy restricted to the orthant of sign(x_A) is a convex quadratic minimised at
+        # b, so it decreases along the segment up to the first crossing: move there and drop
+        # the crossing coordinate (an active-set step; progress even when CD stalls)
+        for i in range(s):
+            ki = idx[i]
+            new = 0.0 if i == cross else x[ki] + step * (b[i] - x[ki])
+            if (new > 0.0) != (x[ki] > 0.0):
+                new = 0.0  # rounding at another crossing
+            d = new - x[ki]
+            if d != 0.0:
+                x[ki] = new
+                for k in range(K):
+                    r[k] -= d * G[ki, k]
+        return 0
     for k in range(K):
         r_new[k] = q[k]
     for i in range(s):
@@ -225,13 +308,12 @@ def _polish(G: Any, q: Any, x: Any, r: Any, t: Any, tol: float, idx: Any, L: Any
         v = abs(r_new[ki] - t[ki]) if b[i] > 0.0 else abs(r_new[ki] + t[ki])
         if v > worst:
             worst = v
-    if worst > tol:
-        return False
+    # the face's minimiser lowers the energy whether or not it is optimal: take it
     for i in range(s):
         x[idx[i]] = b[i]
     for k in range(K):
         r[k] = r_new[k]
-    return True
+    return 1 if worst <= tol else 2
 
 
 @_jit
@@ -289,10 +371,154 @@ def cd_block(G: Any, Q: Any, X: Any, t: Any, tol: float, max_iter: int,
                 inner += 1
             if inner > 0:
                 _residual(G, Q[b], x, r)
-            if _polish(G, Q[b], x, r, t, tol, active, L, rhs, r_new):
+            code = 0
+            for _ in range(K):  # active-set steps until the face's minimiser is reached
+                code = _polish(G, Q[b], x, r, t, tol, active, L, rhs, r_new)
+                if code != 0:
+                    break
+            if code == 1:
                 v = 0.0
                 break
             v = _kkt_violation(x, r, t)
         n_iter[b] = it
         violation[b] = _kkt_violation(x, r, t)
 
+
+
+@_jit
+def _lars_one(G: Any, q: Any, x: Any, c: Any, t: float, max_steps: int, idx: Any, L: Any,
+              d: Any, a: Any, inA: Any) -> int:
+    """The LARS–lasso homotopy (Efron, Hastie, Johnstone & Tibshirani 2004, with the lasso
+    modification) for one datum from x = 0, down to the common threshold t: the active
+    correlations |c_A| = c_max fall together along x_A += γ G_AA⁻¹ sign(c_A) while an inactive
+    correlation catches up (it joins) or an active coefficient reaches zero (it leaves).
+    The Cholesky factor of G_AA grows by one row per join (O(s²)) and is rebuilt after a drop.
+    In place on x and c (= q − Gx, updated along the path). Returns the steps, or −1 when the
+    active atoms become linearly dependent (the caller finishes by coordinate descent)."""
+    K = x.shape[0]
+    for k in range(K):
+        x[k] = 0.0
+        c[k] = q[k]
+        inA[k] = False
+    cmax = 0.0
+    j = -1
+    for k in range(K):
+        if abs(c[k]) > cmax:
+            cmax = abs(c[k])
+            j = k
+    if cmax <= t:
+        return 0
+    s = 0
+    steps = 0
+    join = j
+    while steps < max_steps:
+        steps += 1
+        if join >= 0:  # grow the factor by one row: l = L⁻¹ G[A, j], diag = √(G_jj − ‖l‖²)
+            acc = G[join, join]
+            for i in range(s):
+                v = G[idx[i], join]
+                for p in range(i):
+                    v -= L[i, p] * L[s, p]
+                v /= L[i, i]
+                L[s, i] = v
+                acc -= v * v
+            if acc <= 1e-9 * G[join, join]:
+                return -1
+            L[s, s] = np.sqrt(acc)
+            idx[s] = join
+            inA[join] = True
+            s += 1
+        # direction: G_AA d = sign(c_A)
+        for i in range(s):
+            d[i] = 1.0 if c[idx[i]] > 0.0 else -1.0
+        for i in range(s):
+            v = d[i]
+            for p in range(i):
+                v -= L[i, p] * d[p]
+            d[i] = v / L[i, i]
+        for i in range(s - 1, -1, -1):
+            v = d[i]
+            for p in range(i + 1, s):
+                v -= L[p, i] * d[p]
+            d[i] = v / L[i, i]
+        for k in range(K):
+            a[k] = 0.0
+        for i in range(s):
+            di = d[i]
+            ki = idx[i]
+            for k in range(K):
+                a[k] += G[ki, k] * di
+        gamma = cmax - t  # the step that reaches the target threshold
+        join = -1
+        drop = -1
+        for k in range(K):
+            if inA[k]:
+                continue
+            den = 1.0 - a[k]
+            if den > 1e-12:
+                g1 = (cmax - c[k]) / den
+                if 0.0 < g1 < gamma:
+                    gamma = g1
+                    join = k
+            den = 1.0 + a[k]
+            if den > 1e-12:
+                g2 = (cmax + c[k]) / den
+                if 0.0 < g2 < gamma:
+                    gamma = g2
+                    join = k
+        for i in range(s):
+            xi = x[idx[i]]
+            if xi != 0.0 and xi * d[i] < 0.0:
+                g3 = -xi / d[i]
+                if g3 < gamma:
+                    gamma = g3
+                    drop = i
+                    join = -1
+        for i in range(s):
+            x[idx[i]] += gamma * d[i]
+        for k in range(K):
+            c[k] -= gamma * a[k]
+        cmax -= gamma
+        if join < 0 and drop < 0:
+            return steps  # reached t
+        if drop >= 0:  # remove it and rebuild the factor of the remaining active set
+            kd = idx[drop]
+            x[kd] = 0.0
+            inA[kd] = False
+            for i in range(drop, s - 1):
+                idx[i] = idx[i + 1]
+            s -= 1
+            if _chol_factor(G, idx, s, L) >= 0:
+                return -1
+    return -1
+
+
+@_jit
+def lars_block(G: Any, Q: Any, X: Any, t: Any, tol: float, max_iter: int,
+               n_iter: Any, violation: Any) -> None:
+    """LARS–lasso (``_lars_one``) for every row of one block with a common threshold t[0],
+    then the KKT check on a freshly computed residual; a datum that fails it (rounding along
+    the path, or a dependent active set) is finished by ``cd_block`` from where LARS left it.
+    Arguments as ``cd_block``; n_iter counts homotopy steps (plus sweeps after a hand-over)."""
+    B, K = X.shape
+    c = np.empty(K, dtype=X.dtype)
+    r = np.empty(K, dtype=X.dtype)
+    idx = np.empty(K, dtype=np.int64)
+    L = np.empty((K, K), dtype=X.dtype)
+    d = np.empty(K, dtype=X.dtype)
+    a = np.empty(K, dtype=X.dtype)
+    inA = np.empty(K, dtype=np.bool_)
+    one_n = np.zeros(1, dtype=np.int64)
+    one_v = np.zeros(1, dtype=X.dtype)
+    for b in range(B):
+        x = X[b]
+        steps = _lars_one(G, Q[b], x, c, t[0], 4 * K, idx, L, d, a, inA)
+        _residual(G, Q[b], x, r)
+        v = _kkt_violation(x, r, t)
+        if steps < 0 or v > tol:
+            cd_block(G, Q[b:b + 1], X[b:b + 1], t, tol, max_iter, one_n, one_v, 8, 0)
+            n_iter[b] = max(steps, 0) + one_n[0]
+            violation[b] = one_v[0]
+        else:
+            n_iter[b] = steps
+            violation[b] = v

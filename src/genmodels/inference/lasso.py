@@ -16,6 +16,9 @@ Two solvers:
   cyclic sweeps with active sets and a Newton step on the support — compiled with Numba
   (``_lasso_numba``), the rows split over threads; it reaches the KKT conditions to rounding
   error. The default.
+* ``method="lars"``: the LARS–lasso homotopy (Efron et al. 2004) from x = 0 down to α, for
+  one common α, compiled likewise; a datum whose path ends off the KKT conditions (rounding, a
+  dependent active set) is finished by coordinate descent.
 * ``method="fista"``: the accelerated proximal gradient (Beck & Teboulle 2009), vectorised over
   the batch in torch (so it runs on a GPU), with adaptive restart per datum (O'Donoghue & Candès
   2015); converged rows leave the working set.
@@ -54,7 +57,7 @@ __all__ = [
     "soft_threshold",
 ]
 
-METHODS = ("cd", "fista")
+METHODS = ("cd", "fista", "lars")
 #: coordinate descent's tuning (``_lasso_numba.cd_block``), measured on whitened 8×8 patches with
 #: 256 learned atoms: active-set sweeps per round, and greedy steps before the first round.
 _INNER, _GREEDY = 8, 32
@@ -185,11 +188,11 @@ def lasso(
 
     Y: (*batch, M) observations; C: (M, K) dictionary (over- or under-complete; no zero column);
     lam: λ > 0, the emission precision; alpha: α ≥ 0, a scalar or (K,), the Laplace rates.
-    method: "cd" (coordinate descent, Numba, CPU; the result comes back on C's device) or
-    "fista" (torch, any device). tol: the KKT violation (energy units, see
-    ``lasso_kkt_violation``) at which a datum stops. max_iter: full sweeps (cd) or gradient steps
-    (fista). init: (*batch, K) warm start (default zeros). n_threads: threads for cd (default:
-    torch's intra-op thread count).
+    method: "cd" (coordinate descent, Numba, CPU; the result comes back on C's device), "lars"
+    (homotopy, Numba, one common α) or "fista" (torch, any device). tol: the KKT violation
+    (energy units, see ``lasso_kkt_violation``) at which a datum stops. max_iter: full sweeps
+    (cd) or gradient steps (fista). init: (*batch, K) warm start (default zeros). n_threads:
+    threads for cd and lars (default: torch's intra-op thread count).
 
     Returns a ``LassoSolution`` with codes (*batch, K).
     """
@@ -210,8 +213,11 @@ def lasso(
     if Yf.shape[0] == 0:
         empty = torch.zeros(*batch, dtype=torch.int64, device=C.device)
         return LassoSolution(X0.reshape(*batch, K), empty, empty.to(C.dtype))
-    if method == "cd":
-        X, n_iter = _lasso_cd(Yf, C, lam, a, tol, max_iter, X0, n_threads)
+    if method == "lars" and not bool((a == a[0]).all() and a[0] > 0):
+        raise ValueError("method='lars' needs one common, positive alpha; use method='cd' for "
+                         "per-atom penalties.")
+    if method in ("cd", "lars"):
+        X, n_iter = _lasso_cd(Yf, C, lam, a, tol, max_iter, X0, n_threads, lars=method == "lars")
     else:
         X, n_iter = _lasso_fista(Yf, C, lam, a, tol, max_iter, X0)
     viol = lasso_kkt_violation(X, Yf, C, lam, a)
@@ -219,8 +225,10 @@ def lasso(
 
 
 def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_iter: int,
-              X0: Tensor, n_threads: int | None) -> tuple[Tensor, Tensor]:
-    """Coordinate descent on the scaled problem ½‖y − Cx‖² + Σ (α_k/λ)|x_k|, rows over threads."""
+              X0: Tensor, n_threads: int | None, *, lars: bool = False) -> tuple[Tensor, Tensor]:
+    """Coordinate descent (or, with ``lars``, the LARS–lasso homotopy finished by coordinate
+    descent where needed; it starts from 0, so ``X0`` is ignored) on the scaled problem
+    ½‖y − Cx‖² + Σ (α_k/λ)|x_k|, rows over threads."""
     kern = _numba()
     device = C.device
     Cn = C.detach().cpu().numpy()
@@ -234,8 +242,14 @@ def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_i
     tol_scaled = tol / lam
     threads = n_threads if n_threads is not None else torch.get_num_threads()
     threads = max(1, min(int(threads), os.cpu_count() or 1, N))
+    def block(Qb: Any, Xb: Any, nb: Any, vb: Any) -> None:
+        if lars:
+            kern.lars_block(G, Qb, Xb, t, tol_scaled, max_iter, nb, vb)
+        else:
+            kern.cd_block(G, Qb, Xb, t, tol_scaled, max_iter, nb, vb, _INNER, _GREEDY)
+
     if threads == 1:
-        kern.cd_block(G, Q, X, t, tol_scaled, max_iter, n_iter, viol, _INNER, _GREEDY)
+        block(Q, X, n_iter, viol)
     else:
         # interleaved blocks of 64 rows balance threads when some data need more sweeps
         bounds = [*range(0, N, 64), N]
@@ -243,8 +257,7 @@ def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_i
 
         def run(share: list[tuple[int, int]]) -> None:
             for lo, hi in share:
-                kern.cd_block(G, Q[lo:hi], X[lo:hi], t, tol_scaled, max_iter, n_iter[lo:hi],
-                              viol[lo:hi], _INNER, _GREEDY)
+                block(Q[lo:hi], X[lo:hi], n_iter[lo:hi], viol[lo:hi])
 
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, [blocks[i::threads] for i in range(threads)]))

@@ -74,11 +74,14 @@ __all__ = [
     "CauchyPrior",
     "CoshPrior",
     "LaplacePrior",
+    "MAPDictionaryResult",
     "Recognition",
     "SparseCodingModel",
     "fit_lewicki_olshausen",
+    "fit_map_dictionary",
     "fit_sparse_coding_em",
     "gaussian_expected_abs",
+    "update_dictionary",
 ]
 
 PRIORS = ("laplace", "cauchy", "cosh")
@@ -497,3 +500,123 @@ def fit_lewicki_olshausen(model: SparseCodingModel, Y: Tensor, *, n_iter: int = 
         if callback is not None:
             callback(it, history[-1])
     return history
+
+
+# ---------------------------------------------------------------------------------------------
+# MAP dictionary learning: reconstruction + sparsity at the modes, unit-norm atoms
+# ---------------------------------------------------------------------------------------------
+
+
+def update_dictionary(C: Tensor, A: Tensor, B: Tensor, *, unit_norm: bool = True,
+                      resample_from: Tensor | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """One pass of block coordinate descent over the atoms (Mairal, Bach, Ponce & Sapiro 2009,
+    Alg. 2) on ½ tr(Cᵀ C A) − tr(Cᵀ B), the reconstruction error Σ ½‖y − Cx‖² written with
+    A = Σ x xᵀ (K, K) and B = Σ y xᵀ (M, K): each atom is set to its exact minimiser with the
+    others fixed, c_k ← c_k + (b_k − C a_k)/A_kk, then projected on the unit ball (the norm
+    constraint that keeps MAP learning from growing C while the codes shrink).
+
+    An atom that is (almost) never used, A_kk ≤ 1e-6 (the threshold of SPAMS and
+    scikit-learn, for statistics averaged per datum), is replaced by a random row of
+    ``resample_from`` (N, M) plus 1% noise, as they do; without data it is left as it is.
+    Returns a new C (M, K)."""
+    C = C.clone()
+    K = C.shape[1]
+    diag = A.diagonal()
+    for k in range(K):  # a loop over atoms (each step needs the previous ones), not over data
+        akk = float(diag[k])
+        if akk <= 1e-6:
+            if resample_from is None:
+                continue
+            i = int(torch.randint(0, resample_from.shape[0], (), generator=generator))
+            new = resample_from[i]
+            noise = torch.randn(new.shape, generator=generator, dtype=new.dtype)
+            u = new + 0.01 * float(new.std().clamp_min(1e-12)) * noise
+        else:
+            u = C[:, k] + (B[:, k] - C @ A[:, k]) / akk
+        if unit_norm:
+            u = u / u.norm().clamp_min(1.0)
+        C[:, k] = u
+    return C
+
+
+class MAPDictionaryResult(NamedTuple):
+    """Outcome of ``fit_map_dictionary``."""
+
+    dictionary: Tensor
+    """C: (M, K)"""
+    objective: list[float]
+    """per pass: the mean of ½‖y − Cx̂⁰‖² + (α/λ)ᵀ|x̂⁰| over the batch codes (the quantity
+    scikit-learn's dictionary learners minimise, with a = α/λ)"""
+    n_iter: int
+    """passes over the data"""
+    n_steps: int
+    """minibatch updates"""
+
+
+def fit_map_dictionary(Y: Tensor, C0: Tensor, alpha: Any, *, lam: float = 1.0,
+                       batch_size: int | None = None, max_iter: int = 100, tol: float = 1e-4,
+                       max_no_improvement: int = 10, seed: Any = 0, n_threads: int | None = None,
+                       callback: Callable[[int, float], None] | None = None
+                       ) -> MAPDictionaryResult:
+    """Alternating MAP learning of a unit-norm dictionary (Olshausen & Field 1997; Mairal et al.
+    2009): codes x̂⁰ = the LASSO modes (Eq. 8.10, warm-started from the previous pass), then
+    ``update_dictionary`` on the accumulated statistics.
+
+    batch_size None: full batch (A, B from all data each pass, as ``DictionaryLearning``).
+    Otherwise online (``MiniBatchDictionaryLearning``): shuffled minibatches, the dictionary
+    updated after each, with A ← βA + XᵀX/b, B ← βB + YᵀX/b and the forgetting factor
+    β = (θ + 1 − b)/(θ + 1), θ = b·t for the first b steps and b² + t − b after (Mairal et al.
+    2010, §3.4.3; scikit-learn's rule), so statistics from codes of older dictionaries fade.
+    Stops after ``max_iter`` passes or when the pass objective improves by less than
+    ``tol`` (relative) ``max_no_improvement`` times in a row.
+    """
+    Y = torch.as_tensor(Y)
+    N, M = Y.shape
+    C = check_dictionary(C0, dtype=Y.dtype).clone()
+    K = C.shape[1]
+    a = check_penalty(alpha, K, dtype=Y.dtype)
+    lam = check_nonnegative_float(lam, "lam", strictly=True)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    g = make_generator(seed)
+    codes = torch.zeros(N, K, dtype=Y.dtype)
+    history: list[float] = []
+    A = torch.zeros(K, K, dtype=Y.dtype)
+    B = torch.zeros(M, K, dtype=Y.dtype)
+    steps = 0
+    stall = 0
+    best = math.inf
+    it = 0
+    for it in range(1, max_iter + 1):
+        order = torch.randperm(N, generator=g) if batch_size is not None else torch.arange(N)
+        bs = N if batch_size is None else check_positive_int(batch_size, "batch_size")
+        total = 0.0
+        for lo in range(0, N, bs):
+            idx = order[lo:lo + bs]
+            Yb = Y[idx]
+            sol = lasso(Yb, C, lam, a, init=codes[idx], n_threads=n_threads)
+            X = sol.codes
+            codes[idx] = X
+            r = Yb - X @ C.mT
+            total += float(0.5 * r.square().sum() + (X.abs() * (a / lam)).sum())
+            if batch_size is None:
+                A, B = X.mT @ X, Yb.mT @ X
+            else:  # forget old statistics (their codes came from older dictionaries)
+                nb = float(Yb.shape[0])
+                theta = (steps + 1) * bs if steps < bs - 1 else bs * bs + steps + 1 - bs
+                beta = (theta + 1 - bs) / (theta + 1)
+                A = beta * A + (X.mT @ X) / nb
+                B = beta * B + (Yb.mT @ X) / nb
+            C = update_dictionary(C, A, B, resample_from=Yb, generator=g)
+            steps += 1
+        obj = total / N
+        history.append(obj)
+        if callback is not None:
+            callback(it, obj)
+        if obj < best * (1 - tol):
+            best, stall = obj, 0
+        else:
+            stall += 1
+            if stall >= max_no_improvement:
+                break
+    return MAPDictionaryResult(C, history, it, steps)
