@@ -29,7 +29,8 @@ from genmodels.cli import Recipe
 from genmodels.data import density_split, load_dataset
 from genmodels.reports import Report
 
-__all__ = ["DIFFUSION_RECIPE", "PreparedData", "fit_diffusion", "pinwheel", "prepare_data"]
+__all__ = ["DIFFUSION_RECIPE", "PreparedData", "default_args", "fit_diffusion", "pinwheel",
+           "prepare_data", "scale_data"]
 
 TOYS = ("pinwheel",)
 
@@ -96,9 +97,27 @@ def prepare_data(name: str, *, test_fraction: float = 0.2, seed: int = 0,
     return train, test, levels, image_shape, f"seeded {1 - test_fraction:.0%} split"
 
 
+def default_args(**overrides: Any) -> argparse.Namespace:
+    """The recipe's default options (as ``genmodels fit diffusion`` parses them), overridden
+    by keyword: for programmatic use such as the density table."""
+    p = argparse.ArgumentParser()
+    _arguments(p)
+    args = p.parse_args([])
+    args.seed, args.device, args.no_progress = 0, "cpu", True
+    vars(args).update(overrides)
+    return args
+
+
 def _scaled(name: str, args: argparse.Namespace) -> PreparedData:
     train, test, levels, shape, source = prepare_data(name, test_fraction=args.test_fraction,
                                                       seed=args.seed)
+    return scale_data(train, test, levels, shape, source)
+
+
+def scale_data(train: Tensor, test: Tensor, levels: int | None,
+               shape: tuple[int, ...] | None = None, source: str = "") -> PreparedData:
+    """The model's scale: K grey levels → the grid −1..1 of the discretised decoder;
+    real-valued data standardised by the training mean and standard deviation."""
     if levels is not None:  # x ∈ {0..K−1} → [−1, 1], the decoder's grid
         half = (levels - 1) / 2
         shift, scale = torch.tensor(half), torch.tensor(half)

@@ -23,7 +23,7 @@ from genmodels.cli import Recipe
 from genmodels.recipes.diffusion import _scatter, gmm_baseline, prepare_data
 from genmodels.reports import Report
 
-__all__ = ["NICE_RECIPE", "fit_nice"]
+__all__ = ["NICE_RECIPE", "default_args", "fit_nice"]
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +46,16 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="held-out fraction (not for digits, which uses the density split)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt if it exists")
+
+
+def default_args(**overrides: Any) -> argparse.Namespace:
+    """The recipe's default options, overridden by keyword (for the density table)."""
+    p = argparse.ArgumentParser()
+    _arguments(p)
+    args = p.parse_args([])
+    args.seed, args.device, args.no_progress = 0, "cpu", True
+    vars(args).update(overrides)
+    return args
 
 
 def fit_nice(train: torch.Tensor, test: torch.Tensor, levels: int | None, args: argparse.Namespace,
