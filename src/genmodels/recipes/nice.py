@@ -75,6 +75,9 @@ def fit_nice(train: torch.Tensor, test: torch.Tensor, levels: int | None, args: 
     flow = build(d, n_couplings=args.couplings, hidden=hidden, n_hidden=args.layers,
                  prior=args.prior, preprocess=pre, dequantise=levels is not None,
                  seed=args.seed).to(args.device)
+    if not getattr(args, "resume", False):
+        flow.initialise_scaling(train.float().to(args.device),
+                                torch.Generator(device=args.device).manual_seed(args.seed))
     trainer = Trainer(flow, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed,
                       checkpoint=None if report is None else report.out / "checkpoint.pt",
