@@ -262,3 +262,5 @@ def test_timesteps_out_of_range_raise() -> None:
         s.q_transition(2, 5)
     with pytest.raises(ValueError, match="integer levels"):
         s.q_marginal(torch.tensor([1.5]))
+    with pytest.raises(ValueError, match=r"x0 contains 1 non-finite value\(s\); the first is NaN"):
+        diffusion_loss(lambda x, t: x, torch.tensor([[0.0], [float("nan")]]), s)

@@ -235,7 +235,9 @@ def _film_strip(report: Report, levels: list[int], states: Tensor, data: Prepare
             ax = axes[i][j]
             ax.axis("off")
             img = data.to_data(states[j, i].clamp(-1.5, 1.5)).reshape(data.image_shape)
-            ax.imshow(img.cpu().numpy(), cmap="gray_r")
+            lo, hi = data.to_data(torch.tensor([-1.0, 1.0])).tolist() \
+                if data.levels is not None else (None, None)
+            ax.imshow(img.cpu().numpy(), cmap="gray_r", vmin=lo, vmax=hi)
             if i == 0:
                 ax.set_title(f"l={levels[j]}", fontsize=7)
     fig.suptitle(f"denoising chain x_L → x_0 ({sampler} sampling)")
