@@ -137,6 +137,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", type=int, default=1000, help="diffusion steps L (default 1000)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="linear",
                    help="noise schedule (default linear)")
+    p.add_argument("--beta-start", type=float, default=None,
+                   help="linear schedule's first β (default 1e-4·1000/L, Ho et al.); on coarse "
+                   "grey levels a larger β_1 lets the discretised decoder take over sooner")
+    p.add_argument("--beta-end", type=float, default=None,
+                   help="linear schedule's last β (default 0.02·1000/L)")
     p.add_argument("--parameterisation", choices=("eps", "x0", "v"), default="eps",
                    help="what the denoiser predicts (default eps)")
     p.add_argument("--weighting", choices=("simple", "elbo", "book"), default="simple",
@@ -169,8 +174,9 @@ def build_model(d: int, args: argparse.Namespace, image_shape: tuple[int, ...] |
     else:
         net = MLPDenoiser(d, args.hidden or (128 if d <= 4 else 256), args.layers,
                           seed=args.seed)
-    sched = GaussianSchedule.linear(args.levels) if args.schedule == "linear" else \
-        GaussianSchedule.cosine(args.levels)
+    sched = GaussianSchedule.linear(args.levels, getattr(args, "beta_start", None),
+                                    getattr(args, "beta_end", None)) \
+        if args.schedule == "linear" else GaussianSchedule.cosine(args.levels)
     return GaussianDiffusion(net, sched, args.parameterisation, weighting=args.weighting,
                              reverse_variance=args.reverse_variance)
 
