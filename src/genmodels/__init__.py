@@ -93,6 +93,15 @@ _LAZY: dict[str, str] = {
         "tweedie_score", "dsm_loss", "NoiseConditionalScoreModel", "energy_distance")},
     **{name: "genmodels.models.flows" for name in (
         "Flow", "AdditiveCoupling", "AffineCoupling", "DiagonalScaling", "nice", "realnvp")},
+    # harmoniums (RBMs), partition functions, contrastive divergence (issue 10)
+    "Harmonium": "genmodels.models.harmonium",
+    "BernoulliRBM": "genmodels.estimators.rbm",
+    **{name: "genmodels.inference.partition" for name in (
+        "PartitionEstimate", "exact_log_partition", "ais_log_partition",
+        "partition_function_bruteforce")},
+    **{name: "genmodels.learning.contrastive" for name in (
+        "BoltzmannLearner", "CDNegative", "PersistentNegative", "ExactNegative",
+        "boltzmann_gradient")},
 }
 
 __all__ = [
