@@ -262,3 +262,30 @@ def test_timesteps_out_of_range_raise() -> None:
         s.q_transition(2, 5)
     with pytest.raises(ValueError, match="integer levels"):
         s.q_marginal(torch.tensor([1.5]))
+    with pytest.raises(ValueError, match=r"x0 contains 1 non-finite value\(s\); the first is NaN"):
+        diffusion_loss(lambda x, t: x, torch.tensor([[0.0], [float("nan")]]), s)
+
+
+def test_eq_8_39_integrates_x_l_minus_1_analytically_and_equals_eq_8_40() -> None:
+    """The level-l term of Eq. 8.34 by Monte Carlo over (x_0, x_{l−1}, x_l) equals Eq. 8.39's
+    closed-form expectation over x_{l−1} (plus the trace constant), with smaller variance; and
+    Eq. 8.39's mean term is Eq. 8.40's w_l ‖x_0 − m̂‖²."""
+    s = GaussianSchedule.cosine(50)
+    g = torch.Generator().manual_seed(7)
+    n, d, l = 200_000, 2, 20
+    x0 = torch.randn(n, d, generator=g) + 1.0
+    lv = torch.full((n,), l)
+    xl = s.q_sample(x0, lv, torch.randn(n, d, generator=g))
+    m_hat = 0.5 * torch.tanh(xl) + 0.8  # any denoiser
+    mu, _ = s.q_posterior(lv - 1, lv, m_hat, xl)  # the generative mean built from m̂
+    mean_q, var_q = s.q_posterior(lv - 1, lv, x0, xl)
+    sigma2 = reverse_variances(s, "transition")[l - 1]
+    x_prev = mean_q + var_q.sqrt()[:, None] * torch.randn(n, d, generator=g)
+    three = ((x_prev - mu) ** 2).sum(1) / (2 * sigma2)  # Eq. 8.34
+    two = ((mean_q - mu) ** 2).sum(1) / (2 * sigma2) + d * var_q / (2 * sigma2)  # Eq. 8.39
+    se = float((three - two).std()) / math.sqrt(n)
+    assert abs(float(three.mean() - two.mean())) < 5 * se
+    assert float(two.var()) < float(three.var())
+    w = level_weights(s, "elbo", "transition")[l - 1]
+    torch.testing.assert_close(((mean_q - mu) ** 2).sum(1) / (2 * sigma2),
+                               w * ((x0 - m_hat) ** 2).sum(1))  # Eq. 8.40

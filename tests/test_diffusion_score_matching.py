@@ -183,3 +183,34 @@ def test_bad_noise_raises() -> None:
         tweedie_score(x, x, 1.0, -torch.eye(2))
     with pytest.raises(ValueError, match="strictly decrease"):
         annealed_langevin(lambda y, s: y, x, [0.1, 0.2], 1e-3, 1)
+
+
+class GaussianScore(torch.nn.Module):
+    """s_σ(y) = −(y − m)/(s² + σ²): the exact noisy score of N(m, s²) data, for any σ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = torch.nn.Parameter(torch.zeros(2))
+        self.log_s2 = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, y, sigma):
+        return -(y - self.m) / (self.log_s2.exp() + sigma[:, None] ** 2)
+
+
+def test_noise_conditional_score_model_recovers_a_gaussian_and_samples_it() -> None:
+    from genmodels.learning.score_matching import NoiseConditionalScoreModel
+    from genmodels.learning.trainer import Trainer
+
+    g = torch.Generator().manual_seed(6)
+    m, s = torch.tensor([1.5, -0.5]), torch.tensor([0.7, 1.2])
+    x = m + s * torch.randn(20_000, 2, generator=g)
+    model = NoiseConditionalScoreModel(GaussianScore(), [1.0, 0.5, 0.1])
+    Trainer(model, epochs=20, batch_size=500, lr=5e-2, progress=False,
+            scheduler=lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.8)).fit(x)
+    torch.testing.assert_close(model.net.m.detach(), m, atol=0.05, rtol=0)
+    torch.testing.assert_close(model.net.log_s2.exp().detach(), s**2, atol=0.1, rtol=0.05)
+    out = model.sample(torch.zeros(4000, 2), step_size=2e-3, n_steps_each=200, generator=g)
+    torch.testing.assert_close(out.mean(0), m, atol=0.1, rtol=0)
+    torch.testing.assert_close(out.var(0), s**2, atol=0.15, rtol=0.1)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        NoiseConditionalScoreModel(GaussianScore(), [0.1, 1.0])

@@ -159,3 +159,18 @@ def test_bad_configurations_raise() -> None:
         flow.log_prob(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="prior must be one of"):
         nice(4, prior="cauchy")
+
+
+def test_initialise_scaling_matches_the_prior_scale() -> None:
+    g = torch.Generator().manual_seed(13)
+    y = torch.randn(5000, 4, generator=g, dtype=torch.float64) * torch.tensor(
+        [0.01, 1.0, 5.0, 0.2], dtype=torch.float64)
+    for prior, target in (("logistic", math.pi / math.sqrt(3)), ("gaussian", 1.0)):
+        flow = nice(4, n_couplings=2, hidden=8, n_hidden=1, prior=prior, dtype=torch.float64)
+        with torch.no_grad():
+            before = float(flow.log_prob(y).mean())
+        flow.initialise_scaling(y)
+        with torch.no_grad():
+            z, _ = flow.bijection(y)
+            assert float(flow.log_prob(y).mean()) > before
+        torch.testing.assert_close(z.std(0), torch.full((4,), target, dtype=torch.float64))

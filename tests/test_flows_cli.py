@@ -42,8 +42,9 @@ def test_fit_nice_on_digits(tmp_path: Path) -> None:
 def test_fit_realnvp_on_pinwheel(tmp_path: Path) -> None:
     out = tmp_path / "p"
     assert main(["fit", "nice", "--data", "pinwheel", *TINY, "--coupling", "affine",
-                 "--prior", "gaussian", "--out", str(out)]) == 0
+                 "--prior", "gaussian", "--patience", "3", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
+    assert m["n_train"] == 3600 and len(m["validation_curve_nll"]) == 1  # a tenth validates
     assert math.isfinite(m["test_log_likelihood_nats"]) and m["energy_distance"] > 0
     assert m["coupling"] == "affine"
 

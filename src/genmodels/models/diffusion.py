@@ -408,7 +408,7 @@ class Eps(Parameterisation):
         return eps
 
     def x0_scale(self, alpha: Tensor, sigma: Tensor) -> Tensor:
-        return sigma / alpha  # x0 − m̂ = (s/α)(ε̂ − ε)... sign irrelevant under ‖·‖²
+        return sigma / alpha  # x_0 − m̂ = (s/α)(ε̂ − ε): the sign drops out of ‖·‖²
 
 
 class V(Parameterisation):
@@ -541,6 +541,7 @@ def diffusion_loss(denoiser: Callable[[Tensor, Tensor], Tensor], x0: Tensor,
     denoiser: ``(x_l (N, *event), t = l/L (N,)) -> output`` in the parameterisation's space.
     """
     param = get_parameterisation(parameterisation)
+    check_finite(x0, "x0")
     n = x0.shape[0]
     if levels is None:
         levels = torch.randint(1, schedule.L + 1, (n,), generator=generator, device=x0.device)

@@ -331,6 +331,22 @@ class Flow(nn.Module):
         return -self.log_prob(y).mean()
 
     @torch.no_grad()
+    def initialise_scaling(self, y: Tensor, generator: torch.Generator | None = None) -> None:
+        """Data-dependent initialisation (as Glow's actnorm, Kingma & Dhariwal 2018): set each
+        ``DiagonalScaling`` layer so that its output on the data ``y`` (N, D) has the prior's
+        standard deviation per dimension (π/√3 logistic, 1 Gaussian). Dimensions where the
+        data are nearly constant otherwise take thousands of Adam steps to scale up."""
+        x = self.dequantise(y, generator) if self.dequantise is not None else y
+        target = math.pi / math.sqrt(3) if isinstance(self.prior, StandardLogistic) else 1.0
+        layers = self.bijection.layers if isinstance(self.bijection, Composition) \
+            else [self.bijection]
+        for layer in layers:
+            if isinstance(layer, DiagonalScaling):
+                sd = x.std(0).clamp_min(torch.finfo(x.dtype).eps)
+                layer.log_scale.copy_(math.log(target) - sd.log().to(layer.log_scale.dtype))
+            x, _ = layer(x)
+
+    @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None,
                dtype: torch.dtype | None = None) -> Tensor:
         p = next(self.parameters(), None)

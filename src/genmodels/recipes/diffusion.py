@@ -29,7 +29,8 @@ from genmodels.cli import Recipe
 from genmodels.data import density_split, load_dataset
 from genmodels.reports import Report
 
-__all__ = ["DIFFUSION_RECIPE", "PreparedData", "fit_diffusion", "pinwheel", "prepare_data"]
+__all__ = ["DIFFUSION_RECIPE", "PreparedData", "default_args", "fit_diffusion", "pinwheel",
+           "prepare_data", "scale_data"]
 
 TOYS = ("pinwheel",)
 
@@ -96,9 +97,27 @@ def prepare_data(name: str, *, test_fraction: float = 0.2, seed: int = 0,
     return train, test, levels, image_shape, f"seeded {1 - test_fraction:.0%} split"
 
 
+def default_args(**overrides: Any) -> argparse.Namespace:
+    """The recipe's default options (as ``genmodels fit diffusion`` parses them), overridden
+    by keyword: for programmatic use such as the density table."""
+    p = argparse.ArgumentParser()
+    _arguments(p)
+    args = p.parse_args([])
+    args.seed, args.device, args.no_progress = 0, "cpu", True
+    vars(args).update(overrides)
+    return args
+
+
 def _scaled(name: str, args: argparse.Namespace) -> PreparedData:
     train, test, levels, shape, source = prepare_data(name, test_fraction=args.test_fraction,
                                                       seed=args.seed)
+    return scale_data(train, test, levels, shape, source)
+
+
+def scale_data(train: Tensor, test: Tensor, levels: int | None,
+               shape: tuple[int, ...] | None = None, source: str = "") -> PreparedData:
+    """The model's scale: K grey levels → the grid −1..1 of the discretised decoder;
+    real-valued data standardised by the training mean and standard deviation."""
     if levels is not None:  # x ∈ {0..K−1} → [−1, 1], the decoder's grid
         half = (levels - 1) / 2
         shift, scale = torch.tensor(half), torch.tensor(half)
@@ -118,6 +137,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", type=int, default=1000, help="diffusion steps L (default 1000)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="linear",
                    help="noise schedule (default linear)")
+    p.add_argument("--beta-start", type=float, default=None,
+                   help="linear schedule's first β (default 1e-4·1000/L, Ho et al.); on coarse "
+                   "grey levels a larger β_1 lets the discretised decoder take over sooner")
+    p.add_argument("--beta-end", type=float, default=None,
+                   help="linear schedule's last β (default 0.02·1000/L)")
     p.add_argument("--parameterisation", choices=("eps", "x0", "v"), default="eps",
                    help="what the denoiser predicts (default eps)")
     p.add_argument("--weighting", choices=("simple", "elbo", "book"), default="simple",
@@ -150,8 +174,9 @@ def build_model(d: int, args: argparse.Namespace, image_shape: tuple[int, ...] |
     else:
         net = MLPDenoiser(d, args.hidden or (128 if d <= 4 else 256), args.layers,
                           seed=args.seed)
-    sched = GaussianSchedule.linear(args.levels) if args.schedule == "linear" else \
-        GaussianSchedule.cosine(args.levels)
+    sched = GaussianSchedule.linear(args.levels, getattr(args, "beta_start", None),
+                                    getattr(args, "beta_end", None)) \
+        if args.schedule == "linear" else GaussianSchedule.cosine(args.levels)
     return GaussianDiffusion(net, sched, args.parameterisation, weighting=args.weighting,
                              reverse_variance=args.reverse_variance)
 
@@ -216,7 +241,9 @@ def _film_strip(report: Report, levels: list[int], states: Tensor, data: Prepare
             ax = axes[i][j]
             ax.axis("off")
             img = data.to_data(states[j, i].clamp(-1.5, 1.5)).reshape(data.image_shape)
-            ax.imshow(img.cpu().numpy(), cmap="gray_r")
+            lo, hi = data.to_data(torch.tensor([-1.0, 1.0])).tolist() \
+                if data.levels is not None else (None, None)
+            ax.imshow(img.cpu().numpy(), cmap="gray_r", vmin=lo, vmax=hi)
             if i == 0:
                 ax.set_title(f"l={levels[j]}", fontsize=7)
     fig.suptitle(f"denoising chain x_L → x_0 ({sampler} sampling)")

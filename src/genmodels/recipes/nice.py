@@ -23,7 +23,7 @@ from genmodels.cli import Recipe
 from genmodels.recipes.diffusion import _scatter, gmm_baseline, prepare_data
 from genmodels.reports import Report
 
-__all__ = ["NICE_RECIPE", "fit_nice"]
+__all__ = ["NICE_RECIPE", "default_args", "fit_nice"]
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -40,12 +40,26 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=200, help="passes over the data (default 200)")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (default 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping: epochs without improvement of the held-out NLL of a "
+                   "validation tenth of the training split, best parameters restored "
+                   "(default: off)")
     p.add_argument("--eval-draws", type=int, default=10,
                    help="dequantisation draws per held-out image (default 10)")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="held-out fraction (not for digits, which uses the density split)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt if it exists")
+
+
+def default_args(**overrides: Any) -> argparse.Namespace:
+    """The recipe's default options, overridden by keyword (for the density table)."""
+    p = argparse.ArgumentParser()
+    _arguments(p)
+    args = p.parse_args([])
+    args.seed, args.device, args.no_progress = 0, "cpu", True
+    vars(args).update(overrides)
+    return args
 
 
 def fit_nice(train: torch.Tensor, test: torch.Tensor, levels: int | None, args: argparse.Namespace,
@@ -65,8 +79,16 @@ def fit_nice(train: torch.Tensor, test: torch.Tensor, levels: int | None, args: 
     flow = build(d, n_couplings=args.couplings, hidden=hidden, n_hidden=args.layers,
                  prior=args.prior, preprocess=pre, dequantise=levels is not None,
                  seed=args.seed).to(args.device)
+    val = None
+    if getattr(args, "patience", None) is not None:  # a seeded tenth of train for validation
+        perm = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(args.seed))
+        n_val = max(1, round(0.1 * train.shape[0]))
+        val, train = train[perm[:n_val]].float().to(args.device), train[perm[n_val:]]
+    if not getattr(args, "resume", False):
+        flow.initialise_scaling(train.float().to(args.device),
+                                torch.Generator(device=args.device).manual_seed(args.seed))
     trainer = Trainer(flow, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed,
+                      seed=args.seed, val_data=val, patience=getattr(args, "patience", None),
                       checkpoint=None if report is None else report.out / "checkpoint.pt",
                       resume=getattr(args, "resume", False),
                       progress=not getattr(args, "no_progress", True), device=args.device)
@@ -80,8 +102,11 @@ def fit_nice(train: torch.Tensor, test: torch.Tensor, levels: int | None, args: 
         "coupling": args.coupling, "couplings": args.couplings, "prior": args.prior,
         "n_parameters": sum(p.numel() for p in flow.parameters()),
         "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
         "learning_curve_nll": result.history["train_loss"],
     }
+    if val is not None:
+        metrics["validation_curve_nll"] = result.history["val_metric"]
     if levels is not None:
         bpd = flow.bits_per_dim(te, n_draws=args.eval_draws, generator=gen)
         metrics["test_bits_per_dim"] = float(bpd.mean())
