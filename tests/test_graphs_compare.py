@@ -1,0 +1,68 @@
+"""Exact vs approximate on one model object: the HMM (forward–backward vs BP, mean field,
+Gibbs) and a Bayesian network (junction tree vs loopy BP, mean field, Gibbs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genmodels.inference.compare import (
+    chain_factor_graph,
+    compare_hmm,
+    compare_network,
+    plot_comparison,
+)
+from genmodels.inference.graphs import read_bif
+from genmodels.inference.hmm import forward_backward
+
+
+def _hmm(seed: int, T: int = 12, K: int = 3) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.log_softmax(torch.randn(K, generator=g), 0),
+            torch.log_softmax(3 * torch.randn(K, K, generator=g), 1),
+            2 * torch.randn(T, K, generator=g))
+
+
+def test_hmm_side_by_side(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    args = _hmm(0)
+    comp = compare_hmm(*args, gibbs_sweeps=300, gibbs_chains=16)
+    by = {m.name: m for m in comp.methods}
+    assert set(by) == {"belief propagation", "mean field", "Gibbs sampling"}
+    # BP on the chain is exact (a tree), including its log Z
+    assert by["belief propagation"].max_error < 1e-12
+    assert float(by["belief propagation"].log_partition) == pytest.approx(
+        float(comp.exact.log_partition), abs=1e-10)
+    # mean field is biased and its ELBO is below log p̂(y)
+    assert by["mean field"].max_error > 1e-3
+    assert float(by["mean field"].log_partition) < float(comp.exact.log_partition)
+    # Gibbs within its Monte Carlo error
+    gb = by["Gibbs sampling"]
+    assert gb.stderr is not None
+    z = max(float(((gb.marginals[v] - comp.exact.marginals[v]).abs()
+                   / gb.stderr[v].clamp_min(1.0 / 4800)).max()) for v in gb.marginals)
+    assert z < 6.0
+    assert "forward–backward" in comp.table()
+    pytest.importorskip("matplotlib")
+    assert plot_comparison(comp, tmp_path / "hmm.png").stat().st_size > 1000
+
+
+def test_the_chain_graph_is_the_hmm() -> None:
+    args = _hmm(1)
+    g = chain_factor_graph(*args)
+    from genmodels.inference.graphs import JunctionTree
+    cal = JunctionTree(g).calibrate()
+    post = forward_backward(*args)
+    assert float(cal.log_partition) == pytest.approx(float(post.log_marginal), abs=1e-10)
+
+
+def test_bayesian_network_side_by_side() -> None:
+    pgmpy = pytest.importorskip("pgmpy")
+    from importlib.resources import files
+    bn = read_bif(str(files(pgmpy) / "utils" / "example_models" / "child.bif.gz"))
+    comp = compare_network(bn, {"LowerBodyO2": "<5", "RUQO2": "12+"}, name="child",
+                           gibbs_sweeps=200, gibbs_chains=8)
+    by = {m.name: m for m in comp.methods}
+    # loopy BP on a loopy network: approximate, its error reported against the junction tree
+    assert 1e-6 < by["belief propagation"].max_error < 0.5
+    assert by["mean field"].max_error > by["belief propagation"].max_error
+    assert float(by["mean field"].log_partition) <= float(comp.exact.log_partition) + 1e-12
