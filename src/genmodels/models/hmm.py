@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,8 +32,8 @@ from genmodels.learning.em import EStep, Stats
 from genmodels.linalg import symmetrize
 from genmodels.models.covariance import GaussianEmission
 
-__all__ = ["GaussianMixtureEmission", "HMMData", "HiddenMarkovModel", "kmeans_init",
-           "pack_sequences"]
+__all__ = ["GaussianMixtureEmission", "HMMData", "HiddenMarkovModel", "as_hmm_data",
+           "kmeans_init", "pack_sequences"]
 
 
 @dataclass
@@ -75,12 +76,40 @@ class HMMData:
         return self.y[self.valid]
 
 
+def as_hmm_data(data: HMMData | Tensor, lengths: Any = None) -> HMMData:
+    """``data`` as ``HMMData``: a padded (B, T, D) tensor (or one (T, D) sequence) with optional
+    ``lengths`` (B,) becomes one; ``HMMData`` passes through (then ``lengths`` must be None)."""
+    if isinstance(data, HMMData):
+        if lengths is not None:
+            raise ValueError("lengths is given twice: HMMData already holds its lengths.")
+        return data
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be HMMData or a (B, T, D) tensor, got {type(data).__name__}.")
+    y = data[None] if data.dim() == 2 else data
+    if y.dim() != 3:
+        raise ValueError(f"data must be (B, T, D) (or one (T, D) sequence), got shape "
+                         f"{tuple(data.shape)}.")
+    B, T = y.shape[:2]
+    if lengths is None:
+        return HMMData(y, torch.full((B,), T, dtype=torch.long, device=y.device))
+    lens = torch.as_tensor(lengths, device=y.device)
+    if lens.shape != (B,) or lens.is_floating_point() or bool((lens < 1).any()) or bool(
+            (lens > T).any()):
+        raise ValueError(f"lengths must be {B} integers in 1..{T} (one per sequence of the "
+                         f"padded batch), got {lens.tolist()}.")
+    return HMMData(y, lens.long())
+
+
 def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = None,
                    device: Any = None, integer: bool = False) -> HMMData:
     """hmmlearn's layout — all sequences stacked, (Σ T_i, D), plus their ``lengths`` — to a
     padded ``HMMData``. ``integer``: keep integer symbols (categorical data)."""
     if integer:
-        t = torch.as_tensor(X if not hasattr(X, "to_numpy") else X.to_numpy())
+        arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold integer symbols or counts, got an array of dtype "
+                             f"{arr.dtype}.")
+        t = torch.as_tensor(arr)
         if t.is_floating_point():
             if not bool(torch.isfinite(t).all()):
                 raise ValueError("X contains NaN or infinite values.")
@@ -95,6 +124,8 @@ def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = N
     n = t.shape[0]
     if n == 0:
         raise ValueError("X is empty: at least one observation is required.")
+    if t.shape[1] == 0:
+        raise ValueError(f"X has 0 features (shape {tuple(t.shape)}); at least one is required.")
     if lengths is None:
         lens = torch.tensor([n])
     else:
@@ -390,8 +421,11 @@ class HiddenMarkovModel(SavableModule):
             mask=data.mask, lengths=self._lengths(data), pairwise=pairwise,
             transitions=transitions, filtered=filtered, method=method)
 
-    def log_marginal(self, data: HMMData, *, method: str = "auto") -> Tensor:
-        """log p̂(y_1..y_T) per sequence. → (B,)."""
+    def log_marginal(self, data: HMMData | Tensor, *, lengths: Any = None,
+                     method: str = "auto") -> Tensor:
+        """log p̂(y_1..y_T) per sequence. data: ``HMMData``, or a padded (B, T, D) tensor with
+        optional ``lengths`` (B,) (the steps past a sequence's length are ignored). → (B,)."""
+        data = as_hmm_data(data, lengths)
         return kernels.hmm_log_marginal(
             self.log_initial, self.log_transition, self._table(data),
             mask=data.mask, lengths=self._lengths(data), method=method)
@@ -436,9 +470,11 @@ class HiddenMarkovModel(SavableModule):
         return s, y
 
     # -- EM (Baum–Welch, §7.2) ---------------------------------------------------------------
-    def expected_stats(self, batch: HMMData) -> EStep:
+    def expected_stats(self, batch: HMMData | Tensor) -> EStep:
         """E step over a batch of sequences: smoothed γ and summed pairwise marginals from one
-        forward–backward (the expectations need the full pass, even for x_1: §7.2)."""
+        forward–backward (the expectations need the full pass, even for x_1: §7.2). batch:
+        ``HMMData`` or an equal-length (B, T, D) tensor."""
+        batch = as_hmm_data(batch)
         ll = self._table(batch)
         post = kernels.forward_backward(self.log_initial, self.log_transition, ll,
                                         mask=batch.mask, lengths=self._lengths(batch),
