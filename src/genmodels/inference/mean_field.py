@@ -29,6 +29,9 @@ to the same additive constant, Bishop 10.71 simplified at the M step's optimum),
 the two can be compared number for number: ``covariances`` holds (ν_k W_k)⁻¹ and
 ``precisions_cholesky`` its inverse's Cholesky factor; ``reg_covar`` is added to S_k.
 
+**Bayesian linear regression** (``bayesian_linear_regression``, Bishop §10.3): q(w) q(α) q(τ)
+with Gamma priors on the weight and noise precisions.
+
 **Naive mean field on a discrete factor graph** (``mean_field``): q(x) = Π_v q_v(x_v),
 q_v ∝ exp Σ_{a∋v} E_{q_{−v}}[log ψ_a], whose ELBO bounds log Z from below.
 
@@ -47,10 +50,12 @@ from genmodels.linalg import eps
 from genmodels.models.covariance import CovarianceStructure, covariance_structure
 
 __all__ = [
+    "BayesianLinearRegressionFit",
     "MeanFieldResult",
     "VBGMMFit",
     "VBGMMPosterior",
     "VBGMMPrior",
+    "bayesian_linear_regression",
     "mean_field",
     "vbgmm_cavi",
     "vbgmm_e_step",
@@ -373,3 +378,92 @@ def mean_field(graph: Any, *, max_iter: int = 500, tol: float = 1e-12,
             break
         prev = float(value)
     return MeanFieldResult(dict(q), history[-1], torch.stack(history), converged, len(history))
+
+
+# ----------------------------------------------------------------------------------------------
+# Variational Bayesian linear regression (Bishop 2006 §10.3; Drugowitsch 2013)
+# ----------------------------------------------------------------------------------------------
+
+
+class BayesianLinearRegressionFit(NamedTuple):
+    """q(w) q(α) q(τ) for y = X w + ε, ε ~ N(0, τ⁻¹), w ~ N(0, α⁻¹ I), α ~ Gamma(a₀, b₀),
+    τ ~ Gamma(c₀, d₀) (rate parameterisation).
+
+    mean: (D,) m;  covariance: (D, D) S of q(w) = N(m, S).
+    alpha_shape, alpha_rate: q(α) = Gamma(a, b) (E α = a / b).
+    noise_shape, noise_rate: q(τ) = Gamma(c, d) (E τ = c / d, the noise precision).
+    elbo_history: (iterations,) the ELBO after each sweep (never decreasing).
+    converged: the ELBO rose by less than ``tol``.
+    """
+
+    mean: Tensor
+    covariance: Tensor
+    alpha_shape: Tensor
+    alpha_rate: Tensor
+    noise_shape: Tensor
+    noise_rate: Tensor
+    elbo_history: Tensor
+    converged: bool
+
+
+def _gamma_entropy(a: Tensor, b: Tensor) -> Tensor:
+    return a - torch.log(b) + torch.lgamma(a) + (1 - a) * torch.digamma(a)
+
+
+def _expected_log_gamma_prior(a0: float, b0: float, e_log: Tensor, e: Tensor) -> Tensor:
+    """E_q[log Gamma(x; a₀, b₀)] from E log x and E x."""
+    return a0 * math.log(b0) - math.lgamma(a0) + (a0 - 1) * e_log - b0 * e
+
+
+def bayesian_linear_regression(X: Tensor, y: Tensor, *, alpha_prior: tuple[float, float] = (
+        1e-6, 1e-6), noise_prior: tuple[float, float] = (1e-6, 1e-6), max_iter: int = 200,
+        tol: float = 1e-10) -> BayesianLinearRegressionFit:
+    """CAVI for Bayesian linear regression with unknown weight and noise precisions.
+
+    X: (N, D); y: (N,). alpha_prior = (a₀, b₀), noise_prior = (c₀, d₀). Updates, in turn:
+
+        S = (E[τ] XᵀX + E[α] I)⁻¹,  m = E[τ] S Xᵀy                 (Bishop 10.99–10.101)
+        a = a₀ + D/2,  b = b₀ + ½ (mᵀm + tr S)                      (Bishop 10.94–10.95)
+        c = c₀ + N/2,  d = d₀ + ½ (‖y − X m‖² + tr(XᵀX S))
+    """
+    if X.dim() != 2 or y.shape != X.shape[:1]:
+        raise ValueError(f"expected X (N, D) and y (N,); got {tuple(X.shape)} and "
+                         f"{tuple(y.shape)}.")
+    n, d = X.shape
+    a0, b0 = (float(v) for v in alpha_prior)
+    c0, d0 = (float(v) for v in noise_prior)
+    if min(a0, b0, c0, d0) <= 0:
+        raise ValueError("the Gamma priors' shapes and rates must be positive.")
+    xtx, xty = X.T @ X, X.T @ y
+    eye = torch.eye(d, dtype=X.dtype, device=X.device)
+    a = torch.tensor(a0 + d / 2, dtype=X.dtype)
+    c = torch.tensor(c0 + n / 2, dtype=X.dtype)
+    b, dd = a.clone(), c.clone()  # start at E α = E τ = 1
+    history = []
+    converged = False
+    prev = -math.inf
+    m = torch.zeros(d, dtype=X.dtype)
+    S = eye
+    for _ in range(int(max_iter)):
+        e_alpha, e_tau = a / b, c / dd
+        L = torch.linalg.cholesky(e_tau * xtx + e_alpha * eye)
+        S = torch.cholesky_inverse(L)
+        m = e_tau * (S @ xty)
+        ww = m @ m + S.trace()  # E[wᵀw]
+        resid = (y - X @ m).square().sum() + (xtx * S).sum()  # E‖y − Xw‖²
+        b = b0 + 0.5 * ww
+        dd = d0 + 0.5 * resid
+        e_alpha, e_tau = a / b, c / dd
+        e_log_alpha, e_log_tau = torch.digamma(a) - torch.log(b), torch.digamma(c) - torch.log(dd)
+        elbo = (0.5 * n * (e_log_tau - math.log(2 * math.pi)) - 0.5 * e_tau * resid
+                + 0.5 * d * (e_log_alpha - math.log(2 * math.pi)) - 0.5 * e_alpha * ww
+                + _expected_log_gamma_prior(a0, b0, e_log_alpha, e_alpha)
+                + _expected_log_gamma_prior(c0, d0, e_log_tau, e_tau)
+                + 0.5 * d * (1 + math.log(2 * math.pi)) - torch.log(L.diagonal()).sum()  # H[q(w)]
+                + _gamma_entropy(a, b) + _gamma_entropy(c, dd))
+        history.append(elbo)
+        if float(elbo) - prev < tol:
+            converged = True
+            break
+        prev = float(elbo)
+    return BayesianLinearRegressionFit(m, S, a, b, c, dd, torch.stack(history), converged)
