@@ -66,3 +66,22 @@ def test_bayesian_network_side_by_side() -> None:
     assert 1e-6 < by["belief propagation"].max_error < 0.5
     assert by["mean field"].max_error > by["belief propagation"].max_error
     assert float(by["mean field"].log_partition) <= float(comp.exact.log_partition) + 1e-12
+
+
+def test_lgssm_rts_vs_particle_smoother(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from genmodels.inference.compare import compare_lgssm
+    from genmodels.inference.kalman import LGSSMParams, sample_lgssm
+
+    P = LGSSMParams(torch.zeros(2), torch.eye(2), torch.tensor([[0.9, 0.1], [0.0, 0.8]]),
+                    0.3 * torch.eye(2), torch.tensor([[1.0, 0.5]]), 0.5 * torch.eye(1))
+    _, y = sample_lgssm(P, 12, generator=torch.Generator().manual_seed(0))
+    comp = compare_lgssm(P, y, num_particles=150, num_runs=8, seed=1)
+    (ps,) = comp.methods
+    assert ps.stderr is not None
+    z = max(float(((ps.marginals[v] - comp.exact.marginals[v]).abs() / ps.stderr[v]).max())
+            for v in ps.marginals)
+    assert z < 6.0  # 24 means, 8 runs each: a t(7) spread, hence the wide bound
+    assert ps.max_error > 0
+    assert float(ps.log_partition) == pytest.approx(float(comp.exact.log_partition), abs=0.5)
+    pytest.importorskip("matplotlib")
+    assert plot_comparison(comp, tmp_path / "lgssm.png").exists()

@@ -94,7 +94,8 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.learning.bits_back" for name in (
         "bits_back_encode", "bits_back_decode")},
     **{name: "genmodels.inference.compare" for name in (
-        "compare_hmm", "compare_network", "compare_factor_graph", "plot_comparison")},
+        "compare_hmm", "compare_network", "compare_factor_graph", "compare_lgssm",
+        "plot_comparison")},
 }
 
 __all__ = [
