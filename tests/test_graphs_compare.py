@@ -85,3 +85,17 @@ def test_lgssm_rts_vs_particle_smoother(tmp_path) -> None:  # type: ignore[no-un
     assert float(ps.log_partition) == pytest.approx(float(comp.exact.log_partition), abs=0.5)
     pytest.importorskip("matplotlib")
     assert plot_comparison(comp, tmp_path / "lgssm.png").exists()
+
+
+def test_example_runs_tiny() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "exact_vs_approximate.py"
+    spec = importlib.util.spec_from_file_location("exact_vs_approximate", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--tiny"])
+    assert out["hmm"]["belief propagation"] < 1e-12
+    assert out["hmm"]["mean field"] > 1e-3
