@@ -75,3 +75,20 @@ def test_bad_input() -> None:
     model = MixtureModel(torch.tensor([0.5, 0.5]), BernoulliEmission(2, 3))
     with pytest.raises(ValueError, match="0/1 values"):
         bits_back_encode(model, torch.tensor([[0.0, 2.0, 1.0]]))
+
+
+@pytest.mark.slow
+def test_vae_bits_back_is_lossless_and_costs_the_negative_elbo() -> None:
+    from genmodels import VAE, Trainer
+    from genmodels.learning.bits_back import vae_bits_back_decode, vae_bits_back_encode
+
+    train, test = density_split("binary")
+    test = test[:120]
+    model = VAE(64, latent_dim=4, hidden=[32], likelihood="bernoulli", seed=0)
+    Trainer(model, epochs=4, batch_size=64, lr=3e-3, seed=0, progress=False).fit(train.float())
+    msg = vae_bits_back_encode(model, test, latent_bits=8)
+    assert torch.equal(vae_bits_back_decode(model, msg, latent_bits=8), test)
+    with torch.no_grad():  # the ELBO with 400 posterior draws: its Monte Carlo error is small
+        elbo = model.elbo(test.float(), 400, torch.Generator().manual_seed(0)).elbo
+    nelbo = float(-elbo.mean()) / math.log(2)
+    assert abs(msg.bits_per_datum - nelbo) <= 0.01 * nelbo + 64 / test.shape[0]
