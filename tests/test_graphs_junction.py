@@ -226,6 +226,12 @@ def test_negative_or_nonfinite_potentials_are_refused() -> None:
         TabularCPD("a", [0.5, 0.7])
 
 
+def test_a_graph_without_variables_is_refused() -> None:
+    g = FactorGraph([DiscreteFactor(("a",), torch.ones(2))]).reduce({"a": 1})
+    with pytest.raises(ValueError, match="has no variables"):
+        JunctionTree(g)
+
+
 def test_evidence_outside_a_domain() -> None:
     g = FactorGraph([DiscreteFactor(("a", "b"), torch.ones(2, 3))])
     with pytest.raises(ValueError, match=r"evidence b=3 is outside its domain 0..2"):
