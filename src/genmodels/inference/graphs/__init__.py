@@ -3,7 +3,8 @@
 * ``factor``: discrete factors and factor graphs, with brute-force enumeration as an oracle.
 * ``network``: Bayesian networks (conditional tables, evidence, ancestral sampling, BIF files).
 * ``bp``: sum-product and max-product belief propagation, exact on trees, loopy with damping.
-* ``gibbs``: single-site Gibbs sampling, vectorised over chains, with standard errors.
+* ``gibbs``: chromatic-scan Gibbs sampling, vectorised over variables, factors and chains,
+  with standard errors.
 * ``junction``: the junction-tree algorithm (min-fill / min-weight triangulation,
   calibration, marginals, the MAP assignment, log Z).
 """
@@ -15,7 +16,7 @@ from genmodels.inference.graphs.factor import (
     expand_to,
     joint_log_table,
 )
-from genmodels.inference.graphs.gibbs import GibbsResult, gibbs_marginals
+from genmodels.inference.graphs.gibbs import GibbsResult, gibbs_marginals, greedy_coloring
 from genmodels.inference.graphs.junction import (
     Calibration,
     JunctionTree,
@@ -40,6 +41,7 @@ __all__ = [
     "elimination_order",
     "expand_to",
     "gibbs_marginals",
+    "greedy_coloring",
     "joint_log_table",
     "max_product",
     "read_bif",
