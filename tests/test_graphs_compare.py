@@ -99,3 +99,27 @@ def test_example_runs_tiny() -> None:
     out = mod.main(["--tiny"])
     assert out["hmm"]["belief propagation"] < 1e-12
     assert out["hmm"]["mean field"] > 1e-3
+
+
+def test_rbm_enumeration_vs_ais_vs_mean_field(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from genmodels.inference.compare import compare_rbm
+    from genmodels.models.harmonium import Harmonium
+
+    m = Harmonium(("bernoulli", 4), ("bernoulli", 7), seed=0, init_scale=1.0)
+    g = torch.Generator().manual_seed(1)
+    m.set_parameters(b_x=torch.randn(4, generator=g), b_y=0.5 * torch.randn(7, generator=g))
+    comp = compare_rbm(m, ais_chains=50, ais_temperatures=500, gibbs_sweeps=200, gibbs_chains=8)
+    by = {x.name: x for x in comp.methods}
+    from genmodels.inference.partition import exact_log_partition
+    with torch.no_grad():
+        enum = float(exact_log_partition(m).log_z)
+    assert float(comp.exact.log_partition) == pytest.approx(enum, abs=1e-10)  # JT = enumeration
+    ais = by["AIS"]
+    assert ais.log_partition_stderr is not None
+    se = ais.log_partition_stderr
+    assert abs(float(ais.log_partition) - enum) < 6 * se + 1e-3
+    assert float(by["mean field"].log_partition) < enum  # the ELBO is a lower bound
+    assert 0 < by["belief propagation"].max_error < by["mean field"].max_error
+    assert "—" in comp.table()
+    pytest.importorskip("matplotlib")
+    assert plot_comparison(comp, tmp_path / "rbm.png").exists()

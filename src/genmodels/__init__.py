@@ -95,7 +95,7 @@ _LAZY: dict[str, str] = {
         "bits_back_encode", "bits_back_decode")},
     **{name: "genmodels.inference.compare" for name in (
         "compare_hmm", "compare_network", "compare_factor_graph", "compare_lgssm",
-        "plot_comparison")},
+        "compare_rbm", "plot_comparison")},
     # diffusion models, score matching, Langevin dynamics, normalising flows
     **{name: "genmodels.models.diffusion" for name in (
         "GaussianDiffusion", "GaussianSchedule", "LinearLogSNR", "CosineLogSNR",

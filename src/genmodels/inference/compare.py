@@ -14,9 +14,13 @@ the same object and report each one's error against the exact answer:
   (FFBSm, Eqs 2.60–2.61) on a linear-Gaussian state-space model: smoothed means, with
   standard errors from independent runs, and the particle filter's log-marginal estimate.
 
+* ``compare_rbm``: a small Bernoulli RBM (issue 10's ``Harmonium``) as a factor graph:
+  log Z by enumeration of the smaller layer vs annealed importance sampling (± its standard
+  error) vs the mean-field ELBO (a lower bound) vs the Bethe estimate; unit marginals by the
+  junction tree vs loopy BP, mean field and Gibbs.
+
 ``plot_comparison`` draws the errors as a bar chart and each method's marginals against
-the exact ones. (The RBM comparison — enumeration vs AIS vs mean field — waits for the
-harmonium models of issue 10.)
+the exact ones.
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ __all__ = [
     "compare_hmm",
     "compare_lgssm",
     "compare_network",
+    "compare_rbm",
     "plot_comparison",
+    "rbm_factor_graph",
 ]
 
 
@@ -60,7 +66,9 @@ class MethodResult:
     marginals: {v: (k_v,)}.  log_partition: its estimate of log Z (None when it has none;
     the ELBO for mean field, the Bethe estimate for BP).  stderr: Monte Carlo standard errors
     {v: (k_v,)} (Gibbs), else None.  seconds: wall time.  max_error / mean_error: the largest
-    and the average |p̂ − p| over all variables and states.  note: convergence etc.
+    and the average |p̂ − p| over all variables and states (NaN for a method without
+    marginals).  note: convergence etc.  log_partition_stderr: the standard error of a Monte
+    Carlo log Z (AIS).
     """
 
     name: str
@@ -71,6 +79,7 @@ class MethodResult:
     max_error: float = 0.0
     mean_error: float = 0.0
     note: str = ""
+    log_partition_stderr: float | None = None
 
 
 @dataclass
@@ -90,12 +99,16 @@ class Comparison:
                  f"  (Δ: {self.quantity}s)"]
         for m in self.methods:
             lz = f"{float(m.log_partition):.6f}" if m.log_partition is not None else "—"
-            lines.append(f"{m.name:<22}{m.max_error:>11.2e}{m.mean_error:>11.2e}{lz:>14}"
-                         f"{m.seconds:>9.3g}  {m.note}")
+            mx, mn = ((f"{m.max_error:.2e}", f"{m.mean_error:.2e}") if m.marginals
+                      else ("—", "—"))
+            lines.append(f"{m.name:<22}{mx:>11}{mn:>11}{lz:>14}{m.seconds:>9.3g}  {m.note}")
         return "\n".join(lines)
 
 
 def _errors(result: MethodResult, exact: Mapping[str, Tensor]) -> MethodResult:
+    if not result.marginals:  # a method that estimates log Z only
+        result.max_error = result.mean_error = float("nan")
+        return result
     diffs = torch.cat([(result.marginals[v] - exact[v]).abs().reshape(-1) for v in exact])
     result.max_error = float(diffs.max())
     result.mean_error = float(diffs.mean())
@@ -244,6 +257,59 @@ def compare_lgssm(params: Any, y: Tensor, *, num_particles: int = 500, num_runs:
     return comp
 
 
+def rbm_factor_graph(model: Any) -> FactorGraph:
+    """A Bernoulli–Bernoulli harmonium p̂(x, y) ∝ exp{b_xᵀx + b_yᵀy + xᵀW y} (Eq. 3.3) as a
+    factor graph over hidden units "h0", ... and visible units "v0", ...: a unary factor per
+    unit (log ψ = [0, b]) and a pairwise factor per weight (log ψ = [[0, 0], [0, W_ij]])."""
+    from genmodels.models.harmonium import BernoulliLayer
+
+    if not (isinstance(model.hidden, BernoulliLayer) and isinstance(model.visible,
+                                                                     BernoulliLayer)):
+        raise ValueError("rbm_factor_graph needs Bernoulli hidden and visible layers.")
+    W = model.weight.detach().to(torch.float64)
+    bx, by = model.b_x.detach().to(torch.float64), model.b_y.detach().to(torch.float64)
+    zero = torch.zeros((), dtype=torch.float64)
+    fs = [DiscreteFactor((f"h{i}",), log_values=torch.stack([zero, b]))
+          for i, b in enumerate(bx)]
+    fs += [DiscreteFactor((f"v{j}",), log_values=torch.stack([zero, b]))
+           for j, b in enumerate(by)]
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            t = torch.zeros(2, 2, dtype=torch.float64)
+            t[1, 1] = W[i, j]
+            fs.append(DiscreteFactor((f"h{i}", f"v{j}"), log_values=t))
+    return FactorGraph(fs)
+
+
+def compare_rbm(model: Any, *, ais_chains: int = 100, ais_temperatures: int = 2000,
+                damping: float = 0.3, gibbs_sweeps: int = 1000, gibbs_chains: int = 16,
+                seed: int = 0) -> Comparison:
+    """A small Bernoulli RBM: log Z by enumeration vs AIS vs mean field (ELBO) vs BP
+    (Bethe); unit marginals by the junction tree vs loopy BP, mean field and Gibbs."""
+    from genmodels.inference.partition import ais_log_partition, exact_log_partition
+
+    graph = rbm_factor_graph(model)
+    comp = compare_factor_graph(graph, name=f"RBM, {model.weight.shape[0]} hidden × "
+                                f"{model.weight.shape[1]} visible", damping=damping,
+                                gibbs_sweeps=gibbs_sweeps, gibbs_chains=gibbs_chains,
+                                seed=seed)
+    with torch.no_grad():
+        enum, s = _timed(lambda: exact_log_partition(model))
+        ais, s_ais = _timed(lambda: ais_log_partition(model, num_chains=ais_chains,
+                                                      num_temperatures=ais_temperatures,
+                                                      seed=seed))
+    comp.exact.name = "enumeration + junction tree"
+    assert comp.exact.log_partition is not None
+    comp.exact.note = (f"log Z by enumeration {float(enum.log_z):.6f} ({s:.3g} s); the "
+                       f"junction tree's {float(comp.exact.log_partition):.6f}")
+    comp.methods.insert(0, _errors(MethodResult(
+        "AIS", {}, s_ais, ais.log_z,
+        note=f"log Z ± {float(ais.stderr):.2g} ({ais_chains} runs × {ais_temperatures} "
+             "temperatures); no marginals", log_partition_stderr=float(ais.stderr)),
+        comp.exact.marginals))
+    return comp
+
+
 def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     """Two panels: each method's max and mean |Δp| (log scale), and its marginals against
     the exact ones (every variable and state a point; the diagonal is exact). Needs
@@ -260,12 +326,13 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     fig.set_size_inches(10, 4)
     ax.remove()
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    names = [m.name for m in comparison.methods]
+    shown = [m for m in comparison.methods if m.marginals]
+    names = [m.name for m in shown]
     floor = 1e-17  # exact-to-rounding errors still show as a bar
     xs = range(len(names))
-    left.bar([x - 0.2 for x in xs], [max(m.max_error, floor) for m in comparison.methods],
+    left.bar([x - 0.2 for x in xs], [max(m.max_error, floor) for m in shown],
              width=0.4, label="max |Δ|")
-    left.bar([x + 0.2 for x in xs], [max(m.mean_error, floor) for m in comparison.methods],
+    left.bar([x + 0.2 for x in xs], [max(m.mean_error, floor) for m in shown],
              width=0.4, label="mean |Δ|")
     left.set_yscale("log")
     left.set_xticks(list(xs), names, rotation=15)
@@ -274,7 +341,7 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     left.legend(fontsize=8)
     exact = comparison.exact.marginals
     ex = torch.cat([exact[v].reshape(-1) for v in exact])
-    for m in comparison.methods:
+    for m in shown:
         approx = torch.cat([m.marginals[v].reshape(-1) for v in exact])
         right.scatter(ex.numpy(), approx.numpy(), s=8, alpha=0.6, label=m.name)
     lo, hi = float(ex.min()), float(ex.max())
