@@ -6,6 +6,8 @@
 2. The ALARM network (37 variables, bnlearn's file inside pgmpy) with two observed
    variables: the junction tree is exact; loopy BP, mean field and Gibbs are not.
 3. A linear-Gaussian state-space model: the RTS smoother vs the particle smoother.
+4. A small Bernoulli RBM: log Z by enumeration vs AIS vs the mean-field ELBO; marginals by
+   the junction tree vs loopy BP, mean field and Gibbs.
 
     python examples/exact_vs_approximate.py            # tables, and three PNGs in --out
     python examples/exact_vs_approximate.py --tiny     # a few seconds, no plots (smoke test)
@@ -24,10 +26,12 @@ from genmodels.inference.compare import (
     compare_hmm,
     compare_lgssm,
     compare_network,
+    compare_rbm,
     plot_comparison,
 )
 from genmodels.inference.graphs import read_bif
 from genmodels.inference.kalman import LGSSMParams, sample_lgssm
+from genmodels.models.harmonium import Harmonium
 
 
 def casino(T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,9 +80,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(lg.table())
     out["lgssm"] = {m.name: m.max_error for m in lg.methods}
 
+    rbm = Harmonium(("bernoulli", 4 if args.tiny else 8), ("bernoulli", 12), seed=0,
+                    init_scale=1.0)
+    g = torch.Generator().manual_seed(1)
+    rbm.set_parameters(b_x=torch.randn(rbm.weight.shape[0], generator=g),
+                       b_y=0.5 * torch.randn(12, generator=g))
+    rb = compare_rbm(rbm, ais_chains=50 if args.tiny else 100,
+                     ais_temperatures=200 if args.tiny else 5000, gibbs_sweeps=sweeps // 2)
+    print("\n" + rb.table())
+    out["rbm"] = {m.name: m.max_error for m in rb.methods}
+
     if not args.tiny:
         folder = Path(args.out)
-        for name, comp in (("hmm", hmm), ("lgssm", lg)) + ((("alarm", net),) if bn else ()):
+        for name, comp in (("hmm", hmm), ("lgssm", lg), ("rbm", rb)) + (
+                (("alarm", net),) if bn else ()):
             print("wrote", plot_comparison(comp, folder / f"{name}.png"))
     return out
 

@@ -99,6 +99,7 @@ def test_example_runs_tiny() -> None:
     out = mod.main(["--tiny"])
     assert out["hmm"]["belief propagation"] < 1e-12
     assert out["hmm"]["mean field"] > 1e-3
+    assert out["rbm"]["belief propagation"] < out["rbm"]["mean field"]
 
 
 def test_rbm_enumeration_vs_ais_vs_mean_field(tmp_path) -> None:  # type: ignore[no-untyped-def]
