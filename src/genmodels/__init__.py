@@ -82,6 +82,20 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # general inference on graphs, mean field, bits-back coding (issue 15)
+    **{name: "genmodels.inference.graphs" for name in (
+        "DiscreteFactor", "FactorGraph", "TabularCPD", "BayesianNetwork", "read_bif",
+        "JunctionTree", "belief_propagation", "sum_product", "max_product",
+        "gibbs_marginals")},
+    **{name: "genmodels.inference.mean_field" for name in ("mean_field", "vbgmm_cavi")},
+    "BayesianGaussianMixture": "genmodels.estimators.bayesian_mixture",
+    **{name: "genmodels.inference.information" for name in (
+        "marginal_gradient_via_posterior", "entropy_decomposition")},
+    **{name: "genmodels.learning.bits_back" for name in (
+        "bits_back_encode", "bits_back_decode")},
+    **{name: "genmodels.inference.compare" for name in (
+        "compare_hmm", "compare_network", "compare_factor_graph", "compare_lgssm",
+        "compare_rbm", "plot_comparison")},
     # diffusion models, score matching, Langevin dynamics, normalising flows
     **{name: "genmodels.models.diffusion" for name in (
         "GaussianDiffusion", "GaussianSchedule", "LinearLogSNR", "CosineLogSNR",

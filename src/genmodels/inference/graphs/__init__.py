@@ -3,6 +3,8 @@
 * ``factor``: discrete factors and factor graphs, with brute-force enumeration as an oracle.
 * ``network``: Bayesian networks (conditional tables, evidence, ancestral sampling, BIF files).
 * ``bp``: sum-product and max-product belief propagation, exact on trees, loopy with damping.
+* ``gibbs``: chromatic-scan Gibbs sampling, vectorised over variables, factors and chains,
+  with standard errors.
 * ``junction``: the junction-tree algorithm (min-fill / min-weight triangulation,
   calibration, marginals, the MAP assignment, log Z).
 """
@@ -14,6 +16,7 @@ from genmodels.inference.graphs.factor import (
     expand_to,
     joint_log_table,
 )
+from genmodels.inference.graphs.gibbs import GibbsResult, gibbs_marginals, greedy_coloring
 from genmodels.inference.graphs.junction import (
     Calibration,
     JunctionTree,
@@ -29,6 +32,7 @@ __all__ = [
     "Calibration",
     "DiscreteFactor",
     "FactorGraph",
+    "GibbsResult",
     "JunctionTree",
     "MAPAssignment",
     "TabularCPD",
@@ -36,6 +40,8 @@ __all__ = [
     "build_junction_tree",
     "elimination_order",
     "expand_to",
+    "gibbs_marginals",
+    "greedy_coloring",
     "joint_log_table",
     "max_product",
     "read_bif",

@@ -190,6 +190,9 @@ class JunctionTree:
     """
 
     def __init__(self, graph: FactorGraph, heuristic: str = "min_fill") -> None:
+        if not graph.variables:
+            raise ValueError("the factor graph has no variables (every one observed?): "
+                             "nothing to calibrate; its value is the product of its constants.")
         self.graph = graph
         self.heuristic = heuristic
         self.order, elim = elimination_order(graph, heuristic)
