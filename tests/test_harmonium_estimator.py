@@ -57,6 +57,7 @@ def test_true_log_likelihood_exact_and_ais() -> None:
         lz = float(exact_log_partition(rbm.model_).log_z)
         ref = float((-rbm.model_.free_energy(torch.as_tensor(X)) - lz).mean())
     assert ll == pytest.approx(ref, abs=1e-12)
+    assert rbm.score(X) == ll  # score is the true log-likelihood
     assert ll > -9 * np.log(2) + 0.5  # learned something
     ll_ais, se_ais = rbm.log_likelihood(X, method="ais", num_chains=200,
                                         num_temperatures=500, data=X)

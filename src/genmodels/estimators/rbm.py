@@ -340,6 +340,12 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
             ll = -self.model_.free_energy(t).mean() - est.log_z
         return float(ll), float(est.stderr)
 
+    def score(self, X: Any, y: Any = None) -> float:
+        """The mean log-likelihood of X (``log_likelihood(X)[0]``: exact for H ≤ 24, else AIS
+        with the defaults). scikit-learn's BernoulliRBM has no ``score``; this one is the true
+        likelihood, not the pseudo-likelihood of ``score_samples``."""
+        return self.log_likelihood(X)[0]
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64"]
