@@ -50,6 +50,15 @@ def test_the_kernels_sgd_is_torchs_sgd_with_momentum_and_weight_decay() -> None:
     np.testing.assert_allclose(theta, p.detach().numpy(), rtol=0, atol=1e-14)
 
 
+def test_the_compiled_epochs_visit_the_trainers_batches() -> None:
+    from genmodels.estimators.rbm import _epoch_order
+    from genmodels.learning.trainer import sharded_batches
+
+    for n, b, seed, epoch in ((1437, 10, 3, 0), (14, 7, 0, 5), (100, 100, 9, 2)):
+        ref = torch.cat(sharded_batches(n, b, epoch=epoch, seed=seed)).numpy()
+        np.testing.assert_array_equal(_epoch_order(n, seed, epoch), ref)
+
+
 def test_one_large_cd1_step_is_the_exact_cd1_gradient() -> None:
     """One minibatch of 40,000 rows (8 distinct), lr = 1, no momentum: the step is the CD-1
     ascent direction; it equals −∇ of boltzmann_loss under p¹ = p⁰T exactly, within 5 s.e.

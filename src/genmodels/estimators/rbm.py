@@ -56,6 +56,14 @@ _VISIBLE = {"bernoulli": ("bernoulli", {}), "gaussian": ("gaussian", {"learn_sca
             "gaussian-learned": ("gaussian", {"learn_scale": True}), "poisson": ("poisson", {})}
 
 
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The data order of one epoch of ``learning.trainer`` on one process: the permutation
+    seeded by seed + epoch that ``sharded_batches`` splits into consecutive minibatches. (N,)"""
+    g = torch.Generator()
+    g.manual_seed(seed + epoch)
+    return torch.randperm(n, generator=g).numpy().astype(np.int64)
+
+
 class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin,
                    BaseEstimator):
     """A restricted Boltzmann machine with binary hidden units (book §3.1, §10.2).
@@ -204,14 +212,11 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
                         mom: float, wd: float) -> None:
         """``epochs`` epochs of the compiled kernel, in place on the model's parameters, with
         the trainer's batch order (``sharded_batches``: a permutation seeded by seed + epoch)."""
-        from genmodels.learning.trainer import sharded_batches
         from genmodels.models._rbm_numba import cd_epochs
 
         m = self.model_
         n = X.shape[0]
-        orders = np.stack([torch.cat(sharded_batches(n, batch_size, epoch=e,
-                                                     seed=self._epoch_seed)).numpy()
-                           for e in range(epochs)]).astype(np.int64)
+        orders = np.stack([_epoch_order(n, self._epoch_seed, e) for e in range(epochs)])
         if not hasattr(self, "_buffers"):
             self._buffers = [np.zeros(tuple(p.shape)) for p in (m.weight, m.b_x, m.b_y)]
             self._first_step = True
@@ -339,6 +344,12 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         with torch.no_grad():
             ll = -self.model_.free_energy(t).mean() - est.log_z
         return float(ll), float(est.stderr)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """The mean log-likelihood of X (``log_likelihood(X)[0]``: exact for H ≤ 24, else AIS
+        with the defaults). scikit-learn's BernoulliRBM has no ``score``; this one is the true
+        likelihood, not the pseudo-likelihood of ``score_samples``."""
+        return self.log_likelihood(X)[0]
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -25,7 +25,10 @@ from typing import Any
 import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+#: Floating-point licence (as the word2vec kernels): reassociation, fused multiply–add, no
+#: signed zeros, reciprocals — not "no infinities": exp(−a) may overflow to inf in σ(a).
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 
 
 @_jit
