@@ -82,6 +82,10 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # Helmholtz machines, deep belief nets, recurrent harmoniums (issue 11)
+    "HelmholtzMachine": "genmodels.models.helmholtz",
+    **{name: "genmodels.learning.wake_sleep" for name in (
+        "WakeSleep", "ReweightedWakeSleep", "fit_wake_sleep")},
 }
 
 __all__ = [
