@@ -36,6 +36,7 @@ RECIPES: dict[str, str] = {
     "glm": "genmodels.recipes.glm:GLM_RECIPE",
     "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
     "word2vec": "genmodels.recipes.word2vec:WORD2VEC_RECIPE",
+    "helmholtz": "genmodels.recipes.deep_energy:HELMHOLTZ_RECIPE",
 }
 
 

@@ -155,6 +155,17 @@ class HelmholtzMachine(SavableModule):
                 raise ValueError(f"hs[{l - 1}] has {h.shape[-1]} units but layer {l} has "
                                  f"{self.sizes[l]}.")
 
+    @torch.no_grad()
+    def set_base_rates(self, data: Tensor, *, floor: float = 0.01) -> HelmholtzMachine:
+        """Set the visible biases b_0 to the logits of the data's pixel means (clamped to
+        [floor, 1 − floor]), the usual start (Hinton 2010 §8.1): with small weights the model's
+        visible marginal is then the independent-pixels fit. data: (N, D). Returns self."""
+        if data.dim() != 2 or data.shape[1] != self.sizes[0]:
+            raise ValueError(f"data must be (N, {self.sizes[0]}), got {tuple(data.shape)}.")
+        p = data.to(self.top_bias.dtype).mean(0).clamp(floor, 1 - floor)
+        self.gen_biases[0].copy_(torch.logit(p))
+        return self
+
     # ------------------------------------------------------------------ densities
     def log_prior(self, h_top: Tensor) -> Tensor:
         """log p̂(h_L), (*, K_L) → (*)."""
