@@ -1,5 +1,7 @@
 """The contract suite itself: it passes a correct model and catches broken ones."""
 
+import math
+
 import pytest
 import torch
 from em_toy import UnitVarianceMixture, toy_data
@@ -66,3 +68,124 @@ def test_em_monotone_check_runs_on_an_em_model():
     y = toy_data(300)[:, None]
     report = check_model(lambda dtype: ToyModel().to(dtype), y)
     assert "em_monotone" in report.passed
+
+
+# -- the sequence and bound contracts catch broken models ---------------------------------------
+
+def _hmm():
+    from genmodels.models.covariance import GaussianEmission
+    from genmodels.models.hmm import HiddenMarkovModel
+
+    emission = GaussianEmission.from_parameters(torch.tensor([[-2.0], [2.0]]),
+                                                torch.tensor([[1.0], [0.5]]), "diag")
+    return HiddenMarkovModel(torch.tensor([0.6, 0.4]), torch.tensor([[0.9, 0.1], [0.2, 0.8]]),
+                             emission)
+
+
+def _seqs(model, T=6, B=4, seed=0):
+    return model.sample(T, B, generator=torch.Generator().manual_seed(seed))[1]
+
+
+def test_a_padded_batch_that_counts_its_padding_is_caught():
+    from genmodels.testing import check_ragged
+
+    class CountsPadding(type(_hmm())):
+        def log_marginal(self, data, *, lengths=None, method="auto"):
+            return super().log_marginal(data, method=method)  # ignores the lengths
+
+    model = _hmm()
+    broken = CountsPadding(model.initial_probs, model.transition_matrix, model.emission)
+    y, lengths = _seqs(model), torch.tensor([6, 3, 6, 2])
+    check_ragged(model, y, lengths)
+    with pytest.raises(AssertionError, match="as if alone"):
+        check_ragged(broken, y, lengths)
+
+
+def test_sequences_scored_together_are_caught():
+    from genmodels.testing import check_sequence_shapes
+
+    class Coupled(type(_hmm())):
+        def log_marginal(self, data, **kw):
+            lp = super().log_marginal(data, **kw)
+            return lp + 1e-3 * lp.mean()
+
+    model = _hmm()
+    broken = Coupled(model.initial_probs, model.transition_matrix, model.emission)
+    with pytest.raises(AssertionError, match="sequences are not evaluated independently"):
+        check_sequence_shapes(broken, _seqs(model))
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_a_sequence_sampler_that_disagrees_with_the_density_is_caught(discrete):
+    from genmodels.models.family_emissions import CategoricalEmission
+    from genmodels.models.hmm import HiddenMarkovModel
+    from genmodels.testing import check_sequence_sample_log_prob
+
+    model = _hmm()
+    if discrete:
+        model = HiddenMarkovModel(model.initial_probs, model.transition_matrix,
+                                  CategoricalEmission(2, 2, probs=torch.tensor(
+                                      [[0.8, 0.2], [0.3, 0.7]])))
+    check_sequence_sample_log_prob(model, num_steps=3, discrete=discrete)
+
+    class SamplesOtherDynamics(type(model)):
+        def sample(self, num_steps, num_sequences=None, generator=None):
+            other = type(model)(self.initial_probs, torch.tensor([[0.6, 0.4], [0.4, 0.6]]),
+                                self.emission)
+            return other.sample(num_steps, num_sequences, generator)
+
+    broken = SamplesOtherDynamics(model.initial_probs, model.transition_matrix, model.emission)
+    with pytest.raises(AssertionError, match=r"Stein|standard errors"):
+        check_sequence_sample_log_prob(broken, num_steps=3, discrete=discrete)
+
+
+def _vae():
+    from genmodels.models.vae import VAE
+
+    return VAE(3, 2, network="linear", likelihood="gaussian", variance=0.3,
+               learn_variance=False, dtype="float64", seed=0)
+
+
+@pytest.mark.parametrize(("shift", "message"), [
+    (lambda k: 0.0, None),
+    (lambda k: -2.0 * math.log(k), "fell from k = 1"),          # falls as k grows
+    (lambda k: 0.5 * (k == 1), "at k = 1 is not the ELBO"),     # k = 1 is not the ELBO
+    (lambda k: 0.3 * math.log(k), "exceeds the exact"),         # rises past log p̂(y)
+])
+def test_bounds_that_misbehave_are_caught(shift, message):
+    from torch.distributions import MultivariateNormal
+
+    from genmodels.testing import check_bounds
+
+    class Shifted(type(_vae())):
+        def iwae_bound(self, y, k=100, generator=None, chunk=50):
+            return super().iwae_bound(y, k, generator, chunk) + shift(k)
+
+    broken = Shifted(3, 2, network="linear", likelihood="gaussian", variance=0.3,
+                     learn_variance=False, dtype="float64", seed=0)
+    y = broken.sample(400, generator=torch.Generator().manual_seed(1))
+    W, b = broken.decoder.weight, broken.decoder.bias
+    exact = MultivariateNormal(b, W @ W.T + 0.3 * torch.eye(3, dtype=W.dtype)).log_prob(y)
+    if message is None:
+        check_bounds(broken, y, exact=exact.detach())
+    else:
+        with pytest.raises(AssertionError, match=message):
+            check_bounds(broken, y, exact=exact.detach())
+
+
+def test_a_joint_sampler_that_disagrees_with_log_joint_is_caught():
+    from genmodels.testing import check_joint_sample_log_prob
+
+    model = _vae()
+    check_joint_sample_log_prob(model)
+
+    class WideNoise(type(model)):
+        def sample_joint(self, n, generator=None):
+            x, y = super().sample_joint(n, generator)
+            mean = self.decoder(x)
+            return x, mean + 1.1 * (y - mean)  # noise 10% wider than log_joint's
+
+    broken = WideNoise(3, 2, network="linear", likelihood="gaussian", variance=0.3,
+                       learn_variance=False, dtype="float64", seed=0)
+    with pytest.raises(AssertionError, match="Stein"):
+        check_joint_sample_log_prob(broken)

@@ -31,8 +31,8 @@ from genmodels.learning.em import EStep, Stats
 from genmodels.linalg import symmetrize
 from genmodels.models.covariance import GaussianEmission
 
-__all__ = ["GaussianMixtureEmission", "HMMData", "HiddenMarkovModel", "kmeans_init",
-           "pack_sequences"]
+__all__ = ["GaussianMixtureEmission", "HMMData", "HiddenMarkovModel", "as_hmm_data",
+           "kmeans_init", "pack_sequences"]
 
 
 @dataclass
@@ -73,6 +73,30 @@ class HMMData:
         if not self.padded:
             return self.y.reshape(-1, self.y.shape[-1])
         return self.y[self.valid]
+
+
+def as_hmm_data(data: HMMData | Tensor, lengths: Any = None) -> HMMData:
+    """``data`` as ``HMMData``: a padded (B, T, D) tensor (or one (T, D) sequence) with optional
+    ``lengths`` (B,) becomes one; ``HMMData`` passes through (then ``lengths`` must be None)."""
+    if isinstance(data, HMMData):
+        if lengths is not None:
+            raise ValueError("lengths is given twice: HMMData already holds its lengths.")
+        return data
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be HMMData or a (B, T, D) tensor, got {type(data).__name__}.")
+    y = data[None] if data.dim() == 2 else data
+    if y.dim() != 3:
+        raise ValueError(f"data must be (B, T, D) (or one (T, D) sequence), got shape "
+                         f"{tuple(data.shape)}.")
+    B, T = y.shape[:2]
+    if lengths is None:
+        return HMMData(y, torch.full((B,), T, dtype=torch.long, device=y.device))
+    lens = torch.as_tensor(lengths, device=y.device)
+    if lens.shape != (B,) or lens.is_floating_point() or bool((lens < 1).any()) or bool(
+            (lens > T).any()):
+        raise ValueError(f"lengths must be {B} integers in 1..{T} (one per sequence of the "
+                         f"padded batch), got {lens.tolist()}.")
+    return HMMData(y, lens.long())
 
 
 def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = None,
@@ -390,8 +414,11 @@ class HiddenMarkovModel(SavableModule):
             mask=data.mask, lengths=self._lengths(data), pairwise=pairwise,
             transitions=transitions, filtered=filtered, method=method)
 
-    def log_marginal(self, data: HMMData, *, method: str = "auto") -> Tensor:
-        """log p̂(y_1..y_T) per sequence. → (B,)."""
+    def log_marginal(self, data: HMMData | Tensor, *, lengths: Any = None,
+                     method: str = "auto") -> Tensor:
+        """log p̂(y_1..y_T) per sequence. data: ``HMMData``, or a padded (B, T, D) tensor with
+        optional ``lengths`` (B,) (the steps past a sequence's length are ignored). → (B,)."""
+        data = as_hmm_data(data, lengths)
         return kernels.hmm_log_marginal(
             self.log_initial, self.log_transition, self._table(data),
             mask=data.mask, lengths=self._lengths(data), method=method)
@@ -436,9 +463,11 @@ class HiddenMarkovModel(SavableModule):
         return s, y
 
     # -- EM (Baum–Welch, §7.2) ---------------------------------------------------------------
-    def expected_stats(self, batch: HMMData) -> EStep:
+    def expected_stats(self, batch: HMMData | Tensor) -> EStep:
         """E step over a batch of sequences: smoothed γ and summed pairwise marginals from one
-        forward–backward (the expectations need the full pass, even for x_1: §7.2)."""
+        forward–backward (the expectations need the full pass, even for x_1: §7.2). batch:
+        ``HMMData`` or an equal-length (B, T, D) tensor."""
+        batch = as_hmm_data(batch)
         ll = self._table(batch)
         post = kernels.forward_backward(self.log_initial, self.log_transition, ll,
                                         mask=batch.mask, lengths=self._lengths(batch),

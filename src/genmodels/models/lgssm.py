@@ -82,6 +82,21 @@ def pad_sequences(sequences: Sequence[Any], dtype: torch.dtype = torch.float64) 
     return out
 
 
+def _blank_padding(y: Tensor, lengths: Any) -> Tensor:
+    """A copy of the padded batch y (B, T, M) with NaN (missing) past each sequence's length."""
+    if y.dim() != 3:
+        raise ValueError(f"lengths needs a padded (B, T, M) batch, got shape {tuple(y.shape)}.")
+    B, T = y.shape[:2]
+    lens = torch.as_tensor(lengths, device=y.device)
+    if lens.shape != (B,) or lens.is_floating_point() or bool((lens < 1).any()) or bool(
+            (lens > T).any()):
+        raise ValueError(f"lengths must be {B} integers in 1..{T} (one per sequence of the "
+                         f"padded batch), got {lens.tolist()}.")
+    out = y.clone()
+    out[torch.arange(T, device=y.device) >= lens[:, None]] = float("nan")
+    return out
+
+
 class LinearGaussianSSM(SavableModule):
     """Linear-Gaussian state-space model with EM over any subset of its parameters.
 
@@ -194,18 +209,28 @@ class LinearGaussianSSM(SavableModule):
         """p̂(x_t | y_{1:T}) for every t (Kalman filter + RTS smoother)."""
         return kalman_smoother(self.params(), y, inputs=inputs, diffuse=self.diffuse, **kw)
 
-    def log_marginal(self, y: Tensor, inputs: Tensor | None = None, **kw: Any) -> Tensor:
-        """log p̂(y_{1:T}) (the diffuse log-likelihood when ``diffuse``), (*batch,)."""
+    def log_marginal(self, y: Tensor, inputs: Tensor | None = None, *, lengths: Any = None,
+                     **kw: Any) -> Tensor:
+        """log p̂(y_{1:T}) (the diffuse log-likelihood when ``diffuse``), (*batch,).
+        ``lengths`` (B,) for a padded (B, T, M) batch: the steps past each sequence's length
+        are treated as missing, which leaves its log-marginal that of the shorter sequence."""
+        if lengths is not None:
+            y = _blank_padding(torch.as_tensor(y), lengths)
         return kalman_filter(self.params(), y, inputs=inputs, diffuse=self.diffuse,
                              **kw).log_marginal
 
-    def sample(self, num_timesteps: int, batch_shape: tuple[int, ...] = (),
-               inputs: Tensor | None = None, seed: Any = None) -> tuple[Tensor, Tensor]:
-        """(states (*batch, T, K), observations (*batch, T, M)) drawn from the model."""
+    def sample(self, num_timesteps: int, batch_shape: int | tuple[int, ...] = (),
+               inputs: Tensor | None = None, seed: Any = None,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(states (*batch, T, K), observations (*batch, T, M)) drawn from the model; an int
+        ``batch_shape`` B means (B,). ``generator`` (or ``seed``) makes the draw reproducible."""
         if self.diffuse:
             raise ValueError("cannot sample from a model with a diffuse (improper) initial state.")
+        if isinstance(batch_shape, int):
+            batch_shape = (check_positive_int(batch_shape, "batch_shape"),)
+        g = generator if generator is not None else make_generator(seed, self.dynamics.device)
         return sample_lgssm(self.params(), num_timesteps, batch_shape=batch_shape, inputs=inputs,
-                            generator=make_generator(seed, self.dynamics.device))
+                            generator=g)
 
     # ---------------------------------------------------------------- E step
 

@@ -733,10 +733,20 @@ class VAE(SavableModule):
     def sample(self, n: int, generator: torch.Generator | None = None,
                mean: bool = False) -> Tensor:
         """n draws y ~ p̂(y) by ancestral sampling (``mean=True``: E[y | x] instead). (n, D)."""
+        if not mean:
+            return self.sample_joint(n, generator)[1]
         n = check_positive_int(n, "n")
         x = self.recognition.sample_prior(n, generator, self.dtype, self.device)
-        h = self.decoder(x)
-        return self.likelihood.mean(h) if mean else self.likelihood.sample(h, generator)
+        return self.likelihood.mean(self.decoder(x))
+
+    @torch.no_grad()
+    def sample_joint(self, n: int, generator: torch.Generator | None = None
+                     ) -> tuple[Tensor, Tensor]:
+        """n draws (x, y) ~ p̂(x) p̂(y | x): the latents beside the observations. ((n, code),
+        (n, D))."""
+        n = check_positive_int(n, "n")
+        x = self.recognition.sample_prior(n, generator, self.dtype, self.device)
+        return x, self.likelihood.sample(self.decoder(x), generator)
 
     @torch.no_grad()
     def reconstruct(self, y: Any) -> Tensor:
