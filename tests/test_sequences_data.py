@@ -6,7 +6,13 @@ import math
 import pytest
 import torch
 
-from genmodels.data.sequences import BOX, bouncing_balls, poisson_lds, population_decode
+from genmodels.data.sequences import (
+    BOX,
+    bouncing_balls,
+    kalman_one_step,
+    poisson_lds,
+    population_decode,
+)
 from genmodels.inference.kalman import kalman_filter
 
 
@@ -107,3 +113,17 @@ def test_kalman_on_decoded_positions_beats_the_decode():
     pos = p.states[..., 0]
     decode_mse = float(((z - pos) ** 2)[torch.isfinite(v)].mean())
     assert float(((f.means[..., 0] - pos) ** 2).mean()) < 0.5 * decode_mse
+
+
+def test_kalman_one_step_is_the_filters_prediction():
+    p = poisson_lds(20, 30, seed=4)
+    pred = kalman_one_step(p)
+    assert pred.shape == (20, 29, 2)
+    z, v = population_decode(p.counts, p.centres, p.width)
+    y = torch.where(torch.isfinite(v), z, torch.nan)[..., None]
+    f = kalman_filter(p.params, y, method="sequential")
+    torch.testing.assert_close(pred, f.predicted_means[:, 1:])
+    # it predicts better than the last decoded position does
+    pos = p.states[:, 1:, 0]
+    last = torch.where(torch.isfinite(v[:, :-1]), z[:, :-1], torch.zeros_like(z[:, :-1]))
+    assert ((pred[..., 0] - pos) ** 2).mean() < ((last - pos) ** 2).mean()

@@ -24,12 +24,13 @@ import torch
 from torch import Tensor
 
 from genmodels._validation import check_nonnegative_float, check_positive_int, make_generator
-from genmodels.inference.kalman import LGSSMParams
+from genmodels.inference.kalman import LGSSMParams, kalman_filter
 
 __all__ = [
     "BouncingBalls",
     "PoissonLDS",
     "bouncing_balls",
+    "kalman_one_step",
     "poisson_lds",
     "population_decode",
 ]
@@ -238,3 +239,15 @@ def population_decode(counts: Tensor, centres: Tensor, width: float) -> tuple[Te
     zhat = torch.where(total > 0, (counts * centres).sum(-1) / safe, torch.zeros_like(total))
     var = torch.where(total > 0, width**2 / safe, torch.full_like(total, math.inf))
     return zhat, var
+
+
+def kalman_one_step(lds: PoissonLDS, params: LGSSMParams | None = None) -> Tensor:
+    """The Kalman filter's one-step predictions E[x_{t+1} | n_{1:t}] of the state, for t = 1 …
+    T − 1, from the population-decoded positions (``population_decode``; steps where no neuron
+    fired are missing) under the true dynamics (``lds.params``, or ``params``): the baseline of
+    Makin et al. (2015). Returns (B, T − 1, 2)."""
+    p = lds.params if params is None else params
+    z, var = population_decode(lds.counts, lds.centres, lds.width)
+    y = torch.where(torch.isfinite(var), z, torch.full_like(z, math.nan))[..., None]
+    filtered = kalman_filter(p, y)
+    return filtered.means[:, :-1] @ p.dynamics.mT  # x̄_{t+1|t} = A x̄_{t|t}
