@@ -92,3 +92,13 @@ def test_save_load_roundtrip(tmp_path):
     back = load(tmp_path / "hm")
     Y = binary_configurations(4)
     torch.testing.assert_close(back.log_marginal(Y), hm.log_marginal(Y))
+
+
+def test_helmholtz_machine_passes_the_contract_suite():
+    from genmodels.testing import check_model
+
+    def factory(dtype):
+        return _random_model([4, 3, 2], seed=5).to(dtype)
+
+    report = check_model(factory, binary_configurations(4), discrete=True)
+    assert {"shapes", "dtypes", "sample_log_prob", "save_load"} <= set(report.passed)

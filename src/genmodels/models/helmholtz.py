@@ -223,13 +223,14 @@ class HelmholtzMachine(SavableModule):
                              "sample, for a model this size.")
 
     def log_marginal(self, y: Tensor) -> Tensor:
-        """The exact log p̂(y), (N, D) → (N,), summing the layers out from the top down:
+        """The exact log p̂(y), (*, D) → (*), summing the layers out from the top down:
         log m_L(h_L) = log p̂(h_L); log m_{l−1}(h_{l−1}) = logsumexp_{h_l}[log m_l(h_l) +
         log p̂(h_{l−1} | h_l)]; log p̂(y) = logsumexp_{h_1}[log m_1(h_1) + log p̂(y | h_1)]."""
         L, dt, dev = self.n_layers, self.top_bias.dtype, self.top_bias.device
         for l in range(2, L + 1):
             self._check_enumerable(2 ** (self.sizes[l] + self.sizes[l - 1]), "log_marginal")
-        self._check_enumerable(y.shape[0] * 2 ** self.sizes[1], "log_marginal")
+        self._check_enumerable((y.numel() // max(y.shape[-1], 1)) * 2 ** self.sizes[1],
+                               "log_marginal")
         top = binary_configurations(self.sizes[L], dt, dev)
         log_m = self.log_prior(top)  # (2^{K_L},)
         upper = top
@@ -239,8 +240,8 @@ class HelmholtzMachine(SavableModule):
             cond = bernoulli_log_prob(lower[None], logits[:, None])  # (2^{K_l}, 2^{K_{l−1}})
             log_m = torch.logsumexp(log_m[:, None] + cond, dim=0)
             upper = lower
-        emis = bernoulli_log_prob(y[:, None], self.generative_logits(1, upper)[None])  # (N, 2^K1)
-        return torch.logsumexp(log_m + emis, dim=1)
+        emis = bernoulli_log_prob(y[..., None, :], self.generative_logits(1, upper))  # (*, 2^K1)
+        return torch.logsumexp(log_m + emis, dim=-1)
 
     def _all_hidden(self) -> list[Tensor]:
         total = sum(self.sizes[1:])
