@@ -37,6 +37,8 @@ RECIPES: dict[str, str] = {
     "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
     "word2vec": "genmodels.recipes.word2vec:WORD2VEC_RECIPE",
     "helmholtz": "genmodels.recipes.deep_energy:HELMHOLTZ_RECIPE",
+    "dbn": "genmodels.recipes.deep_energy:DBN_RECIPE",
+    "rtrbm": "genmodels.recipes.deep_energy:RTRBM_RECIPE",
 }
 
 

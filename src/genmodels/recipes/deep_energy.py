@@ -1,7 +1,9 @@
-"""``genmodels fit helmholtz`` (and the other deep and recurrent harmonium recipes).
+"""``genmodels fit helmholtz``, ``fit dbn`` and ``fit rtrbm``: deep and recurrent harmoniums.
 
     genmodels fit helmholtz --data digits --layers 64 32 --epochs 150 --out report/
     genmodels fit helmholtz --data digits --objective ws        # plain wake–sleep
+    genmodels fit dbn --data digits --layers 20 64 --fine-tune-epochs 50
+    genmodels fit rtrbm --data bouncing_balls --hidden 100 --baseline
 
 On ``digits`` the images are the density table's split (``genmodels.data.density_split``:
 binarised, 1,437 training and 360 held-out images), so the metrics are comparable with the
@@ -99,4 +101,191 @@ HELMHOLTZ_RECIPE = Recipe(
     default_data="digits",
     add_arguments=_helmholtz_arguments,
     run=_helmholtz_run,
+)
+
+
+# ----------------------------------------------------------------------------- dbn
+def _dbn_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layers", type=int, nargs="+", default=[20, 64],
+                   help="hidden layer sizes K_1 … K_L, bottom first (default 20 64: the second "
+                   "harmonium starts unrolled, Fig 10.2B)")
+    p.add_argument("--negative", default="pcd",
+                   help="negative phase of each layer's CD: 'pcd' (persistent, 100 chains) or "
+                   "k for CD-k (default pcd)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs per layer (default 100)")
+    p.add_argument("--batch-size", type=int, default=50, help="minibatch size (default 50)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    p.add_argument("--fine-tune-epochs", type=int, default=0,
+                   help="epochs of up–down fine-tuning after the greedy stack (default 0)")
+    p.add_argument("--ais-chains", type=int, default=100,
+                   help="AIS runs for the top harmonium's log Z (default 100)")
+    p.add_argument("--ais-temperatures", type=int, default=3000,
+                   help="AIS temperatures (default 3000)")
+    p.add_argument("--gibbs-steps", type=int, default=1000,
+                   help="Gibbs sweeps in the top harmonium per sample (default 1000)")
+
+
+def _negative_factory(spec: str) -> Any:
+    from genmodels.learning.contrastive import CDNegative, PersistentNegative
+
+    if spec == "pcd":
+        return lambda rbm: PersistentNegative(rbm, 100)
+    try:
+        k = int(spec)
+    except ValueError as err:
+        raise ValueError(f"--negative must be 'pcd' or an integer k, got {spec!r}.") from err
+    return lambda _: CDNegative(k)
+
+
+def _dbn_run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
+    from genmodels.inference.partition import ais_log_partition, exact_log_partition
+    from genmodels.learning.greedy import UpDown, fit_greedy
+    from genmodels.learning.trainer import Trainer
+    from genmodels.models.dbn import bernoulli_dbn
+
+    train, test, shape = _binary_data(args)
+    dbn = bernoulli_dbn([train.shape[1], *args.layers], seed=args.seed)
+    with torch.no_grad():  # the first harmonium's visible biases at the pixels' base rates
+        dbn.rbm(0).visible.bias.copy_(dbn.rbm(0).visible.base_rate_bias(train))
+    dbn.to(args.device)
+    tr, te = train.to(args.device), test.to(args.device)
+    results = fit_greedy(dbn, tr, negative=_negative_factory(args.negative), init="unrolled",
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, progress=not args.no_progress, device=args.device)
+    metrics: dict[str, Any] = {
+        "n_train": int(train.shape[0]), "n_test": int(test.shape[0]),
+        "layers": dbn.layer_sizes, "negative": args.negative, "epochs_per_layer": args.epochs,
+    }
+    g = torch.Generator(device=args.device).manual_seed(args.seed + 1)
+
+    def log_z(rbm: Any) -> Any:
+        small = min(rbm.hidden.size, rbm.visible.size)
+        if small <= 20:
+            return exact_log_partition(rbm)
+        return ais_log_partition(rbm, num_chains=args.ais_chains,
+                                 num_temperatures=args.ais_temperatures, seed=args.seed,
+                                 data=tr if rbm is dbn.rbm(0) else None)
+
+    with torch.no_grad():
+        lz1 = log_z(dbn.rbm(0))
+        metrics["rbm_test_log_likelihood"] = float(dbn.rbm(0).log_prob(te, lz1.log_z).mean())
+        metrics["rbm_log_z_method"] = lz1.method
+        lzt = log_z(dbn.top)
+        bound, se = dbn.lower_bound(te, log_z=lzt, n_samples=100, generator=g).mean()
+        metrics.update({"dbn_test_lower_bound": bound, "dbn_test_lower_bound_stderr": se,
+                        "top_log_z_method": lzt.method})
+    if args.fine_tune_epochs > 0:
+        Trainer(UpDown(dbn, k=5), epochs=args.fine_tune_epochs, batch_size=args.batch_size,
+                lr=args.lr / 3, seed=args.seed, progress=not args.no_progress,
+                device=args.device).fit(tr)
+        with torch.no_grad():
+            lzt = log_z(dbn.top)
+            bound, se = dbn.lower_bound(te, log_z=lzt, n_samples=100, generator=g).mean()
+        metrics.update({"fine_tuned_test_lower_bound": bound,
+                        "fine_tuned_test_lower_bound_stderr": se})
+    metrics["learning_curves_surrogate"] = [r.history["train_loss"] for r in results]
+    report.save_model(dbn)
+    fig = report.figure("learning_curve.png")
+    if fig is not None:
+        f, ax = fig
+        for l, r in enumerate(results):
+            ax.plot(r.history["train_loss"], label=f"layer {l + 1}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("Boltzmann surrogate ⟨F(data)⟩ − ⟨F(negatives)⟩")
+        ax.legend()
+        report.save_figure(f, "learning_curve.png")
+    if shape is not None:
+        hs, _ = dbn.sample(30, args.gibbs_steps, g)
+        means = dbn.rbm(0).visible.mean(dbn.generative_natural(0, hs[0])).detach()
+        report.image_grid(means.cpu(), shape, filename="samples.png",
+                          title="samples: Gibbs in the top harmonium, then down; E[y | h_1]")
+    return metrics
+
+
+DBN_RECIPE = Recipe(
+    name="dbn",
+    help="deep belief net: greedy harmonium stack (CD/PCD), optional up–down fine-tuning",
+    default_data="digits",
+    add_arguments=_dbn_arguments,
+    run=_dbn_run,
+)
+
+
+# ----------------------------------------------------------------------------- rtrbm
+def _rtrbm_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hidden", type=int, default=100, help="hidden units K (default 100)")
+    p.add_argument("--sequences", type=int, default=200,
+                   help="bouncing_balls: training sequences (default 200; 50 more held out)")
+    p.add_argument("--frames", type=int, default=20, help="bouncing_balls: frames (default 20)")
+    p.add_argument("--res", type=int, default=15, help="bouncing_balls: pixels per side (15)")
+    p.add_argument("--balls", type=int, default=2, help="bouncing_balls: balls (default 2)")
+    p.add_argument("--k", type=int, default=1, help="CD-k sweeps per step (default 1)")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the data (default 30)")
+    p.add_argument("--batch-size", type=int, default=20, help="sequences per batch (20)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also train a per-frame RBM with the same updates and compare")
+
+
+def _sequences(args: argparse.Namespace) -> tuple[Tensor, Tensor, tuple[int, int] | None]:
+    from genmodels.data.sequences import bouncing_balls
+
+    if args.data != "bouncing_balls":
+        raise ValueError(f"fit rtrbm needs sequences: use --data bouncing_balls (the videos of "
+                         f"Sutskever et al. 2008), got {args.data!r}.")
+    n = args.sequences + 50
+    bb = bouncing_balls(n, args.frames, res=args.res, n_balls=args.balls, seed=args.seed)
+    V = bb.frames.flatten(2)
+    V = torch.bernoulli(V, generator=torch.Generator().manual_seed(args.seed))
+    return V[: args.sequences], V[args.sequences:], (args.res, args.res)
+
+
+def _rtrbm_run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
+    from genmodels.learning.contrastive import BoltzmannLearner, CDNegative
+    from genmodels.learning.trainer import Trainer
+    from genmodels.models.harmonium import BernoulliRBM
+    from genmodels.models.temporal import RTRBM, predict_next_frames
+
+    train, test, shape = _sequences(args)
+    D, T = train.shape[2], train.shape[1]
+    model = RTRBM(D, args.hidden, k=args.k, seed=args.seed).to(args.device)
+    tr, te = train.to(args.device), test.to(args.device)
+    kw = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+          "progress": not args.no_progress, "device": args.device}
+    result = Trainer(model, batch_size=args.batch_size, **kw).fit(tr)
+    g = torch.Generator(device=args.device).manual_seed(args.seed + 1)
+    pred = model.predict_next(te, generator=g)
+    err = float(((pred - te[:, 1:]) ** 2).sum(-1).mean())
+    metrics: dict[str, Any] = {
+        "n_train_sequences": int(train.shape[0]), "n_test_sequences": int(test.shape[0]),
+        "frames": T, "pixels": D, "hidden": args.hidden,
+        "next_frame_squared_error": err,
+        "copy_last_frame_squared_error": float(((te[:, :-1] - te[:, 1:]) ** 2).sum(-1).mean()),
+        "learning_curve_surrogate": result.history["train_loss"],
+    }
+    if args.baseline:
+        rbm = BernoulliRBM(D, args.hidden, seed=args.seed).to(args.device)
+        Trainer(BoltzmannLearner(rbm, CDNegative(args.k)), batch_size=args.batch_size * T,
+                **kw).fit(tr.flatten(0, 1))
+        base = predict_next_frames(rbm, te[:, :-1], generator=g)
+        metrics["rbm_next_frame_squared_error"] = float(((base - te[:, 1:]) ** 2).sum(-1).mean())
+    report.save_model(model)
+    report.learning_curve(metrics["learning_curve_surrogate"], xlabel="epoch",
+                          ylabel="CD surrogate per frame (train)")
+    if shape is not None:
+        film = model.sample_sequence(2, 10, gibbs_steps=100, generator=g)
+        report.image_grid(film.flatten(0, 1).cpu(), shape, filename="samples.png",
+                          title="two sampled sequences (rows), frames left to right")
+        strip = torch.cat([te[0, 1:11], pred[0, :10]])
+        report.image_grid(strip.cpu(), shape, filename="predictions.png",
+                          title="held-out frames 2–11 (top) and one-step predictions (bottom)")
+    return metrics
+
+
+RTRBM_RECIPE = Recipe(
+    name="rtrbm",
+    help="recurrent temporal RBM (CD + BPTT) on bouncing balls; samples as a film strip",
+    default_data="bouncing_balls",
+    add_arguments=_rtrbm_arguments,
+    run=_rtrbm_run,
 )
