@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from genmodels.learning.contrastive import CDNegative
-from genmodels.models.harmonium import BernoulliRBM
 
 from genmodels.data import bars_and_stripes
+from genmodels.learning.contrastive import CDNegative
 from genmodels.learning.greedy import UpDown, aggregate_posterior_samples, fit_greedy
 from genmodels.learning.trainer import Trainer
 from genmodels.models.dbn import bernoulli_dbn
+from genmodels.models.harmonium import BernoulliRBM
 
 KW = {"epochs": 60, "batch_size": 28, "lr": 0.02, "progress": False}
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from genmodels.models.harmonium import BernoulliRBM
 
 from genmodels.io import load, save
 from genmodels.models.dbn import DBN, bernoulli_dbn, jre_decomposition, unrolled
+from genmodels.models.harmonium import BernoulliRBM
 from genmodels.models.helmholtz import binary_configurations
 
 

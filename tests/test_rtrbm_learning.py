@@ -1,11 +1,11 @@
 """Learning sequences: the RTRBM on bouncing balls, the recurrent EFH on the Poisson LDS."""
 
 import torch
-from genmodels.learning.contrastive import BoltzmannLearner, CDNegative
-from genmodels.models.harmonium import BernoulliRBM
 
 from genmodels.data.sequences import bouncing_balls, kalman_one_step, poisson_lds
+from genmodels.learning.contrastive import BoltzmannLearner, CDNegative
 from genmodels.learning.trainer import Trainer
+from genmodels.models.harmonium import BernoulliRBM
 from genmodels.models.temporal import RTRBM, RecurrentEFH, predict_next_frames
 
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from genmodels.learning.contrastive import CDNegative, boltzmann_gradient
-from genmodels.models.harmonium import BernoulliLayer, PoissonLayer
 
 from genmodels.io import load, save
+from genmodels.learning.contrastive import CDNegative, boltzmann_gradient
+from genmodels.models.harmonium import BernoulliLayer, PoissonLayer
 from genmodels.models.temporal import RTRBM, RecurrentEFH, StackedLayer
 
 

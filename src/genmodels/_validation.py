@@ -55,9 +55,19 @@ def as_tensor(
 
 
 def check_finite(t: Tensor, name: str = "X") -> None:
-    """Raise ``ValueError`` naming the first NaN/inf entry of ``t``."""
-    if t.is_floating_point() and bool(torch.isfinite(t.sum())):
-        return  # one pass, nothing allocated: a NaN or an infinity makes the sum non-finite
+    """Raise ``ValueError`` naming the first NaN/inf entry of ``t``, or, when every entry is
+    finite but the sum of their squares overflows ``t``'s dtype (entries near 1e154 in float64,
+    1e19 in float32), naming the largest: distances, variances and exponentials of such data
+    overflow, so every model would return NaN or ±inf on it instead of a number."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return
+    flat = t.reshape(-1)
+    if t.dtype in (torch.float32, torch.float64):
+        total = torch.dot(flat, flat)  # one BLAS pass: NaN, ±inf and overflow all end non-finite
+    else:
+        total = flat.sum()
+    if bool(torch.isfinite(total)):
+        return
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         idx = tuple(int(i) for i in torch.nonzero(bad)[0])
@@ -65,6 +75,15 @@ def check_finite(t: Tensor, name: str = "X") -> None:
         raise ValueError(
             f"{name} contains {int(bad.sum())} non-finite value(s); the first is {kind} at "
             f"index {idx}. Remove or impute missing values before fitting."
+        )
+    if t.dtype in (torch.float32, torch.float64):
+        flat_idx = int(flat.abs().argmax())
+        idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_idx), t.shape))
+        raise ValueError(
+            f"{name} is too large to compute with in {str(t.dtype).removeprefix('torch.')}: "
+            f"the sum of its squares overflows (its largest magnitude is "
+            f"{float(flat[flat_idx]):.3g}, at index {idx}). Rescale it (e.g. standardise the "
+            f"columns) first."
         )
 
 
@@ -116,6 +135,13 @@ def check_nonnegative_float(value: Any, name: str, *, strictly: bool = False) ->
     return float(value)
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` must be a bool (NumPy's included); 0, 1, 2 or 'yes' are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     """``value`` must be one of ``choices``."""
     if value not in choices:
@@ -136,19 +162,33 @@ def resolve_dtype(dtype: Any) -> torch.dtype:
 
 
 def make_generator(
-    seed: Any, device: torch.device | str = "cpu"
+    seed: Any, device: torch.device | str = "cpu", *, name: str = "random_state"
 ) -> torch.Generator:
-    """A ``torch.Generator`` from a seed (None → nondeterministic seed drawn from torch)."""
+    """A ``torch.Generator`` from a seed: None (a nondeterministic seed drawn from torch), a
+    non-negative integer, a NumPy ``RandomState`` (scikit-learn's style) or a generator
+    itself. Anything else is refused naming ``name``."""
+    seed = check_seed(seed, name)
     if isinstance(seed, torch.Generator):
         return seed
     g = torch.Generator(device=device)
     if seed is None:
         g.seed()
-    else:
-        if isinstance(seed, np.random.RandomState):  # scikit-learn style random_state
-            seed = int(seed.randint(0, 2**31 - 1))
-        g.manual_seed(int(seed))
+        return g
+    if isinstance(seed, np.random.RandomState):
+        seed = int(seed.randint(0, 2**31 - 1))
+    g.manual_seed(int(seed))
     return g
+
+
+def check_seed(seed: Any, name: str = "random_state") -> Any:
+    """``seed`` unchanged if it is None, a non-negative integer, a NumPy ``RandomState`` or a
+    ``torch.Generator``; anything else (2.5, −1, 'a', NaN, True) is refused naming ``name``."""
+    if seed is None or isinstance(seed, (np.random.RandomState, torch.Generator)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{name} must be None, a non-negative integer, a numpy RandomState or "
+                         f"a torch.Generator, got {seed!r}.")
+    return seed
 
 
 @contextlib.contextmanager

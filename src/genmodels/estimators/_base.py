@@ -7,6 +7,7 @@ model and learning layers, and return NumPy arrays as scikit-learn does.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import sklearn.exceptions
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_data_matrix, resolve_dtype
+from genmodels._validation import check_bool, check_data_matrix, check_seed, resolve_dtype
 from genmodels.exceptions import NotFittedError
 
 
@@ -68,7 +69,9 @@ class TorchEstimatorMixin:
         frames); otherwise the number of features must match the fitted one.
         """
         name = type(self).__name__
-        if not reset:
+        if reset:
+            check_common_hyperparameters(self)
+        else:
             check_fitted(self, "n_features_in_")
         X = precheck_array(X)
         columns = _string_columns(X)
@@ -91,6 +94,29 @@ class TorchEstimatorMixin:
                 "features as input."
             )
         return t
+
+
+_BOOL_PARAMETERS: dict[type, tuple[str, ...]] = {}
+
+
+def _bool_parameters(cls: type) -> tuple[str, ...]:
+    """The constructor arguments of ``cls`` whose default is a bool (cached per class)."""
+    if cls not in _BOOL_PARAMETERS:
+        _BOOL_PARAMETERS[cls] = tuple(
+            p.name for p in inspect.signature(cls).parameters.values()
+            if isinstance(p.default, bool))
+    return _BOOL_PARAMETERS[cls]
+
+
+def check_common_hyperparameters(estimator: Any) -> None:
+    """The checks every estimator shares, run at the start of each ``fit`` (by
+    ``_validate_X(reset=True)``): ``random_state`` is a valid seed, and every argument whose
+    default is a bool (``warm_start``, ``fit_intercept``, ``whiten``, ``copy_x``, ...) is a
+    bool — not 0, 2 or 'a'. The estimator-specific ranges are checked by each ``fit``."""
+    if hasattr(estimator, "random_state"):
+        check_seed(estimator.random_state, "random_state")
+    for name in _bool_parameters(type(estimator)):
+        check_bool(getattr(estimator, name), name)
 
 
 class EstimatorNotFittedError(NotFittedError, sklearn.exceptions.NotFittedError):

@@ -39,7 +39,13 @@ from genmodels._validation import (
     check_positive_int,
     make_generator,
 )
-from genmodels.estimators._base import TorchEstimatorMixin, check_fitted, to_numpy
+from genmodels.estimators._base import (
+    TorchEstimatorMixin,
+    check_common_hyperparameters,
+    check_fitted,
+    to_numpy,
+)
+from genmodels.inference.hmm import METHODS as HMM_METHODS
 from genmodels.learning.em import run_em
 from genmodels.models.covariance import GaussianEmission
 from genmodels.models.family_emissions import CategoricalEmission, PoissonEmission
@@ -100,12 +106,19 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         return pack_sequences(t, lengths)
 
     def _check_params(self) -> None:
+        check_common_hyperparameters(self)
         check_positive_int(self.n_components, "n_components")
         check_positive_int(self.n_iter, "n_iter")
         check_nonnegative_float(self.tol, "tol")
         check_choice(self.algorithm, "algorithm", ("viterbi", "map"))
+        check_choice(self.method, "method", HMM_METHODS)
+        if hasattr(self, "min_covar"):
+            check_nonnegative_float(self.min_covar, "min_covar")
         for name in ("params", "init_params"):
             value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string of parameter letters such as "
+                                f"{self._letters!r}, got {value!r}.")
             bad = sorted(set(value) - set(self._letters))
             if bad:
                 raise ValueError(f"{name}={value!r} has letters {bad} that {type(self).__name__} "

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import column_or_1d
 from torch import Tensor
 
 from genmodels._validation import as_tensor, check_nonnegative_float, check_positive_int
@@ -73,21 +73,30 @@ class _LinearBase(TorchEstimatorMixin, BaseEstimator):
     coef_: np.ndarray
     intercept_: Any
 
-    def _validate_X(self, X: Any, *, reset: bool, min_samples: int = 1) -> Tensor:
-        """scikit-learn's own validation (its messages for sparse, complex, empty, 1-D input;
-        ``n_features_in_``/``feature_names_in_``), then a tensor of the estimator's dtype."""
-        if not reset:
-            check_is_fitted(self, "coef_")
-        arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                            ensure_min_samples=min_samples)
-        return torch.as_tensor(np.array(arr), dtype=self._torch_dtype, device=self.device)
-
     def _validate_Xy(self, X: Any, y: Any, *, multi_output: bool = False,
                      y_numeric: bool = True, min_samples: int = 1) -> tuple[Tensor, Any]:
-        arr, yv = validate_data(self, X, y, dtype=[np.float64, np.float32],
-                                multi_output=multi_output, y_numeric=y_numeric,
-                                ensure_min_samples=min_samples)
-        return torch.as_tensor(np.array(arr), dtype=self._torch_dtype, device=self.device), yv
+        """X through genmodels' validation (``_validate_X``); y as an array of one entry per
+        row — a column vector is flattened with scikit-learn's DataConversionWarning unless
+        ``multi_output``; numeric targets are checked by ``_check_y`` in ``fit``, labels here
+        for NaN."""
+        Xt = self._validate_X(X, reset=True, min_samples=min_samples)
+        yv = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        if yv.ndim == 2 and yv.shape[1] == 1 and not multi_output:
+            yv = column_or_1d(yv, warn=True)
+        if yv.ndim == 0 or yv.shape[0] != Xt.shape[0]:
+            raise ValueError(f"y must have one entry per row of X ({Xt.shape[0]}), got shape "
+                             f"{yv.shape}.")
+        if y_numeric and yv.dtype.kind in "OUS":
+            try:
+                yv = yv.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError("Unknown label type: y must be numeric for a regressor, got "
+                                 f"values of dtype {yv.dtype}.") from None
+        if not y_numeric and yv.dtype.kind == "f" and not bool(np.isfinite(yv).all()):
+            raise ValueError(f"y contains a NaN or infinite label at index "
+                             f"{int(np.flatnonzero(~np.isfinite(yv))[0])}.")
+        return Xt, yv
+
     def _decision(self, X: Any) -> Tensor:
         Xt = self._validate_X(X, reset=False)
         coef = torch.as_tensor(np.asarray(self.coef_), dtype=Xt.dtype)

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, TransformerM
 
 from genmodels._validation import (
     as_tensor,
+    check_bool,
     check_choice,
     check_nonnegative_float,
     check_positive_int,
@@ -97,7 +98,8 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
                      ("full", "tied", "diag", "spherical"))
         check_nonnegative_float(self.tol, "tol")
         check_nonnegative_float(self.reg_covar, "reg_covar")
-        check_positive_int(self.max_iter, "max_iter", minimum=0)
+        check_positive_int(self.max_iter, "max_iter")
+        check_bool(self.warm_start, "warm_start")
         check_positive_int(self.n_init, "n_init")
         check_choice(self.init_params, "init_params", INIT_METHODS)
         check_positive_int(self.verbose, "verbose", minimum=0)

@@ -50,10 +50,10 @@ def aggregate_posterior_samples(rbm: Harmonium, data: Tensor, *, n_draws: int = 
                                 ) -> Tensor:
     """Draws from the aggregated posterior p̌(h) = Σ_y p̌(h | y) p(y) (Eq. 10.24): ``n_draws``
     posterior draws per datum, (n_draws · N, K), or with ``mean`` the posterior means (N, S)."""
-    eta = rbm.hidden_natural(data)
     if mean:
-        return rbm.hidden.mean(eta)
+        return rbm.hidden_mean(data)
     k = check_positive_int(n_draws, "n_draws")
+    eta = rbm.hidden_natural(data)
     return rbm.hidden.sample(eta.expand(k, *eta.shape), generator).reshape(-1, rbm.hidden.size)
 
 
