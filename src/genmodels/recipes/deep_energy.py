@@ -109,12 +109,14 @@ def _dbn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=[20, 64],
                    help="hidden layer sizes K_1 … K_L, bottom first (default 20 64: the second "
                    "harmonium starts unrolled, Fig 10.2B)")
-    p.add_argument("--negative", default="pcd",
-                   help="negative phase of each layer's CD: 'pcd' (persistent, 100 chains) or "
-                   "k for CD-k (default pcd)")
+    p.add_argument("--negative", default="1",
+                   help="negative phase of each layer's CD: k for CD-k, or 'pcd' (persistent, "
+                   "100 chains) (default 1)")
     p.add_argument("--epochs", type=int, default=100, help="epochs per layer (default 100)")
-    p.add_argument("--batch-size", type=int, default=50, help="minibatch size (default 50)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    p.add_argument("--batch-size", type=int, default=10, help="minibatch size (default 10)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9,
+                   help="SGD momentum (default 0.9, Hinton 2010 §9); 0 uses Adam instead")
     p.add_argument("--fine-tune-epochs", type=int, default=0,
                    help="epochs of up–down fine-tuning after the greedy stack (default 0)")
     p.add_argument("--ais-chains", type=int, default=100,
@@ -149,12 +151,18 @@ def _dbn_run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
         dbn.rbm(0).visible.bias.copy_(dbn.rbm(0).visible.base_rate_bias(train))
     dbn.to(args.device)
     tr, te = train.to(args.device), test.to(args.device)
+    opt: Any = None
+    if args.momentum > 0:
+        def opt(params: Any) -> torch.optim.Optimizer:
+            return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum)
     results = fit_greedy(dbn, tr, negative=_negative_factory(args.negative), init="unrolled",
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, progress=not args.no_progress, device=args.device)
+                         optimizer=opt, seed=args.seed, progress=not args.no_progress,
+                         device=args.device)
     metrics: dict[str, Any] = {
         "n_train": int(train.shape[0]), "n_test": int(test.shape[0]),
         "layers": dbn.layer_sizes, "negative": args.negative, "epochs_per_layer": args.epochs,
+        "optimizer": f"SGD, momentum {args.momentum}" if args.momentum > 0 else "Adam",
     }
     g = torch.Generator(device=args.device).manual_seed(args.seed + 1)
 
