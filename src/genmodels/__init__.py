@@ -131,6 +131,13 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.inference.lasso" for name in ("lasso", "LassoSolution")},
     **{name: "genmodels.inference.laplace" for name in (
         "laplace_approximation", "LaplaceApproximation")},
+    # Helmholtz machines, deep belief nets, recurrent harmoniums (issue 11)
+    "HelmholtzMachine": "genmodels.models.helmholtz",
+    **{name: "genmodels.learning.wake_sleep" for name in (
+        "WakeSleep", "ReweightedWakeSleep", "fit_wake_sleep")},
+    "DBN": "genmodels.models.dbn",
+    **{name: "genmodels.learning.greedy" for name in ("fit_greedy", "UpDown")},
+    **{name: "genmodels.models.temporal" for name in ("RTRBM", "TRBM", "RecurrentEFH")},
 }
 
 __all__ = [

@@ -40,6 +40,9 @@ RECIPES: dict[str, str] = {
     "nice": "genmodels.recipes.nice:NICE_RECIPE",
     "rbm": "genmodels.recipes.rbm:RBM_RECIPE",
     "sparse-coding": "genmodels.recipes.sparse_coding:SPARSE_CODING_RECIPE",
+    "helmholtz": "genmodels.recipes.deep_energy:HELMHOLTZ_RECIPE",
+    "dbn": "genmodels.recipes.deep_energy:DBN_RECIPE",
+    "rtrbm": "genmodels.recipes.deep_energy:RTRBM_RECIPE",
 }
 
 
