@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 
 import torch
-from genmodels.learning.contrastive import BoltzmannLearner, CDNegative
-from genmodels.models.harmonium import BernoulliRBM
 
 from genmodels.data import density_split
+from genmodels.learning.contrastive import BoltzmannLearner, CDNegative
 from genmodels.learning.greedy import aggregate_posterior_samples, fit_greedy
 from genmodels.learning.trainer import Trainer
 from genmodels.models.dbn import DBN
+from genmodels.models.harmonium import BernoulliRBM
 
 
 def main() -> None:
