@@ -26,6 +26,8 @@ FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
 
 _rng = np.random.default_rng(0)
 _X = _rng.normal(size=(40, 3))
+#: the training data of the estimators of integer data (symbols, counts)
+_TRAIN = {"CategoricalHMM": _rng.integers(0, 3, (40, 1)), "PoissonHMM": _rng.poisson(2.0, (40, 3))}
 _TARGETS = {
     "class": (_X[:, 0] > 0).astype(int),
     "real": _X @ np.array([1.0, -1.0, 0.5]),
@@ -49,6 +51,10 @@ ESTIMATORS: dict[str, tuple[Callable[..., Any], str | None]] = {
                                                  "random_state": 0, **k}), None),
     "GaussianHMM": (lambda **k: gm.GaussianHMM(**{"n_components": 2, "n_iter": 3,
                                                    "random_state": 0, **k}), None),
+    "CategoricalHMM": (lambda **k: gm.CategoricalHMM(**{"n_components": 2, "n_iter": 3,
+                                                         "random_state": 0, **k}), None),
+    "PoissonHMM": (lambda **k: gm.PoissonHMM(**{"n_components": 2, "n_iter": 3,
+                                                 "random_state": 0, **k}), None),
     "LinearRegression": (lambda **k: gm.LinearRegression(**k), "real"),
     "Ridge": (lambda **k: gm.Ridge(**k), "real"),
     "LogisticRegression": (lambda **k: gm.LogisticRegression(**k), "class"),
@@ -122,6 +128,10 @@ def _outcome(call: Callable[[], Any]) -> None:
             f"{type(e).__name__} raised from inside {where}, not by genmodels: {e}")
         assert str(e), "an empty error message"
         return
+    if isinstance(out, tuple):  # e.g. an HMM's score_samples: (log-likelihood, posteriors)
+        for part in out:
+            _outcome(lambda part=part: part)
+        return
     values = out if not hasattr(out, "detach") else out.detach().numpy()
     if isinstance(values, (np.ndarray, float, np.floating)):
         arr = np.asarray(values, dtype=float)
@@ -155,8 +165,8 @@ def _fitted(name: str) -> Any:
         make, target = ESTIMATORS[name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _FITTED[name] = make().fit(_X) if target is None else make().fit(
-                _X, _TARGETS[target])
+            X = _TRAIN.get(name, _X)
+            _FITTED[name] = make().fit(X) if target is None else make().fit(X, _TARGETS[target])
     return _FITTED[name]
 
 
@@ -198,12 +208,14 @@ def test_invalid_hyperparameters_are_refused_by_name_or_give_a_finite_fit(name, 
     default = inspect.signature(type(make()).__init__).parameters[param].default
     est = make(**{param: value})
 
+    X = _TRAIN.get(name, _X)
+
     def fit() -> Any:
         if target is None:
-            est.fit(_X)
+            est.fit(X)
         else:
-            est.fit(_X, _TARGETS[target])
-        return est.score(_X) if target is None else est.score(_X, _TARGETS[target])
+            est.fit(X, _TARGETS[target])
+        return est.score(X) if target is None else est.score(X, _TARGETS[target])
 
     try:
         with warnings.catch_warnings():

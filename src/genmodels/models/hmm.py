@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -104,7 +105,11 @@ def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = N
     """hmmlearn's layout — all sequences stacked, (Σ T_i, D), plus their ``lengths`` — to a
     padded ``HMMData``. ``integer``: keep integer symbols (categorical data)."""
     if integer:
-        t = torch.as_tensor(X if not hasattr(X, "to_numpy") else X.to_numpy())
+        arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold integer symbols or counts, got an array of dtype "
+                             f"{arr.dtype}.")
+        t = torch.as_tensor(arr)
         if t.is_floating_point():
             if not bool(torch.isfinite(t).all()):
                 raise ValueError("X contains NaN or infinite values.")
@@ -119,6 +124,8 @@ def pack_sequences(X: Any, lengths: Any = None, *, dtype: torch.dtype | None = N
     n = t.shape[0]
     if n == 0:
         raise ValueError("X is empty: at least one observation is required.")
+    if t.shape[1] == 0:
+        raise ValueError(f"X has 0 features (shape {tuple(t.shape)}); at least one is required.")
     if lengths is None:
         lens = torch.tensor([n])
     else:

@@ -64,6 +64,7 @@ from genmodels.learning.estimators import (
     gumbel_max_sample,
     gumbel_softmax_sample,
 )
+from genmodels.learning.trainer import per_sample_noise
 from genmodels.linalg import LOG_TAU
 from genmodels.models.networks import MLP
 
@@ -233,7 +234,8 @@ class DiagonalGaussianRecognition(_GaussianPrior):
     def sample(self, p: DiagonalGaussianParams, n_samples: int,
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
         shape = p.nu.shape if n_samples == 1 else (n_samples, *p.nu.shape)
-        z = torch.randn(shape, generator=generator, dtype=p.nu.dtype, device=p.nu.device)
+        z = per_sample_noise(lambda sh: torch.randn(sh, generator=generator, dtype=p.nu.dtype,
+                                                    device=p.nu.device), shape, dim=-2)
         x = p.nu + (0.5 * p.log_var).exp() * z  # Eq. 8.24: X̌ = Υ^{1/2} Z + ν
         return x.unsqueeze(0) if n_samples == 1 else x
 
@@ -273,8 +275,9 @@ class FullGaussianRecognition(_GaussianPrior):
 
     def sample(self, p: FullGaussianParams, n_samples: int,
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
-        z = torch.randn((n_samples, *p.nu.shape), generator=generator, dtype=p.nu.dtype,
-                        device=p.nu.device)
+        z = per_sample_noise(lambda sh: torch.randn(sh, generator=generator, dtype=p.nu.dtype,
+                                                    device=p.nu.device),
+                             (n_samples, *p.nu.shape), dim=-2)
         return p.nu + torch.einsum("nij,snj->sni", p.scale_tril, z)  # Eq. 8.24
 
     def log_prob(self, p: FullGaussianParams, x: Tensor) -> Tensor:
