@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from genmodels.families.continuous import gaussian_ml
 from genmodels.io import SavableModule
 from genmodels.linalg import LOG_TAU, eps, symmetrize
 
@@ -826,13 +827,12 @@ class GaussianEmission(SavableModule):
 
 
 def gaussian_mle(y: Tensor) -> tuple[Tensor, Tensor]:
-    """Closed-form Gaussian MLE (§6.1, D2): the sample mean and the 1/N sample covariance.
+    """Closed-form Gaussian MLE (§6.1, D2): the sample mean and the 1/N sample covariance,
+    ``genmodels.families.gaussian_ml`` (the one copy of the formula).
 
     y: (N, D) → (mean (D,), covariance (D, D)).
     """
-    mean = y.mean(0)
-    yc = y - mean
-    return mean, symmetrize(yc.T @ yc / y.shape[0])
+    return gaussian_ml(y)
 
 
 __all__ = [

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from genmodels.families.continuous import gaussian_ml
 from genmodels.io import SavableModule
 from genmodels.linalg import (
     LOG_TAU,
@@ -421,9 +422,13 @@ def as_moments(data: Tensor | GaussianMoments) -> GaussianMoments:
 
 def fit_gaussian(y: Tensor | GaussianMoments) -> GaussianMarginal:
     """Maximum-likelihood Gaussian (book §6.1, CATALOGUE D2): the sample mean and the biased
-    (1/N) sample covariance. y: (N, D) or moments → mean (D,), covariance (D, D)."""
-    m = as_moments(y)
-    return GaussianMarginal(m.mean, m.scatter() / m.n)
+    (1/N) sample covariance. y: (N, D) or moments → mean (D,), covariance (D, D).
+
+    Data go through ``genmodels.families.gaussian_ml`` (two passes about the mean); summed
+    moments, which cannot be centred after the fact, give the scatter about their mean."""
+    if isinstance(y, Tensor):
+        return GaussianMarginal(*gaussian_ml(y))
+    return GaussianMarginal(y.mean, y.scatter() / y.n)
 
 
 # ---------------------------------------------------------------------------------------------
