@@ -81,6 +81,49 @@ def bernoulli_mixture(train: Tensor, test: Tensor) -> Row:
     return Row(f"mixture of {k} Bernoulli products (EM)", float(-ll.mean()), "exact")
 
 
+# RBMs (issue 10): CD-1 with momentum through the trainer; exact log Z by enumerating the
+# hidden layer for H <= 20, AIS (100 runs x 10,000 temperatures, base rates of the training
+# data) above. scikit-learn's BernoulliRBM with its defaults (PCD-1, lr 0.1) beside them, its
+# fitted parameters scored exactly by the same harmonium.
+RBM_EPOCHS = 100
+
+
+def _rbm_row(train: Tensor, test: Tensor, hidden: int) -> Row:
+    from genmodels import BernoulliRBM
+
+    rbm = BernoulliRBM(n_components=hidden, n_iter=RBM_EPOCHS, method="cd", momentum=0.9,
+                       learning_rate=0.01, random_state=0).fit(train.numpy())
+    if hidden <= 20:
+        ll, se = rbm.log_likelihood(test.numpy())
+        return Row(f"RBM, H={hidden}, CD-1 ({RBM_EPOCHS} epochs)", -ll, "exact")
+    ll, se = rbm.log_likelihood(test.numpy(), method="ais", num_chains=100,
+                                num_temperatures=10_000, data=train.numpy())
+    return Row(f"RBM, H={hidden}, CD-1 ({RBM_EPOCHS} epochs)", -ll, "estimate", se,
+               note="AIS 100 x 10,000")
+
+
+def _sklearn_rbm_row(train: Tensor, test: Tensor, hidden: int) -> Row:
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+
+    from genmodels.inference.partition import exact_log_partition
+    from genmodels.models.harmonium import BernoulliRBM as RBMModel
+
+    sk = SkRBM(n_components=hidden, n_iter=RBM_EPOCHS, random_state=0).fit(train.numpy())
+    model = RBMModel(train.shape[1], hidden).set_parameters(
+        sk.components_, sk.intercept_hidden_, sk.intercept_visible_)
+    with torch.no_grad():
+        ll = -model.free_energy(test).mean() - exact_log_partition(model).log_z
+    return Row(f"scikit-learn BernoulliRBM, H={hidden}, PCD-1 ({RBM_EPOCHS} epochs)",
+               float(-ll), "exact")
+
+
+for _h in (16, 20):
+    row("binary", f"sklearn RBM H={_h}")(
+        lambda train, test, h=_h: _sklearn_rbm_row(train, test, h))
+for _h in (16, 20, 64, 256):
+    row("binary", f"RBM H={_h}")(lambda train, test, h=_h: _rbm_row(train, test, h))
+
+
 # ----------------------------------------------------------------------------- grey rows
 LEVELS = 17  # digits' grey levels 0..16
 DIMS = 64

@@ -1,8 +1,9 @@
-"""One process of the two-process data-parallel trainer test (launched by test_vae_trainer.py).
+"""One process of the two-process data-parallel trainer tests (launched by test_vae_trainer.py).
 
-Usage: python _vae_ddp_worker.py OUT_FILE (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set as
-torchrun sets them). Trains the toy regression model for one epoch with SGD and saves, for the
-first step, the gradients this process saw after DDP's all-reduce, and the final parameters.
+Usage: python _vae_ddp_worker.py OUT_FILE [toy|vae] (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+set as torchrun sets them). Trains the toy regression model (SGD) or a VAE with Monte Carlo
+noise (Adam) for two epochs and saves, for the first step, the gradients this process saw after
+DDP's all-reduce, and the final parameters.
 """
 
 import sys
@@ -13,21 +14,26 @@ import torch.distributed as dist
 from genmodels.learning.trainer import Trainer, init_distributed
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from test_vae_trainer import Regression, toy_data
+from test_vae_trainer import Regression, make_vae, toy_data, vae_data
 
 if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    mode = sys.argv[2] if len(sys.argv) > 2 else "toy"
     rank, world = init_distributed("gloo")
-    data = toy_data()
-    model = Regression(seed=0)
+    if mode == "vae":
+        data, model = vae_data(), make_vae()
+        kw = dict(lr=1e-2)
+    else:
+        data, model = toy_data(), Regression(seed=0)
+        kw = dict(optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
     grads: list[list[torch.Tensor]] = []
 
     def keep(epoch: int, step: int, loss: float) -> None:
         if epoch == 0 and step == 0:
             grads.append([p.grad.detach().clone() for p in model.parameters()])
 
-    Trainer(model, epochs=2, batch_size=16, seed=3, progress=False, callback=keep,
-            optimizer=lambda p: torch.optim.SGD(p, lr=0.1)).fit(data)
+    Trainer(model, epochs=2, batch_size=16, seed=3, progress=False, callback=keep, **kw).fit(data)
     torch.save({"grads": grads[0], "params": [p.detach() for p in model.parameters()],
                 "rank": rank, "world": world}, sys.argv[1])
     dist.destroy_process_group()

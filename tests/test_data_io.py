@@ -40,11 +40,32 @@ def test_files_by_path(tmp_path):
     (tmp_path / "b.csv").write_text("x,y,label\n1,2,0\n3,4,1\n")
     assert torch.equal(load_dataset(str(tmp_path / "a.npy")).X, torch.as_tensor(arr))
     ds = load_file(tmp_path / "b.csv", target_column=2)
-    assert ds.feature_names == ["x", "y", "label"] and ds.y.tolist() == [0.0, 1.0]
+    assert ds.feature_names == ["x", "y"] and ds.target_name == "label"
+    assert ds.y.tolist() == [0.0, 1.0] and ds.X.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    first = load_file(tmp_path / "b.csv", target_column=-3)
+    assert first.feature_names == ["y", "label"] and first.target_name == "x"
+    with pytest.raises(ValueError, match=r"target_column must be .* \[-3, 3\)"):
+        load_file(tmp_path / "b.csv", target_column=3)
     with pytest.raises(ValueError, match="unknown data set"):
         load_dataset("no-such-data")
     with pytest.raises(ValueError, match="does not exist"):
         load_file(tmp_path / "missing.csv")
+
+
+def test_synthetic_seeds():
+    from genmodels.data import synthetic
+
+    class Noise:
+        def sample(self, n, generator=None):
+            return torch.randn(n, 2, generator=generator)
+
+    model = Noise()
+    a, b = synthetic(model, 50, seed=4), synthetic(model, 50, seed=4)
+    assert torch.equal(a.X, b.X)
+    torch.manual_seed(0)  # seed=None must not fall back to a fixed seed
+    c, d = synthetic(model, 50, seed=None), synthetic(model, 50, seed=None)
+    assert not torch.equal(c.X, d.X)
+    assert not torch.equal(c.X, synthetic(model, 50, seed=0).X)
 
 
 def test_validation_messages():

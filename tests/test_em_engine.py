@@ -57,6 +57,26 @@ def test_convergence_warning_and_history():
     assert result.n_iter == 2 and len(result.log_likelihood) == 2 and not result.converged
 
 
+def test_convergence_warning_reports_the_last_change():
+    y = toy_data()
+    with pytest.warns(ConvergenceWarning) as record:
+        result = run_em(UnitVarianceMixture(), [y], max_iter=3, tol=0.0)
+    change = abs(result.log_likelihood[-1] - result.log_likelihood[-2])
+    assert change > 1e-3  # three iterations from a poor start still move a lot
+    assert f"last change {change:.3g} " in str(record[0].message)
+
+
+def test_restarts_replay_the_warnings_of_every_run():
+    y = toy_data()
+    with pytest.warns(ConvergenceWarning) as record:
+        result = fit_em(UnitVarianceMixture(3), y, n_init=3, seed=0, max_iter=2, tol=0.0)
+    messages = [str(w.message) for w in record if w.category is ConvergenceWarning]
+    assert len(messages) == 3
+    discarded = [m for m in messages if "(discarded)" in m]
+    assert len(discarded) == 2
+    assert not any(f"restart {result.init + 1} of 3" in m for m in discarded)
+
+
 def test_restarts_keep_the_best_and_warm_start_skips_initialisation():
     y = toy_data()
     model = UnitVarianceMixture(3)

@@ -188,39 +188,49 @@ def test_fisher_of_flat_full_normal_is_singular_only_in_antisymmetric_directions
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "match"),
     [
-        lambda: Bernoulli.from_probs(torch.tensor([0.0, 0.5])),
-        lambda: Bernoulli.from_probs(torch.tensor([1.0])),
-        lambda: Bernoulli(torch.tensor([[float("nan")]])),
-        lambda: Bernoulli(torch.zeros(2, 2)),
-        lambda: Categorical.from_probs(torch.tensor([0.5, 0.6])),
-        lambda: Categorical.from_probs(torch.tensor([1.0, 0.0])),
-        lambda: Poisson.from_rate(torch.tensor([-1.0])),
-        lambda: Poisson(torch.tensor([[float("inf")]])),
-        lambda: Gamma.from_shape_rate(torch.tensor(0.0), torch.tensor(1.0)),
-        lambda: Gamma.from_shape_rate(torch.tensor(1.0), torch.tensor(-1.0)),
-        lambda: Gamma(torch.tensor([1.0, 1.0])),
-        lambda: Gamma.fit(torch.full((10,), 2.0)),  # constant data: no finite shape
-        lambda: Normal.from_mean_var(torch.tensor(0.0), torch.tensor(0.0)),
-        lambda: Normal(torch.tensor([0.0, 1.0])),
-        lambda: DiagonalNormal(torch.zeros(3)),
-        lambda: FullNormal.from_mean_cov(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
-        lambda: FullNormal(torch.zeros(5)),
-        lambda: FullNormal.fit(torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])),  # rank one
-        lambda: Poisson.fit(torch.zeros(0)),
-        lambda: Normal(torch.tensor(1.0)),
+        (lambda: Bernoulli.from_probs(torch.tensor([0.0, 0.5])),
+         r"Bernoulli mean parameter p must lie in \(0, 1\)"),
+        (lambda: Bernoulli.from_probs(torch.tensor([1.0])),
+         r"Bernoulli mean parameter p must lie in \(0, 1\)"),
+        (lambda: Bernoulli(torch.tensor([[float("nan")]])), r"natural contains 1 non-finite"),
+        (lambda: Bernoulli(torch.zeros(2, 2)), r"Bernoulli natural parameters have P = 1"),
+        (lambda: Categorical.from_probs(torch.tensor([0.5, 0.6])),
+         r"Categorical probabilities must sum to 1"),
+        (lambda: Categorical.from_probs(torch.tensor([1.0, 0.0])),
+         r"Categorical probabilities must lie in \(0, 1\)"),
+        (lambda: Poisson.from_rate(torch.tensor([-1.0])), r"Poisson rate must lie in \(0, inf\)"),
+        (lambda: Poisson(torch.tensor([[float("inf")]])), r"natural contains 1 non-finite"),
+        (lambda: Gamma.from_shape_rate(torch.tensor(0.0), torch.tensor(1.0)),
+         r"Gamma η₁ = α − 1 must lie"),
+        (lambda: Gamma.from_shape_rate(torch.tensor(1.0), torch.tensor(-1.0)),
+         r"Gamma η₂ = −β must lie"),
+        (lambda: Gamma(torch.tensor([1.0, 1.0])), r"Gamma η₂ = −β must lie"),
+        (lambda: Gamma.fit(torch.full((10,), 2.0)),
+         r"zero only for constant data"),  # constant data: no finite shape
+        (lambda: Normal.from_mean_var(torch.tensor(0.0), torch.tensor(0.0)),
+         r"Normal variance must lie in \(0, inf\)"),
+        (lambda: Normal(torch.tensor([0.0, 1.0])), r"Normal η₂ = −1/\(2σ²\) must lie"),
+        (lambda: DiagonalNormal(torch.zeros(3)), r"DiagonalNormal natural parameters have P = 2D"),
+        (lambda: FullNormal.from_mean_cov(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
+         r"covariance must be symmetric positive definite"),
+        (lambda: FullNormal(torch.zeros(5)), r"FullNormal natural parameters have P = D \+ D²"),
+        (lambda: FullNormal.fit(torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])),
+         r"covariance must be symmetric positive definite; .* collinear data"),  # rank one
+        (lambda: Poisson.fit(torch.zeros(0)), r"at least one datum"),
+        (lambda: Normal(torch.tensor(1.0)), r"natural must have shape"),
     ],
 )
-def test_bad_parameters_raise_value_error(make):
-    with pytest.raises(ValueError):
+def test_bad_parameters_raise_value_error(make, match):
+    with pytest.raises(ValueError, match=match):
         make()
 
 
 def test_log_prob_checks_event_dimension():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="last dimension D = 3, got 2"):
         member("DiagonalNormal", ()).log_prob(torch.zeros(2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="last dimension D = 3, got 4"):
         member("FullNormal", ()).log_prob(torch.zeros(4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"integers in \[0, 4\), got values in \[7, 7\]"):
         member("Categorical", ()).log_prob(torch.tensor(7))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -163,6 +164,29 @@ def test_irls_step_is_newton_step_and_score_vanishes():
     score = X.mT @ (y - full.mu)  # Σ (x − μ) y = 0: moment matching (Eq. 5.13)
     assert float(score.abs().max()) < 1e-8
     assert all(b <= a + 1e-9 for a, b in zip(full.history, full.history[1:]))  # monotone
+
+
+def test_step_halving_rescues_an_overshooting_newton_step():
+    """From η = −8 the Poisson Newton step is ≈ ȳ/e⁻⁸ ≈ 9000 (the curvature Σμ is tiny), which
+    overflows the mean; halving shortens it until the deviance decreases. Without halvings the
+    same start stalls at once."""
+    g = torch.Generator().manual_seed(5)
+    y = torch.poisson(torch.full((300,), 3.0, dtype=torch.float64), generator=g)
+    X = torch.ones(300, 1, dtype=torch.float64)
+    start = torch.tensor([-8.0], dtype=torch.float64)
+    res = irls(X, y, Poisson(), Log(), start=start, tol=1e-14)
+    assert res.converged
+    assert abs(float(res.params[0]) - float(y.mean().log())) < 1e-10  # the intercept-only MLE
+    assert all(b <= a + 1e-9 for a, b in zip(res.history, res.history[1:]))  # monotone
+    one = irls(X, y, Poisson(), Log(), start=start, max_iter=1, warn=False)
+    full_step = float(y.mean() / torch.exp(start[0]) - 1)  # Σ(y − μ) / Σμ at the start
+    taken = float(one.params[0] - start[0])
+    assert 0 < taken < full_step / 2  # at least one halving happened
+    halvings = math.log2(full_step / taken)
+    assert abs(halvings - round(halvings)) < 1e-9  # the step is the Newton step over 2^k
+    with pytest.warns(ConvergenceWarning, match="step-halving could not decrease the deviance"):
+        stuck = irls(X, y, Poisson(), Log(), start=start, max_halvings=0)
+    assert stuck.n_iter == 1 and torch.equal(stuck.params, start)
 
 
 def test_poisson_recovers_parameters():

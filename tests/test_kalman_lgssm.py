@@ -13,7 +13,8 @@ from genmodels.data import load_dataset
 from genmodels.estimators.kalman import KalmanFilter
 from genmodels.inference.kalman import LGSSMParams, sample_lgssm
 from genmodels.io import load, save
-from genmodels.models.lgssm import LinearGaussianSSM
+from genmodels.learning.em import run_em
+from genmodels.models.lgssm import LinearGaussianSSM, pad_sequences
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +45,32 @@ def test_expected_stats_equal_dense_smoothing():
     np.testing.assert_allclose(est.stats["dyn_xz"][:, :2].numpy(), Ecross.sum(0), rtol=1e-9)
     np.testing.assert_allclose(est.stats["init_xx"].numpy(), Exx[0], rtol=1e-9)
     np.testing.assert_allclose(float(est.log_likelihood), ll, rtol=1e-10)
+
+
+def test_padded_batch_e_step_is_the_sum_of_its_sequences():
+    """Ragged sequences of 30 and 20 steps (one with an interior missing row), NaN-padded: the
+    E step of the batch equals the sum of the two sequences' E steps — n = 50, not 60 — and EM
+    on the padded batch follows the trajectory of EM on the two sequences as separate batches.
+    (Counting the padding, as before, gives n = 60 and dyn_n = 58.)"""
+    rng = np.random.default_rng(7)
+    p = random_params(rng, 2, 3)
+    P = LGSSMParams(**{k: torch.tensor(v) for k, v in p.items() if v is not None})
+    _, y = sample_lgssm(P, 30, batch_shape=(2,), generator=torch.Generator().manual_seed(3))
+    a, b = y[0].clone(), y[1, :20].clone()
+    b[7] = float("nan")  # a missing observation inside a sequence is a real step
+    m = _model_from(p)
+    padded = m.expected_stats(pad_sequences([a, b]))
+    parts = m.expected_stats(a) + m.expected_stats(b)
+    assert padded.n == parts.n == 50.0
+    assert float(padded.stats["dyn_n"]) == 29 + 19 and float(padded.stats["init_n"]) == 2
+    torch.testing.assert_close(padded.log_likelihood, parts.log_likelihood, rtol=1e-12, atol=0)
+    for k in parts.stats:
+        torch.testing.assert_close(padded.stats[k], parts.stats[k], rtol=1e-9, atol=1e-9)
+    m1, m2 = _model_from(p), _model_from(p)
+    r1 = m1.fit([a, b], max_iter=5, tol=0.0, warn=False)
+    r2 = run_em(m2, [a, b], max_iter=5, tol=0.0, warn=False)
+    np.testing.assert_allclose(r1.log_likelihood, r2.log_likelihood, rtol=1e-10)
+    torch.testing.assert_close(m1.dynamics, m2.dynamics, rtol=1e-8, atol=1e-10)
 
 
 def _lls_pykalman(pk, Y, n):

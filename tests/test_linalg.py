@@ -1,9 +1,11 @@
 import math
+import warnings
 
 import pytest
 import torch
 
 from genmodels import linalg
+from genmodels.exceptions import JitterWarning
 
 
 def test_logmatmulexp_matches_direct_product():
@@ -27,8 +29,28 @@ def test_logmatmulexp_large_scale_and_impossible_states():
 def test_safe_cholesky_adds_relative_jitter_to_a_singular_matrix():
     v = torch.tensor([[1.0, 2.0, 3.0]])
     singular = v.T @ v * 1e4  # rank one
-    L = linalg.safe_cholesky(singular)
+    with pytest.warns(JitterWarning, match="1 of 1 matrices"):
+        L = linalg.safe_cholesky(singular)
     torch.testing.assert_close(L @ L.T, singular, rtol=1e-6, atol=1e-6)
+
+
+def test_safe_cholesky_jitters_only_the_failing_matrices_of_a_batch():
+    g = torch.Generator().manual_seed(3)
+    m = torch.randn(3, 3, 3, generator=g, dtype=torch.float64)
+    good = m @ m.mT + torch.eye(3, dtype=torch.float64)  # (3, 3, 3) well conditioned
+    v = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    batch = torch.stack([good[0], v.T @ v, good[1], good[2]])  # the second is rank one
+    with pytest.warns(JitterWarning, match="1 of 4 matrices"):
+        L = linalg.safe_cholesky(batch)
+    exact = torch.linalg.cholesky(good)
+    assert torch.equal(L[[0, 2, 3]], exact)  # untouched, bit for bit
+    torch.testing.assert_close(L[1] @ L[1].T, v.T @ v, rtol=0, atol=1e-10)
+
+
+def test_safe_cholesky_is_silent_on_positive_definite_input():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        linalg.safe_cholesky(torch.eye(3) * 2.0)
 
 
 def test_safe_cholesky_rejects_indefinite():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from genmodels.cli import main
+from genmodels.data import load_dataset
 from genmodels.io import load
 from genmodels.recipes.mixture import adjusted_rand_index
 
@@ -21,11 +22,15 @@ def test_fit_gmm_on_digits_writes_a_report(tmp_path, capsys):
     for key in ("log_likelihood_train", "log_likelihood_test", "bic", "aic", "n_iter",
                 "converged", "adjusted_rand_index"):
         assert key in m
-    assert m["save_load_round_trip"] is True
     assert m["adjusted_rand_index"] > 0.3  # clusters carry digit identity (0 = chance)
     assert m["bic"] > m["aic"]
     model = load(out / "model")
     assert model.num_states == 10
+    # The saved model is the fitted one: its total log-likelihood on all of digits equals the
+    # reported train and test means weighted by their sizes (checked here, not by the recipe).
+    X = load_dataset("digits").X
+    total = m["log_likelihood_train"] * m["n_train"] + m["log_likelihood_test"] * m["n_test"]
+    assert abs(float(model.log_marginal(X).sum()) - total) < 1e-8 * abs(total)
     assert (out / "learning_curve.png").exists() and (out / "means.png").exists()
     assert "gmm on digits" in capsys.readouterr().out
 

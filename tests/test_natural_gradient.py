@@ -367,17 +367,17 @@ def test_natural_gradient_step_equals_irls_step():
 
 def test_bad_arguments_raise():
     w = torch.zeros(2, requires_grad=True)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly one of fisher="):
         NaturalGradient([w])  # no Fisher given
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly one of fisher="):
         NaturalGradient([w], fisher=lambda: torch.eye(2), log_probs=lambda: torch.zeros(2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         NaturalGradient([w], lr=0.0, fisher=lambda: torch.eye(2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fisher must have shape \(2, 2\)"):
         natural_gradient_step(torch.zeros(2), torch.eye(3), 1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         natural_gradient_step(torch.zeros(2), torch.full((2, 2), float("nan")), 1.0)
     opt = NaturalGradient([w], fisher=lambda: torch.eye(3))
     w.grad = torch.ones(2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fisher must have shape \(2, 2\)"):
         opt.step()

@@ -10,8 +10,11 @@ import torch
 from scipy.linalg import subspace_angles
 
 from genmodels.data import load_dataset
+from genmodels.learning.em import fit_em
 from genmodels.learning.trainer import Trainer
 from genmodels.models.factor_analysis import fit_ppca
+from genmodels.models.family_emissions import BernoulliEmission
+from genmodels.models.mixture import MixtureModel
 from genmodels.models.vae import VAE
 
 
@@ -78,23 +81,13 @@ def _binarised_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _bernoulli_mixture_test_ll(train: torch.Tensor, test: torch.Tensor, K: int,
                                n_iter: int = 100, seed: int = 0) -> float:
-    """The baseline: a mixture of K Bernoulli products fitted by EM (vectorised; MAP with a
-    Beta(2, 2) prior on each pixel probability so no log 0), held-out log-likelihood per datum.
-    Written here because no shared MixtureModel + BernoulliEmission had landed."""
-    g = torch.Generator().manual_seed(seed)
-    N, D = train.shape
-    mu = 0.25 + 0.5 * torch.rand(K, D, generator=g, dtype=train.dtype)
-    log_pi = torch.full((K,), -math.log(K), dtype=train.dtype)
-
-    def log_lik(Y: torch.Tensor) -> torch.Tensor:  # (N, K) log π_k p(y | k)
-        return Y @ mu.log().T + (1 - Y) @ (1 - mu).log().T + log_pi
-
-    for _ in range(n_iter):
-        r = torch.softmax(log_lik(train), 1)  # E step: responsibilities
-        nk = r.sum(0)
-        log_pi = (nk / N).log()  # M step
-        mu = (r.T @ train + 1) / (nk[:, None] + 2)
-    return float(torch.logsumexp(log_lik(test), 1).mean())
+    """The baseline: the library's mixture of K Bernoulli products (MixtureModel with a
+    BernoulliEmission) fitted by EM, MAP with a Beta(2, 2) prior on each pixel probability
+    (pseudo_count 1) so no log 0; held-out log-likelihood per datum."""
+    model = MixtureModel(torch.ones(K, dtype=torch.float64),
+                         BernoulliEmission(K, train.shape[1], pseudo_count=1.0))
+    fit_em(model, train.double(), seed=seed, max_iter=n_iter, tol=1e-6, warn=False)
+    return float(model.log_marginal(test.double()).mean())
 
 
 @pytest.mark.slow
@@ -102,7 +95,10 @@ def test_nonlinear_vae_beats_bernoulli_mixture_on_digits():
     train, test = _binarised_digits()
     # the mixture's best held-out score over K (generous to the baseline)
     mixture = max(_bernoulli_mixture_test_ll(train, test, K) for K in (10, 20, 30, 50))
-    model = VAE(64, 8, hidden=[64], likelihood="bernoulli", seed=0)
+    # The library's mixture (k-means start) is a stronger baseline than the hand-written EM it
+    # replaced (−18.28 against −18.63 nats at K = 50), which the one-layer VAE (hidden [64],
+    # −18.33) no longer beats; two hidden layers of 128 do (−17.36), at the same cost.
+    model = VAE(64, 8, hidden=[128, 128], likelihood="bernoulli", seed=0)
     Trainer(model, epochs=60, batch_size=64, lr=3e-3, seed=0, progress=False).fit(train)
     iw = float(model.iwae_bound(test, k=500, generator=torch.Generator().manual_seed(1)).mean())
     with torch.no_grad():

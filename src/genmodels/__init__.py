@@ -82,6 +82,26 @@ _LAZY: dict[str, str] = {
     **{name: "genmodels.models.cpc" for name in ("CPC", "BilinearCritic")},
     **{name: "genmodels.models.embeddings" for name in ("SkipGram", "WordVectors")},
     "Word2Vec": "genmodels.estimators.word2vec",
+    # diffusion models, score matching, Langevin dynamics, normalising flows
+    **{name: "genmodels.models.diffusion" for name in (
+        "GaussianDiffusion", "GaussianSchedule", "LinearLogSNR", "CosineLogSNR",
+        "diffusion_loss", "continuous_diffusion_loss", "diffusion_elbo")},
+    **{name: "genmodels.models.denoisers" for name in ("MLPDenoiser", "ConvDenoiser")},
+    **{name: "genmodels.inference.samplers" for name in (
+        "ancestral_sample", "ddim_sample", "langevin", "annealed_langevin")},
+    **{name: "genmodels.learning.score_matching" for name in (
+        "tweedie_score", "dsm_loss", "NoiseConditionalScoreModel", "energy_distance")},
+    **{name: "genmodels.models.flows" for name in (
+        "Flow", "AdditiveCoupling", "AffineCoupling", "DiagonalScaling", "nice", "realnvp")},
+    # harmoniums (RBMs), partition functions, contrastive divergence (issue 10)
+    "Harmonium": "genmodels.models.harmonium",
+    "BernoulliRBM": "genmodels.estimators.rbm",
+    **{name: "genmodels.inference.partition" for name in (
+        "PartitionEstimate", "exact_log_partition", "ais_log_partition",
+        "partition_function_bruteforce")},
+    **{name: "genmodels.learning.contrastive" for name in (
+        "BoltzmannLearner", "CDNegative", "PersistentNegative", "ExactNegative",
+        "boltzmann_gradient")},
     # sparse coding, Laplace's method, natural-image statistics
     **{name: "genmodels.models.sparse_coding" for name in (
         "SparseCodingModel", "fit_sparse_coding_em", "fit_lewicki_olshausen",

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from genmodels.recipes import Recipe
 from genmodels.reports import Report
 
-__all__ = ["RECIPES", "Recipe", "build_parser", "main"]
+__all__ = ["EXTRAS", "RECIPES", "Recipe", "build_parser", "main", "missing_package_message"]
 
 
 #: ``fit`` targets → "module:attribute" of their Recipe (imported only when used).
@@ -36,8 +36,32 @@ RECIPES: dict[str, str] = {
     "glm": "genmodels.recipes.glm:GLM_RECIPE",
     "logistic": "genmodels.recipes.glm:LOGISTIC_RECIPE",
     "word2vec": "genmodels.recipes.word2vec:WORD2VEC_RECIPE",
+    "diffusion": "genmodels.recipes.diffusion:DIFFUSION_RECIPE",
+    "nice": "genmodels.recipes.nice:NICE_RECIPE",
+    "rbm": "genmodels.recipes.rbm:RBM_RECIPE",
     "sparse-coding": "genmodels.recipes.sparse_coding:SPARSE_CODING_RECIPE",
 }
+
+
+#: Optional packages → the extra of pyproject.toml that installs them (module names as imported).
+EXTRAS: dict[str, str] = {
+    "scipy": "peers", "pandas": "peers", "hmmlearn": "peers", "pykalman": "peers",
+    "statsmodels": "peers", "gensim": "peers", "diffusers": "peers", "pgmpy": "peers",
+    "skimage": "peers", "PIL": "peers", "matplotlib": "plot", "pyro": "bench", "spams": "bench",
+}
+
+
+def missing_package_message(err: ModuleNotFoundError) -> str:
+    """One line naming the package a run needs and the extra that installs it."""
+    text = str(err)
+    if "genmodels[" in text:  # the data loaders already name the extra
+        return text
+    package = (err.name or (text.split("'")[1] if "'" in text else "?")).split(".")[0]
+    extra = EXTRAS.get(package)
+    if extra is None:
+        return f"the package '{package}' is not installed ({text})."
+    return (f"this needs the optional package '{package}', which is not installed; install it "
+            f"with `pip install 'genmodels[{extra}]'` (or `pip install {package}`).")
 
 
 def _load_recipe(name: str) -> Recipe:
@@ -48,17 +72,25 @@ def _load_recipe(name: str) -> Recipe:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genmodels.data import available_datasets
+
+    recipes = {name: _load_recipe(name) for name in RECIPES}
+    epilog = "models (genmodels fit MODEL --help for its options):\n" + "".join(
+        f"  {name:10s} {r.help}\n" for name, r in recipes.items())
+    epilog += "data sets (--data NAME, or a path to a .csv/.npy file):\n  " + ", ".join(
+        available_datasets())
     parser = argparse.ArgumentParser(
         prog="genmodels",
         description="Fit generative models to bundled real data or your own files, and write "
         "metrics, the fitted model and plots.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit a model and write a report",
                          description="Fit a model; `genmodels fit MODEL --help` for its options.")
     models = fit.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name in RECIPES:
-        recipe = _load_recipe(name)
+    for name, recipe in recipes.items():
         p = models.add_parser(name, help=recipe.help, description=recipe.help)
         p.add_argument("--data", default=recipe.default_data,
                        help="a bundled data set (see `genmodels list`) or a .csv/.npy path "
@@ -90,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = recipe.run(args, report)
     except ValueError as err:
         print(f"genmodels: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        print(f"genmodels: error: {missing_package_message(err)}", file=sys.stderr)
         return 2
     metrics.setdefault("seconds", round(time.perf_counter() - start, 3))
     metrics.setdefault("model", args.model)

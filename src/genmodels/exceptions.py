@@ -14,3 +14,8 @@ class DegenerateFitWarning(UserWarning):
 
 class NotFittedError(ValueError, AttributeError):
     """A method that needs fitted parameters was called before ``fit``."""
+
+
+class JitterWarning(UserWarning):
+    """A matrix that should be positive definite failed its Cholesky factorisation and was
+    factorised after adding a small (dtype-relative) jitter to its diagonal."""

@@ -14,9 +14,12 @@ float64:
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
+
+from genmodels.exceptions import JitterWarning
 
 #: log(2π), the Gaussian normaliser's constant (the book writes τ = 2π).
 LOG_TAU = math.log(2.0 * math.pi)
@@ -47,27 +50,46 @@ def add_diagonal(a: Tensor, value: Tensor | float) -> Tensor:
 def safe_cholesky(a: Tensor, *, max_relative_jitter: float = 1e6) -> Tensor:
     """Lower Cholesky factor of a symmetric positive (semi-)definite matrix, with jitter.
 
-    Tries the plain factorisation first; on failure adds ``10**k · 10 · eps · mean(diag A)`` to
-    the diagonal for k = 0, 1, ... until it succeeds or the relative jitter exceeds
-    ``max_relative_jitter · eps``, then raises ``ValueError``.
+    Tries the plain factorisation first. Each matrix of the batch that fails gets, on its own
+    diagonal only, ``10**k · 10 · eps · mean(diag A)`` for k = 0, 1, ... until it succeeds; the
+    matrices that factorised untouched are returned exactly. A ``JitterWarning`` says how many
+    matrices needed jitter and the largest relative jitter used. A matrix that still fails once
+    the relative jitter exceeds ``max_relative_jitter · eps`` raises ``ValueError``.
 
     a: (*, D, D) → L: (*, D, D) with ``L Lᵀ ≈ A``.
     """
     a = symmetrize(a)
     L, info = torch.linalg.cholesky_ex(a)
-    if not bool((info > 0).any()):
+    failed = info > 0  # (*,) which matrices need jitter
+    if not bool(failed.any()):
         return L
     e = eps(a.dtype)
-    scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(torch.finfo(a.dtype).tiny)
+    batch = a.shape[:-2]
+    flat_a = a.reshape(-1, *a.shape[-2:])
+    flat_L = L.reshape(-1, *a.shape[-2:]).clone()
+    todo = failed.reshape(-1).nonzero().squeeze(-1)  # indices still failing
+    n_jittered = int(todo.numel())
+    scale = flat_a.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(torch.finfo(a.dtype).tiny)
     rel = 10.0 * e
     while rel <= max_relative_jitter * e:
-        L, info = torch.linalg.cholesky_ex(add_diagonal(a, rel * scale))
-        if not bool((info > 0).any()):
-            return L
+        Lk, infok = torch.linalg.cholesky_ex(add_diagonal(flat_a[todo], rel * scale[todo]))
+        ok = infok == 0
+        flat_L[todo[ok]] = Lk[ok]
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            warnings.warn(
+                f"{n_jittered} of {max(flat_a.shape[0], 1)} matrices were not numerically "
+                f"positive definite; added up to {rel:.3g}·mean(diag) to their diagonal "
+                "(the others are untouched). Consider a larger regulariser (reg_covar, "
+                "min_covar) or rescaling the data.",
+                JitterWarning,
+                stacklevel=2,
+            )
+            return flat_L.reshape(*batch, *a.shape[-2:])
         rel *= 10.0
     raise ValueError(
-        "matrix is not positive definite even after adding "
-        f"{max_relative_jitter:g}·eps relative jitter to its diagonal; check that the covariance "
+        f"{int(todo.numel())} matrix(es) not positive definite even after adding "
+        f"{max_relative_jitter:g}·eps relative jitter to the diagonal; check that the covariance "
         "is well defined (enough samples, no constant or duplicated features) or increase the "
         "regularisation (reg_covar)."
     )

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genmodels.io import Savable, atomic_write_text, save
+from genmodels.io import Savable, atomic_write_bytes, atomic_write_text, save
 
 
 class Report:
@@ -38,6 +38,10 @@ class Report:
         self.files.append("model/")
         return folder
 
+    def stages(self, desc: str, names: Sequence[str], enabled: bool) -> Stages:
+        """A progress bar over the named stages of a fit (``--no-progress`` turns it off)."""
+        return Stages(desc, names, enabled)
+
     def _pyplot(self) -> Any | None:
         try:
             import matplotlib
@@ -50,8 +54,12 @@ class Report:
         return plt
 
     def _finish(self, fig: Any, filename: str) -> Path:
+        import io
+
         path = self.out / filename
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, bbox_inches="tight", format=Path(filename).suffix[1:] or "png")
+        atomic_write_bytes(path, buf.getvalue())  # whole or absent, with umask permissions
         fig.clf()
         self.files.append(filename)
         return path
@@ -103,6 +111,36 @@ class Report:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+class Stages:
+    """A tqdm bar over a fixed list of stages (for fits without an iteration loop of their own
+    to report, such as LDA, QDA and a GLM's IRLS plus its summary). ``done(name)`` after each;
+    use as a context manager so the bar closes."""
+
+    def __init__(self, desc: str, names: Sequence[str], enabled: bool) -> None:
+        self.names = list(names)
+        self.bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(self.names), desc=desc, unit="stage", leave=False)
+            self.bar.set_postfix_str(self.names[0] if self.names else "")
+
+    def done(self, name: str) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        i = self.names.index(name) + 1 if name in self.names else None
+        if i is not None and i < len(self.names):
+            self.bar.set_postfix_str(self.names[i])
+
+    def __enter__(self) -> Stages:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _jsonable(o: Any) -> Any:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genmodels._validation import as_tensor
+from genmodels._validation import as_tensor, make_generator
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Dataset:
     feature_names: list[str] = field(default_factory=list)
     image_shape: tuple[int, ...] | None = None
     index: Tensor | None = None  # e.g. the years of a time series
+    target_name: str | None = None  # the name of y's column, when it was split off a file
 
 
 def _require(module: str, extra: str = "peers") -> Any:
@@ -166,7 +167,8 @@ def load_dataset(name: str) -> Dataset:
 def load_file(path: str | Path, *, target_column: int | None = None) -> Dataset:
     """Load a numeric ``.csv`` (comma separated, optional header row) or ``.npy`` file.
 
-    target_column: a column to split off as ``y``.
+    target_column: a column to split off as ``y`` (negative counts from the end); its header
+        name, if any, moves from ``feature_names`` to ``target_name``.
     """
     p = Path(path)
     if not p.exists():
@@ -188,10 +190,22 @@ def load_file(path: str | Path, *, target_column: int | None = None) -> Dataset:
         arr = arr[:, None]
     X = as_tensor(arr, name=str(p), dtype=torch.float64)
     y = None
+    target_name = None
     if target_column is not None:
-        y = X[:, target_column]
-        X = torch.cat([X[:, :target_column], X[:, target_column + 1 :]], dim=1)
-    return Dataset(name=p.stem, X=X, y=y, description=f"loaded from {p}", feature_names=names)
+        d = X.shape[1]
+        if (not isinstance(target_column, (int, np.integer)) or isinstance(target_column, bool)
+                or not -d <= target_column < d):
+            raise ValueError(
+                f"target_column must be an integer column index in [-{d}, {d}) for the {d} "
+                f"columns of {p}, got {target_column!r}."
+            )
+        j = int(target_column) % d
+        y = X[:, j]
+        X = torch.cat([X[:, :j], X[:, j + 1 :]], dim=1)
+        if names:
+            target_name = names.pop(j)
+    return Dataset(name=p.stem, X=X, y=y, description=f"loaded from {p}", feature_names=names,
+                   target_name=target_name)
 
 
 #: The density table's held-out split: a fixed permutation of digits' 1,797 images, the last
@@ -243,10 +257,10 @@ def synthetic(model: Any, n: int, *, seed: int | None = 0) -> Dataset:
     """Sample ``n`` observations from any genmodels model with ``sample(n, generator=...)``.
 
     The model's ``sample`` may return the observations or a (latents, observations) pair; the
-    latents become ``y``.
+    latents become ``y``. seed: an int or a ``torch.Generator`` for a reproducible draw; None
+    draws a fresh nondeterministic seed (as everywhere in genmodels).
     """
-    g = torch.Generator()
-    g.manual_seed(0 if seed is None else seed)
+    g = make_generator(seed)
     out = model.sample(n, generator=g)
     if isinstance(out, tuple):
         latents, obs = out

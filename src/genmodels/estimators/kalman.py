@@ -13,7 +13,12 @@ Differences, on purpose:
   [matrix, offset] (the exact M step); pykalman updates the matrix with the old offset and then
   the offset, so the trajectories differ (genmodels' increases the likelihood at least as much).
   Without offsets in ``em_vars`` (pykalman's default) the EM trajectories agree to rounding.
-* Parameters are time-invariant (pykalman also accepts time-varying matrices).
+* Time-varying parameters as pykalman takes them — transition_matrices (T−1, K, K),
+  transition_offsets (T−1, K), observation_matrices (T, M, K), observation_offsets (T, M) —
+  in filter, smooth, loglikelihood, sample and em; EM learns only the time-invariant
+  parameters (a time-varying matrix or offset fixes its whole conditional, so em_vars naming
+  any part of it is refused). The covariances and the initial state are time-invariant, as in
+  pykalman.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ _PARAM_MAP = {  # pykalman name → genmodels name
     "initial_state_mean": "initial_mean",
     "initial_state_covariance": "initial_covariance",
 }
+#: pykalman names that may be time-varying → the ndim of their time-invariant form.
+_TIME_VARYING = {"transition_matrices": 2, "transition_offsets": 1, "observation_matrices": 2,
+                 "observation_offsets": 1}
+#: The parameters of each conditional (a time-varying one fixes the whole conditional in EM).
+_CONDITIONAL = {"transition_matrices": ("transition_matrices", "transition_offsets"),
+                "transition_offsets": ("transition_matrices", "transition_offsets"),
+                "observation_matrices": ("observation_matrices", "observation_offsets"),
+                "observation_offsets": ("observation_matrices", "observation_offsets")}
 _DEFAULT_EM_VARS = ["transition_covariance", "observation_covariance", "initial_state_mean",
                     "initial_state_covariance"]
 
@@ -113,17 +126,24 @@ class KalmanFilter(BaseEstimator):
         K, M = self._dims(X)
         dt = resolve_dtype(self.dtype)
         model = LinearGaussianSSM(K, M, dtype=dt, device=self.device)
-        values = {}
+        values, varying = {}, {}
         for pk_name, gm_name in _PARAM_MAP.items():
             v = getattr(self, pk_name)
             if v is not None:
                 arr = np.asarray(v, dtype=float)
-                if gm_name in ("dynamics", "emission") and arr.ndim != 2:
-                    raise ValueError(f"{pk_name} must be a 2-D array (time-varying matrices are "
-                                     f"not supported), got shape {arr.shape}.")
-                values[gm_name] = arr
+                if pk_name in _TIME_VARYING and arr.ndim == _TIME_VARYING[pk_name] + 1:
+                    varying[gm_name] = arr
+                else:
+                    values[gm_name] = arr
         model.set_params(**values)
+        if varying:
+            model.set_time_varying(**varying)
         return model
+
+    def _time_varying(self) -> set[str]:
+        """The pykalman names given per time step."""
+        return {n for n, d in _TIME_VARYING.items()
+                if getattr(self, n) is not None and np.ndim(getattr(self, n)) == d + 1}
 
     def _obs(self, X: Any) -> torch.Tensor:
         """Observations (T, M) as a tensor with NaN where masked."""
@@ -182,10 +202,19 @@ class KalmanFilter(BaseEstimator):
             if unknown:
                 raise ValueError(f"unknown em_vars {sorted(unknown)}; choose from "
                                  f"{sorted(_PARAM_MAP)}.")
+        varying = self._time_varying()
+        fixed = {n for v in varying for n in _CONDITIONAL[v]}
+        if ev == "all":
+            free -= fixed
+        elif free & fixed:
+            raise ValueError(f"em_vars {sorted(free & fixed)} belong to a conditional with "
+                             f"time-varying parameters ({sorted(varying)}), which EM holds "
+                             "fixed; leave them out of em_vars.")
         frozen = {g for p, g in _PARAM_MAP.items() if p not in free}
         model.fit(obs, max_iter=int(n_iter), tol=0.0, frozen=frozen, warn=False)
         for pk_name, gm_name in _PARAM_MAP.items():
-            setattr(self, pk_name, self._np(getattr(model, gm_name)))
+            if pk_name not in varying:
+                setattr(self, pk_name, self._np(getattr(model, gm_name)))
         self.n_dim_state, self.n_dim_obs = model.state_dim, model.obs_dim
         return self
 
@@ -207,7 +236,7 @@ class KalmanFilter(BaseEstimator):
                                      initial_covariance=torch.zeros_like(params.dynamics))
         from genmodels.inference.kalman import sample_lgssm
 
-        states, obs = sample_lgssm(params, int(n_timesteps), generator=gen)
+        states, obs = sample_lgssm(params, int(n_timesteps), generator=gen)  # T checked there
         return self._np(states), np.ma.array(self._np(obs))
 
     def filter_update(
@@ -226,6 +255,8 @@ class KalmanFilter(BaseEstimator):
         update (Eq. 2.47) with ``observation`` (None or fully masked: no update)."""
         p = self._model().params()
         dt = p.dynamics.dtype
+        # time-varying defaults: the last step's value (pykalman's choice without a time index)
+        p = p._replace(**{n: getattr(p, n)[-1] for n in p.time_varying}, time_varying=frozenset())
 
         def pick(v: Any, default: torch.Tensor | None) -> torch.Tensor:
             if v is None:

@@ -41,6 +41,14 @@ class ExponentialFamily(ABC):
 
     #: number of event dimensions of one draw x (0: scalar, 1: vector).
     event_dim: int = 0
+    #: the name the family is registered under (``genmodels.families.FAMILIES``), by which
+    #: emissions, GLM responses and VAE likelihoods are chosen.
+    name: str = ""
+    #: which entry of t(x) is x itself, so that E[X] = ∇A(η)[mean_stat] (scalar families).
+    mean_stat: int = 0
+    #: P of one scalar unit (1: Bernoulli, Poisson; 2: Gamma, Normal); 0 where P is not fixed
+    #: by the family (Categorical: the number of categories; the vector Gaussians).
+    natural_per_unit: int = 0
 
     def __init__(self, natural: Any) -> None:
         eta = as_tensor(natural, name="natural")
@@ -102,6 +110,106 @@ class ExponentialFamily(ABC):
         ``log_partition`` twice with ``torch.func`` (exact up to rounding, slower)."""
         return autograd_fisher(cls, natural)
 
+    # ------------------------------------------------ the views the models use (issue 18)
+    @classmethod
+    def log_prob_natural(cls, x: Tensor, natural: Tensor) -> Tensor:
+        """log p(x | η) = log h(x) + ηᵀ t(x) − A(η) (S0:27) on raw tensors.
+
+        x: (*, *event); natural: (*, P), broadcasting → (*). Families with a better-conditioned
+        closed form (Bernoulli: the fused cross entropy) override it."""
+        return (cls.log_base_measure(x) + (cls.sufficient_stats(x) * natural).sum(-1)
+                - cls.log_partition(natural))
+
+    @classmethod
+    def log_prob_table(cls, t: Tensor, natural: Tensor, log_h: Tensor | None = None) -> Tensor:
+        """log p(x_n | η_k) for every datum n and every member k, as one matrix product:
+
+            log h(x_n) + t(x_n) · η_k − A(η_k)                               (S0:27)
+
+        t: (N, C, P) the statistics of N data, each with C independent coordinates of this
+        family (a state's density is the product over coordinates); natural: (K, C, P);
+        log_h: (N,) the data's Σ_c log h(x_nc), or None for h = 1 → (N, K). The (N, C·P) ×
+        (C·P, K) product is the emissions' E-step fast path (one GEMM, no loop over k)."""
+        a = cls.log_partition(natural).sum(-1)  # Σ_c A(η_kc): (K,)
+        tab = t.flatten(1) @ natural.flatten(1).T
+        if log_h is not None:
+            tab = log_h[:, None] + tab
+        return tab - a[None, :]
+
+    @classmethod
+    def summed_log_base_measure(cls, x: Tensor) -> Tensor:
+        """Σ_c log h(x_c) over the last axis (independent coordinates), the ``log_h`` of
+        ``log_prob_table``. x: (*, C) → (*)."""
+        return cls.log_base_measure(x).sum(-1)
+
+    @classmethod
+    def support_error(cls, x: Tensor) -> str | None:
+        """Why some x lies outside the family's support ("must be …"), or None. Default: x
+        must be finite. x: (*, *event)."""
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            return "must be finite (no NaN or infinite values)"
+        return None
+
+    @classmethod
+    def reference_natural(cls, like: Tensor) -> Tensor:
+        """η₀, the member the conjugate prior's pseudo-data are drawn from (η = 0 by default;
+        families where 0 is outside the domain override it). like: (*, P) → (*, P)."""
+        return torch.zeros_like(like)
+
+    @classmethod
+    def conjugate_prior(cls, pseudo_count: float, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(τ, ν) of the conjugate prior p(η) ∝ exp{ηᵀτ − ν A(η)} (S0:27 applied to η): ν = a
+        pseudo-observations whose statistics average ∇A(η₀). like: (*, P) → ((*, P), ())."""
+        nu = torch.as_tensor(pseudo_count, dtype=like.dtype, device=like.device)
+        return nu * cls.mean_from_natural(cls.reference_natural(like)), nu
+
+    @classmethod
+    def natural_from_stats(cls, t_sum: Tensor, n: Tensor, pseudo_count: float = 0.0) -> Tensor:
+        """The M step: η from summed statistics, the posterior mode under the conjugate prior,
+
+            ∇A(η) = (Σ_n w_n t(x_n) + τ) / (Σ_n w_n + ν)      (moment matching, B:1487)
+
+        which is maximum likelihood at ``pseudo_count`` = 0 and keeps η finite (off the
+        boundary of the mean space, also for a member with no weight: it gets ∇A(η₀)) for
+        a > 0. t_sum: (*, P); n: (*,) → (*, P)."""
+        if pseudo_count == 0:
+            return cls.natural_from_mean(t_sum / n[..., None])
+        tau, nu = cls.conjugate_prior(pseudo_count, t_sum)
+        return cls.natural_from_mean((t_sum + tau) / (n[..., None] + nu))
+
+    @classmethod
+    def mean_value(cls, natural: Tensor) -> Tensor:
+        """E[X] = ∇A(η)[mean_stat] for a scalar family. (*, P) → (*)."""
+        return cls.mean_from_natural(natural)[..., cls.mean_stat]
+
+    @classmethod
+    def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
+        """A smooth map from R^P onto the natural domain (what a network outputs: a VAE
+        decoder, an affine map of a harmonium's other layer). Identity where the domain is
+        all of R^P (Bernoulli, Poisson, Categorical). (*, P) → (*, P)."""
+        return h
+
+    @classmethod
+    def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
+                       ) -> Tensor:
+        """One draw x ~ p(x | η) per member, through ``generator``. natural: (*, P) →
+        (*, *event). Default: torch's sampler under a generator-seeded fork of the global
+        state (``sample_with_generator``); families with a generator-taking torch sampler
+        (Bernoulli, Poisson, Categorical, Gaussians) override it."""
+        return sample_with_generator(cls(natural).to_torch(), (), generator)
+
+    @classmethod
+    def conditional_natural(cls, bias: Tensor, weight: Tensor, other: Tensor) -> Tensor:
+        """The natural parameters of one layer given the other, an affine map (Eqs 3.1–3.4):
+
+            η(z) = b + W z,   flat bias b: (C·P,), weight W: (C·P, M), other z: (*, M)
+
+        → (*, C, P) (C units of this family with P natural parameters each), mapped onto the
+        natural domain by ``natural_from_unconstrained`` where it is not all of R^P."""
+        p = cls.natural_per_unit or int(bias.shape[-1])
+        flat = torch.nn.functional.linear(other, weight, bias)
+        return cls.natural_from_unconstrained(flat.unflatten(-1, (-1, p)))
+
     # --------------------------------------------------------------- derived quantities
     @classmethod
     def from_mean(cls: type[F], mean: Any) -> F:
@@ -162,6 +270,12 @@ class ExponentialFamily(ABC):
         t = cls.sufficient_stats(xt)  # (N, *batch, P)
         t_sum, n = summed_stats(t, weights)
         return cls.from_mean(t_sum / n[..., None])
+
+
+def weighted_stat_sums(t: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """The additive E-step statistics of K weighted members, two matrix products:
+    (Σ_n w_nk t(x_n), Σ_n w_nk). t: (N, S) flat statistics; weights: (N, K) → ((K, S), (K,))."""
+    return weights.T @ t, weights.sum(0)
 
 
 def summed_stats(t: Tensor, weights: Any = None) -> tuple[Tensor, Tensor]:

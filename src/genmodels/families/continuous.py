@@ -6,10 +6,11 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F_
 from torch import Tensor
 
 from genmodels._validation import as_tensor
-from genmodels.families.base import ExponentialFamily, check_open_interval
+from genmodels.families.base import ExponentialFamily, check_open_interval, summed_stats
 from genmodels.linalg import LOG_TAU, symmetrize
 
 
@@ -25,9 +26,30 @@ class Gamma(ExponentialFamily):
     Mean parameters (ψ(α) − log β, α/β); Fisher information [[ψ′(α), 1/β], [1/β, α/β²]].
     The mean → natural map has no closed form: α solves log α − ψ(α) = log E[x] − E[log x],
     found by Newton's method (``natural_from_mean``).
+    Conjugate prior: a pseudo-observations with the statistics of Exponential(1), η₀ = (0, −1).
     """
 
     event_dim = 0
+    name = "gamma"
+    mean_stat = 1
+    natural_per_unit = 2
+
+    @classmethod
+    def support_error(cls, x: Tensor) -> str | None:
+        if not bool((x > 0).all()) or not bool(torch.isfinite(x).all()):
+            return "must be positive and finite"
+        return None
+
+    @classmethod
+    def reference_natural(cls, like: Tensor) -> Tensor:
+        ref = torch.zeros_like(like)
+        ref[..., 1] = -1.0
+        return ref
+
+    @classmethod
+    def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
+        """(α − 1, −β) = (softplus h₁ − 1, −softplus h₂): α, β > 0. (*, 2) → (*, 2)."""
+        return torch.stack([F_.softplus(h[..., 0]) - 1, -F_.softplus(h[..., 1])], -1)
 
     @classmethod
     def from_shape_rate(cls, concentration: Any, rate: Any) -> Gamma:
@@ -144,7 +166,40 @@ class Normal(ExponentialFamily):
 
     η = (μ/σ², −1/(2σ²)) (P = 2); t(x) = (x, x²); log h(x) = −½ log 2π;
     A(η) = −η₁²/(4η₂) − ½ log(−2η₂) = μ²/(2σ²) + log σ.
+    Conjugate prior: a pseudo-observations with the statistics of N(0, 1), η₀ = (0, −½).
     """
+
+    name = "normal"
+    natural_per_unit = 2
+
+    @staticmethod
+    def log_prob_mean_var(x: Tensor, loc: Tensor, variance: Tensor) -> Tensor:
+        """log N(x; μ, σ²) = −½[log τσ² + (x − μ)²/σ²] (Eq. 2.8 in one dimension), in the
+        residual form (no cancellation of x² against μ²). All broadcasting → (*)."""
+        return -0.5 * (LOG_TAU + torch.log(variance) + (x - loc).square() / variance)
+
+    @classmethod
+    def log_prob_natural(cls, x: Tensor, natural: Tensor) -> Tensor:
+        var = -0.5 / natural[..., 1]
+        return cls.log_prob_mean_var(_float(x), var * natural[..., 0], var)
+
+    @classmethod
+    def reference_natural(cls, like: Tensor) -> Tensor:
+        ref = torch.zeros_like(like)
+        ref[..., 1] = -0.5
+        return ref
+
+    @classmethod
+    def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
+        """(μ/σ², −1/(2σ²)) = (h₁, −softplus h₂). (*, 2) → (*, 2)."""
+        return torch.stack([h[..., 0], -F_.softplus(h[..., 1])], -1)
+
+    @classmethod
+    def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
+                       ) -> Tensor:
+        var = -0.5 / natural[..., 1]
+        z = torch.randn(var.shape, generator=generator, dtype=var.dtype, device=var.device)
+        return var * natural[..., 0] + var.sqrt() * z
 
     @classmethod
     def from_mean_var(cls, loc: Any, variance: Any) -> Normal:
@@ -215,6 +270,7 @@ class DiagonalNormal(ExponentialFamily):
     """
 
     event_dim = 1
+    name = "diagonal_normal"
 
     @classmethod
     def from_mean_var(cls, loc: Any, variance: Any) -> DiagonalNormal:
@@ -313,6 +369,7 @@ class FullNormal(ExponentialFamily):
     """
 
     event_dim = 1
+    name = "full_normal"
 
     @classmethod
     def from_mean_cov(cls, loc: Any, covariance: Any) -> FullNormal:
@@ -435,6 +492,15 @@ class FullNormal(ExponentialFamily):
             raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
         return super().log_prob(xt)
 
+    @classmethod
+    def fit(cls, x: Any, weights: Any = None) -> FullNormal:
+        """Maximum likelihood (§6.1, CATALOGUE D2) through ``gaussian_ml``: the (weighted)
+        mean and the 1/N covariance about it. x: (N, *batch, D)."""
+        xt = _float(x if isinstance(x, Tensor) else as_tensor(x, name="x"))
+        if xt.dim() < 2 or xt.shape[0] == 0:
+            raise ValueError(f"x must hold at least one datum along dim 0, got {tuple(xt.shape)}.")
+        return cls.from_mean_cov(*gaussian_ml(xt, weights))
+
     def to_torch(self) -> torch.distributions.MultivariateNormal:
         return torch.distributions.MultivariateNormal(self.loc, precision_matrix=self.precision)
 
@@ -444,6 +510,30 @@ class FullNormal(ExponentialFamily):
             raise ValueError(
                 f"expected torch.distributions.MultivariateNormal, got {type(dist).__name__}.")
         return cls.from_mean_cov(dist.loc, dist.covariance_matrix)
+
+
+def gaussian_ml(x: Tensor, weights: Any = None) -> tuple[Tensor, Tensor]:
+    """The maximum-likelihood Gaussian (book §6.1, CATALOGUE D2), the one copy of it:
+
+        μ = Σ_n w_n x_n / Σ_n w_n,   Σ = Σ_n w_n (x_n − μ)(x_n − μ)ᵀ / Σ_n w_n
+
+    (the biased 1/N covariance; w = 1 by default), in two passes about μ so that data far
+    from the origin lose no precision to cancellation. x: (N, *batch, D); weights: None, (N,)
+    or (N, *batch) → (mean (*batch, D), covariance (*batch, D, D))."""
+    if weights is None:
+        mean = x.mean(0)
+        xc = x - mean
+        if xc.dim() == 2:
+            return mean, symmetrize(xc.T @ xc / x.shape[0])
+        return mean, symmetrize(torch.einsum("n...i,n...j->...ij", xc, xc) / x.shape[0])
+    w_sum, n = summed_stats(x, weights)
+    mean = w_sum / n[..., None]
+    xc = x - mean
+    w = as_tensor(weights, name="weights", dtype=x.dtype, device=x.device)
+    while w.dim() < x.dim() - 1:
+        w = w[..., None]
+    wc = torch.einsum("n...,n...i,n...j->...ij", w.expand(x.shape[:-1]), xc, xc)
+    return mean, symmetrize(wc / n[..., None, None])
 
 
 def _checked_precision(cov: Tensor, name: str) -> Tensor:

@@ -17,7 +17,46 @@ class Bernoulli(ExponentialFamily):
 
     η = (logit p,) (P = 1); t(x) = x; A(η) = log(1 + e^η) (softplus); h(x) = 1.
     Mean parameter p = σ(η) (Eq. 10.2); Fisher information p(1 − p).
+    Conjugate prior Beta(1 + a, 1 + a): a pseudo-count per outcome (τ = a, ν = 2a).
     """
+
+    name = "bernoulli"
+    natural_per_unit = 1
+
+    @classmethod
+    def log_prob_natural(cls, x: Tensor, natural: Tensor) -> Tensor:
+        """η x − softplus(η) as torch's fused cross entropy with logits (no log σ(η) that
+        rounds to 0). x: (*) in [0, 1]; natural: (*, 1) → (*)."""
+        eta = natural[..., 0]
+        xf = x.to(eta.dtype) if x.dtype != eta.dtype else x
+        eta, xf = torch.broadcast_tensors(eta, xf)
+        return -F_.binary_cross_entropy_with_logits(eta, xf, reduction="none")
+
+    @classmethod
+    def support_error(cls, x: Tensor) -> str | None:
+        if bool(((x != 0) & (x != 1)).any()):
+            return "must be 0/1 valued"
+        return None
+
+    @classmethod
+    def conjugate_prior(cls, pseudo_count: float, like: Tensor) -> tuple[Tensor, Tensor]:
+        a = torch.as_tensor(pseudo_count, dtype=like.dtype, device=like.device)
+        return torch.full_like(like, pseudo_count), 2 * a
+
+    @classmethod
+    def natural_from_stats(cls, t_sum: Tensor, n: Tensor, pseudo_count: float = 0.0) -> Tensor:
+        """logit p with p = (Σwx + a)/(Σw + 2a), as log(ones + a) − log(zeros + a): a p that
+        rounds to 1 in float32 still has a finite log(1 − p)."""
+        if pseudo_count == 0:
+            return super().natural_from_stats(t_sum, n)
+        ones = t_sum.clamp_min(0)
+        zeros = (n[..., None] - t_sum).clamp_min(0)
+        return torch.log(ones + pseudo_count) - torch.log(zeros + pseudo_count)
+
+    @classmethod
+    def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
+                       ) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(natural[..., 0]), generator=generator)
 
     @classmethod
     def from_probs(cls, probs: Any) -> Bernoulli:
@@ -79,7 +118,59 @@ class Categorical(ExponentialFamily):
     uses); t(x) = one_hot(x); A(η) = log Σ_k e^{η_k} (log-sum-exp); h(x) = 1.
     Mean parameters π = softmax(η) (Eq. 2.7); Fisher information diag(π) − ππᵀ, singular along
     the all-ones direction (adding a constant to η changes nothing).
+    Conjugate prior Dirichlet(1 + a): a pseudo-count per category (τ = a, ν = K a).
     """
+
+    name = "categorical"
+
+    @classmethod
+    def log_prob_natural(cls, x: Tensor, natural: Tensor) -> Tensor:
+        """η_x − logsumexp η, a gather from log_softmax η. x: (*) symbols; natural: (*, K)
+        (broadcasting) → (*)."""
+        logp = torch.log_softmax(natural, -1)
+        idx = x.long().expand(logp.shape[:-1]).unsqueeze(-1)
+        return logp.gather(-1, idx).squeeze(-1)
+
+    @staticmethod
+    def one_hot(x: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+        """t(x) = one_hot(x, K) of validated integer symbols as floats. (*) → (*, K)."""
+        return F_.one_hot(x.long(), k).to(dtype)
+
+    @classmethod
+    def log_prob_table_of_symbols(cls, x: Tensor, natural: Tensor) -> Tensor:
+        """log π_k(x_n) for every symbol and member: ``log_prob_table`` with t(x) one-hot,
+        done as a gather of log_softmax η (no matmul needed). x: (N,) long; natural: (K, M)
+        → (N, K)."""
+        return torch.log_softmax(natural, -1).T[x]
+
+    @classmethod
+    def conjugate_prior(cls, pseudo_count: float, like: Tensor) -> tuple[Tensor, Tensor]:
+        k = like.shape[-1]
+        a = torch.as_tensor(pseudo_count, dtype=like.dtype, device=like.device)
+        return torch.full_like(like, pseudo_count), k * a
+
+    @classmethod
+    def natural_from_stats(cls, t_sum: Tensor, n: Tensor, pseudo_count: float = 0.0) -> Tensor:
+        """log π with π_k = (Σw[x = k] + a)/(Σw + Ka), normalised in log space."""
+        if pseudo_count == 0:
+            return super().natural_from_stats(t_sum, n)
+        log_c = torch.log(t_sum.clamp_min(0) + pseudo_count)
+        return log_c - torch.logsumexp(log_c, -1, keepdim=True)
+
+    @classmethod
+    def mean_value(cls, natural: Tensor) -> Tensor:
+        """E[X] = Σ_k k π_k (categories read as the numbers 0..K−1). (*, K) → (*)."""
+        p = torch.softmax(natural, -1)
+        return p @ torch.arange(p.shape[-1], dtype=p.dtype, device=p.device)
+
+    @classmethod
+    def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
+                       ) -> Tensor:
+        """x ~ Categorical(softmax η), one symbol per member. (*, K) → (*) long."""
+        p = torch.softmax(natural, -1)
+        draws = torch.multinomial(p.reshape(-1, p.shape[-1]), 1, replacement=True,
+                                  generator=generator)
+        return draws.reshape(p.shape[:-1])
 
     @classmethod
     def from_probs(cls, probs: Any) -> Categorical:
@@ -174,7 +265,30 @@ class Poisson(ExponentialFamily):
 
     η = (log λ,) (P = 1); t(x) = x; A(η) = e^η; log h(x) = −log x!.
     Mean parameter λ = e^η; Fisher information λ.
+    Conjugate prior Gamma(shape 1 + a, rate a) (τ = a, ν = a: a pseudo-counts of rate 1).
     """
+
+    name = "poisson"
+    natural_per_unit = 1
+
+    @classmethod
+    def support_error(cls, x: Tensor) -> str | None:
+        if bool(((x < 0) | (x != torch.round(x))).any()):
+            return "must be nonnegative integer counts"
+        return None
+
+    @classmethod
+    def natural_from_stats(cls, t_sum: Tensor, n: Tensor, pseudo_count: float = 0.0) -> Tensor:
+        """log λ with λ = (Σwx + a)/(Σw + a), as a difference of logs."""
+        if pseudo_count == 0:
+            return super().natural_from_stats(t_sum, n)
+        return (torch.log(t_sum.clamp_min(0) + pseudo_count)
+                - torch.log(n[..., None].clamp_min(0) + pseudo_count))
+
+    @classmethod
+    def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
+                       ) -> Tensor:
+        return torch.poisson(torch.exp(natural[..., 0]), generator=generator)
 
     @classmethod
     def from_rate(cls, rate: Any) -> Poisson:
@@ -193,6 +307,12 @@ class Poisson(ExponentialFamily):
     def log_base_measure(cls, x: Tensor) -> Tensor:
         xf = x if x.is_floating_point() else x.to(torch.get_default_dtype())
         return -torch.lgamma(xf + 1)
+
+    @classmethod
+    def summed_log_base_measure(cls, x: Tensor) -> Tensor:
+        """−Σ_c log x_c!, negated after the sum (one pass over the data fewer)."""
+        xf = x if x.is_floating_point() else x.to(torch.get_default_dtype())
+        return -torch.lgamma(xf + 1).sum(-1)
 
     @classmethod
     def log_partition(cls, natural: Tensor) -> Tensor:

@@ -70,3 +70,12 @@ def kl_diag_std_normal(mean: Tensor, log_var: Tensor) -> Tensor:
     """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_k (σ_k² + μ_k² − 1 − log σ_k²), the VAE regulariser
     (B:2557-2565; S2:546 with the correction of CATALOGUE §4 S2-11, S2-12). (*, D) → (*,)."""
     return 0.5 * (torch.exp(log_var) + mean.square() - 1 - log_var).sum(-1)
+
+
+def kl_tril_std_normal(mean: Tensor, scale_tril: Tensor) -> Tensor:
+    """KL(N(μ, LLᵀ) ‖ N(0, I)) = ½(‖L‖²_F + ‖μ‖² − D) − Σ_k log L_kk (``kl_gaussian`` with
+    Σ₂ = I: tr Σ₁ = ‖L‖²_F, log|Σ₁| = 2 Σ_k log L_kk), for a lower-triangular L with positive
+    diagonal (the full-covariance VAE recognition). mean: (*, D); scale_tril: (*, D, D) → (*)."""
+    d = mean.shape[-1]
+    logdet_half = torch.diagonal(scale_tril, dim1=-2, dim2=-1).log().sum(-1)
+    return 0.5 * (scale_tril.square().sum((-2, -1)) + mean.square().sum(-1) - d) - logdet_half

@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 from genmodels.inference import _hmm_compiled
+from genmodels.inference.scan import associative_scan
 from genmodels.linalg import eps, logmatmulexp
 
 __all__ = [
@@ -776,27 +777,6 @@ def _forward_backward_sweeps(c: _Chain, chunk_size: int | None, max_sweeps: int 
 # --------------------------------------------------------------------------------------------
 
 
-def _associative_scan(fn: Any, elems: Tensor, dim: int) -> Tensor:
-    """Inclusive scan of an associative ``fn`` along ``dim`` by odd–even recursion
-    (Blelloch 1990; the form of jax.lax.associative_scan): O(log T) sequential levels."""
-    n = elems.shape[dim]
-    if n < 2:
-        return elems
-    even = elems.narrow(dim, 0, n - n % 2).unflatten(dim, (-1, 2))
-    pairs = fn(even.select(dim + 1, 0), even.select(dim + 1, 1))  # e0·e1, e2·e3, ...
-    odd_scan = _associative_scan(fn, pairs, dim)  # prefixes ending at odd indices
-    # Prefixes ending at even indices ≥ 2: (prefix at previous odd) · element.
-    out = torch.empty_like(elems)
-    idx_odd = torch.arange(1, n - n % 2, 2, device=elems.device)
-    out.index_copy_(dim, idx_odd, odd_scan)
-    out.narrow(dim, 0, 1).copy_(elems.narrow(dim, 0, 1))
-    if n > 2:
-        idx_even = torch.arange(2, n, 2, device=elems.device)
-        prev = odd_scan.narrow(dim, 0, idx_even.numel())
-        out.index_copy_(dim, idx_even, fn(prev, elems.index_select(dim, idx_even)))
-    return out
-
-
 def _scan_elements(c: _Chain) -> Tensor:
     """E_t[i, j] = log P_ij + log p̂(y_t | x_t = j) (identity at padded steps); E_0 has every row
     log π + log p̂(y_1 | ·). Shapes (N, T, K, K)."""
@@ -813,11 +793,11 @@ def _scan_elements(c: _Chain) -> Tensor:
 def _forward_backward_scan(c: _Chain, per_step: bool) -> tuple[Tensor, ...]:
     E = _scan_elements(c)  # (N, T, K, K)
     N, T, K, _ = E.shape
-    log_alpha = _associative_scan(logmatmulexp, E, 1)[:, :, 0, :]  # (N, T, K), Eq. 2.41
+    log_alpha = associative_scan(logmatmulexp, E, 1)[:, :, 0, :]  # (N, T, K), Eq. 2.41
     # Backward messages: log β_t = lse_j (E_{t+1} ··· E_{T−1})[i, j], a reversed scan.
     if T > 1:
         Er = E[:, 1:].flip(1)
-        suffix = _associative_scan(lambda a, b: logmatmulexp(b, a), Er, 1).flip(1)
+        suffix = associative_scan(lambda a, b: logmatmulexp(b, a), Er, 1).flip(1)
         log_beta = torch.cat([torch.logsumexp(suffix, -1),
                               E.new_zeros(N, 1, K)], 1)  # (N, T, K)
     else:
@@ -1187,7 +1167,7 @@ def _viterbi_chunked(c: _Chain, chunk_size: int | None, max_sweeps: int = 8
     end_state[:, -1] = end_last
     if C > 1:
         maps = into[:, 1:].flip(1)  # G_{C−1}, ..., G_1
-        comp = _associative_scan(lambda a, b: b.gather(-1, a), maps, 1)
+        comp = associative_scan(lambda a, b: b.gather(-1, a), maps, 1)
         end_state[:, :-1] = comp.gather(-1, end_last[:, None, None].expand(N, C - 1, 1))[
             ..., 0].flip(1)
     states = paths.permute(1, 2, 0, 3).gather(

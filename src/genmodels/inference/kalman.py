@@ -47,13 +47,19 @@ local-level and other models identified by one observation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from genmodels._threads import last_dim, numel, work_sized
+from genmodels.inference.scan import Elems, associative_scan, cat_broadcast
 from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky, symmetrize
+
+#: The parameters that may vary with time (``LGSSMParams.time_varying``), as pykalman accepts
+#: them: name → (length of the time axis given T, number of trailing event dims).
+TIME_VARYING = {"dynamics": (-1, 2), "dynamics_offset": (-1, 1), "emission": (0, 2),
+                "emission_offset": (0, 1)}
 
 #: Sequences longer than this use the parallel (associative-scan) forms under method="auto".
 PARALLEL_THRESHOLD = 64
@@ -69,6 +75,13 @@ class LGSSMParams(NamedTuple):
     emission: C, (*, M, K).      emission_covariance: Σ_{y|x}, (*, M, M)
     dynamics_offset: a, (*, K) or None.     emission_offset: c, (*, M) or None
     dynamics_input: B, (*, K, U) or None.   emission_input: D, (*, M, U) or None
+    time_varying: names of parameters given per time step, time axis first (pykalman's
+        convention): dynamics (T−1, *, K, K) and dynamics_offset (T−1, *, K), row t (0-based)
+        taking x_{t+1} to x_{t+2} in the book's 1-based time, i.e. x_t = A_{t−1} x_{t−1} +
+        a_{t−1} + …; emission (T, *, M, K) and emission_offset (T, *, M), row t for y_{t+1}.
+        Only the names in ``TIME_VARYING``; the covariances, inputs and initial state are
+        time-invariant. The steady-state forms do not apply (the filter falls back to the
+        parallel form).
     """
 
     initial_mean: Tensor
@@ -81,6 +94,7 @@ class LGSSMParams(NamedTuple):
     emission_offset: Tensor | None = None
     dynamics_input: Tensor | None = None
     emission_input: Tensor | None = None
+    time_varying: frozenset[str] = frozenset()
 
     @property
     def state_dim(self) -> int:
@@ -164,8 +178,17 @@ def check_params(params: LGSSMParams) -> LGSSMParams:
     M = C.shape[-2]
     if K == 0 or M == 0:
         raise ValueError("the state and observation dimensions must be at least 1.")
+    tv = frozenset(params.time_varying)
+    if not tv <= set(TIME_VARYING):
+        raise ValueError(f"time_varying may name only {sorted(TIME_VARYING)}, got "
+                         f"{sorted(tv - set(TIME_VARYING))}.")
+    for name in tv:
+        v = getattr(params, name)
+        if v is None or v.dim() < TIME_VARYING[name][1] + 1:
+            raise ValueError(f"time-varying {name} needs a leading time axis, got "
+                             f"{None if v is None else tuple(v.shape)}.")
     dts = {name: getattr(params, name).dtype for name in params._fields
-           if getattr(params, name) is not None}
+           if isinstance(getattr(params, name), Tensor)}
     if len(set(dts.values())) > 1:
         raise ValueError(f"all parameters must share one dtype, got {dts}.")
     if not A.is_floating_point():
@@ -209,11 +232,30 @@ class _Prepared(NamedTuple):
     R: Tensor  # (T|1, *b, M, M): Σ_{y|x} with missing entries decoupled
     n_missing: Tensor | None  # (T, *batch) number of missing entries
     u: Tensor  # (T, *batch|1s, K): B u_{t−1} + a (row 0 unused)
-    A: Tensor  # (*b, K, K) with the full batch rank
+    A: Tensor  # (*b, K, K) with the full batch rank, or (T−1, *b, K, K) when time-varying
     Q: Tensor
     mu1: Tensor
     P1: Tensor
     batch: tuple[int, ...]
+    A_tv: bool = False  # A carries a time axis
+    tv: bool = False  # some parameter varies with time (the steady forms do not apply)
+
+
+def _lift_param(params: LGSSMParams, name: str, rank: int, T: int) -> Tensor:
+    """A parameter with ``rank`` batch dims; a time-varying one time-first,
+    (T−1 or T, *batch, ...), checked against the data's T."""
+    t = getattr(params, name)
+    offset, trailing = TIME_VARYING.get(name, (0, 2 if t.dim() >= 2 else 1))
+    if name not in params.time_varying:
+        return _expand_rank(t, rank, trailing)
+    n = T + offset
+    if t.shape[0] != n:
+        raise ValueError(f"time-varying {name} must have {n} steps along its first axis for "
+                         f"T={T} observations, got shape {tuple(t.shape)}.")
+    lead = t.dim() - 1 - trailing
+    if lead > rank:
+        raise ValueError(f"a parameter has {lead} batch dims but the data only {rank}.")
+    return t.reshape((n,) + (1,) * (rank - lead) + tuple(t.shape[1:]))
 
 
 def _expand_rank(t: Tensor, rank: int, trailing: int) -> Tensor:
@@ -263,13 +305,18 @@ def _prepare(
         return _expand_rank(t, nb, trailing)
 
     assert params.dynamics_offset is not None and params.emission_offset is not None
-    A = lift(params.dynamics, 2)
-    C0 = lift(params.emission, 2)
+    tv = params.time_varying
+    A = _lift_param(params, "dynamics", nb, T)
+    C0 = _lift_param(params, "emission", nb, T)  # (*b, M, K) or (T, *b, M, K)
     R0 = lift(params.emission_covariance, 2)
     yt = y.movedim(-2, 0)  # (T, *batch, M)
     obs_t = observed.movedim(-2, 0)
-    resid = yt - lift(params.emission_offset, 1)
-    u = lift(params.dynamics_offset, 1).expand(*batch, K)[None].expand(T, *batch, K)
+    resid = yt - _lift_param(params, "emission_offset", nb, T)
+    a = _lift_param(params, "dynamics_offset", nb, T)
+    if "dynamics_offset" in tv:  # row t of u is a_{t−1}, row 0 unused
+        u = torch.cat([torch.zeros_like(a[:1]), a], 0).expand(T, *batch, K)
+    else:
+        u = a.expand(*batch, K)[None].expand(T, *batch, K)
     if inputs is not None:
         inputs = torch.as_tensor(inputs, dtype=y.dtype, device=y.device)
         if inputs.shape[:-1] != y.shape[:-1] or inputs.dim() != y.dim():
@@ -292,9 +339,11 @@ def _prepare(
         R = R0 * (o[..., :, None] * o[..., None, :]) + torch.diag_embed(1.0 - o)
         n_missing: Tensor | None = (1.0 - o).sum(-1)
     else:
-        C, R, n_missing = C0[None], R0[None], None
+        C = C0 if "emission" in tv else C0[None]
+        R, n_missing = R0[None], None
     return _Prepared(resid, C, R, n_missing, u, A, lift(params.dynamics_covariance, 2),
-                     lift(params.initial_mean, 1), lift(params.initial_covariance, 2), batch)
+                     lift(params.initial_mean, 1), lift(params.initial_covariance, 2), batch,
+                     "dynamics" in tv, bool(tv))
 
 
 def _mv(A: Tensor, x: Tensor) -> Tensor:
@@ -385,8 +434,9 @@ def _filter_sequential(p: _Prepared, diffuse: bool) -> GaussianFiltered:
     pm = [p.mu1.expand(*p.batch, K)]
     pc = [p.P1.expand(*p.batch, K, K)]
     for t in range(1, T):
-        m_pred = _mv(p.A, means[-1]) + p.u[t]  # Eq. 2.48
-        P_pred = symmetrize(p.A @ covs[-1] @ p.A.mT + p.Q)  # Eq. 2.48
+        At = p.A[t - 1] if p.A_tv else p.A
+        m_pred = _mv(At, means[-1]) + p.u[t]  # Eq. 2.48
+        P_pred = symmetrize(At @ covs[-1] @ At.mT + p.Q)  # Eq. 2.48
         Ct = p.C[t] if p.C.shape[0] > 1 else p.C[0]
         Rt = p.R[t] if p.R.shape[0] > 1 else p.R[0]
         up = _measurement_update(m_pred, P_pred, p.y[t], Ct, Rt)
@@ -444,33 +494,6 @@ def _smooth_sequential(filt: GaussianFiltered, A: Tensor, Q: Tensor
 # Parallel forms (Särkkä & García-Fernández 2021)
 # --------------------------------------------------------------------------------------------
 
-Elems = tuple[Tensor, ...]
-
-
-def associative_scan(fn: Callable[[Elems, Elems], Elems], elems: Elems) -> Elems:
-    """Inclusive scan of an associative ``fn(earlier, later)`` along dim 0 of every tensor in
-    ``elems``: out[t] = e[0] ∘ e[1] ∘ … ∘ e[t]. Depth O(log T), work O(T) (the odd/even
-    recursion of Blelloch 1990, as in ``jax.lax.associative_scan``)."""
-    n = elems[0].shape[0]
-    if n < 2:
-        return elems
-    reduced = fn(tuple(e[0:-1:2] for e in elems), tuple(e[1::2] for e in elems))
-    odd = associative_scan(fn, reduced)
-    if n % 2 == 0:
-        even = fn(tuple(o[:-1] for o in odd), tuple(e[2::2] for e in elems))
-    else:
-        even = fn(odd, tuple(e[2::2] for e in elems))
-    out = []
-    for e, ev, od in zip(elems, even, odd):
-        evens = _cat_broadcast(e[:1], ev)
-        shape = torch.broadcast_shapes(evens.shape[1:], od.shape[1:])
-        res = evens.new_empty((n, *shape))
-        res[0::2] = evens
-        res[1::2] = od
-        out.append(res)
-    return tuple(out)
-
-
 def _filter_combine(earlier: Elems, later: Elems) -> Elems:
     """The filtering operator of Särkkä & García-Fernández (2021, Lemma 8)."""
     Ai, bi, Ci, ei, Ji = earlier
@@ -518,7 +541,7 @@ def _filter_parallel(p: _Prepared, diffuse: bool) -> GaussianFiltered:
     elems = (
         torch.cat([zero_kk, A_el], 0),
         torch.cat([first.mean.expand(1, *p.batch, K), b_el.expand(*bshape, K)], 0),
-        _cat_broadcast(first.cov[None], C_el),
+        cat_broadcast(first.cov[None], C_el),
         torch.cat([torch.zeros_like(first.mean).expand(1, *p.batch, K), e_el.expand(*bshape, K)],
                   0),
         torch.cat([zero_kk, J_el], 0),
@@ -538,7 +561,7 @@ def _filter_parallel(p: _Prepared, diffuse: bool) -> GaussianFiltered:
     else:
         pm0, pc0 = p.mu1.expand(*p.batch, K), p.P1
     pm = torch.cat([pm0.expand(1, *p.batch, K), m_pred.expand(*bshape, K)], 0)
-    pc = _cat_broadcast(pc0[None], P_pred)
+    pc = cat_broadcast(pc0[None], P_pred)
     ln = _finish_log_norm(logs, p)
     return GaussianFiltered(
         means.expand(T, *p.batch, K).movedim(0, -2),
@@ -546,12 +569,6 @@ def _filter_parallel(p: _Prepared, diffuse: bool) -> GaussianFiltered:
         pm.movedim(0, -2), pc.expand(T, *p.batch, K, K).movedim(0, -3),
         ln.movedim(0, -1), ln.sum(0),
     )
-
-
-def _cat_broadcast(a: Tensor, b: Tensor) -> Tensor:
-    """Concatenate along dim 0 after broadcasting the trailing dims."""
-    shape = torch.broadcast_shapes(a.shape[1:], b.shape[1:])
-    return torch.cat([a.expand(a.shape[0], *shape), b.expand(b.shape[0], *shape)], 0)
 
 
 def _smooth_combine(later: Elems, earlier: Elems) -> Elems:
@@ -564,9 +581,9 @@ def _smooth_combine(later: Elems, earlier: Elems) -> Elems:
 def _smooth_parallel(filt: GaussianFiltered, A: Tensor, Q: Tensor
                      ) -> tuple[Tensor, Tensor, Tensor]:
     J, g, L, mf, Pf, _, _ = _smoother_elements(filt, A, Q)
-    E = _cat_broadcast(J, torch.zeros_like(Pf[-1:]))
+    E = cat_broadcast(J, torch.zeros_like(Pf[-1:]))
     gg = torch.cat([g, mf[-1:]], 0)
-    LL = _cat_broadcast(L, Pf[-1:])
+    LL = cat_broadcast(L, Pf[-1:])
     rev = (E.flip(0), gg.flip(0), LL.flip(0))
     _, ms, Ps = associative_scan(_smooth_combine, rev)
     return ms.flip(0), Ps.flip(0), J
@@ -646,7 +663,7 @@ def eps_of(t: Tensor) -> float:
 def _filter_steady(p: _Prepared, diffuse: bool) -> GaussianFiltered | None:
     """The filter through the steady-state gain, or None when it does not apply."""
     T = p.y.shape[0]
-    if (p.n_missing is not None or p.C.shape[0] != 1 or any(
+    if (p.tv or p.n_missing is not None or p.C.shape[0] != 1 or any(
             d != 1 for t in (p.A, p.Q, p.C[0], p.R[0], p.P1) for d in t.shape[:-2])):
         return None
     K = p.A.shape[-1]
@@ -817,6 +834,15 @@ def _resolve_method(method: str, T: int) -> str:
     return method
 
 
+def _kalman_work(params: LGSSMParams, y: Tensor, *args: Any, **kwargs: Any) -> float:
+    """The largest operation of the batched (parallel, steady) forms: a K × K product at every
+    time step of every sequence, 2 (batch · T) K³; the sequential form's are K³ each."""
+    k = int(params.dynamics.shape[-1])
+    steps = numel(y) // max(1, last_dim(y))
+    return 2.0 * steps * k * k * k
+
+
+@work_sized(_kalman_work)
 def kalman_filter(
     params: LGSSMParams,
     y: Tensor,
@@ -850,6 +876,7 @@ def kalman_filter(
     return _filter_sequential(p, diffuse)
 
 
+@work_sized(lambda params, filtered, **kw: _kalman_work(params, filtered.means))
 def rts_smoother(
     params: LGSSMParams, filtered: GaussianFiltered, *, method: str = "auto"
 ) -> GaussianSmoothed:
@@ -860,7 +887,7 @@ def rts_smoother(
     """
     T = filtered.means.shape[-2]
     nb = filtered.means.dim() - 2
-    A = _expand_rank(params.dynamics, nb, 2)
+    A = _lift_param(params, "dynamics", nb, T)  # time-first (T−1, *b, K, K) if time-varying
     Q = _expand_rank(params.dynamics_covariance, nb, 2)
     if T == 1:
         K = filtered.means.shape[-1]
@@ -952,9 +979,13 @@ def sample_lgssm(
     zk = torch.randn((T, *batch_shape, K), generator=generator, dtype=dtype, device=device)
     zm = torch.randn((T, *batch_shape, M), generator=generator, dtype=dtype, device=device)
     lift = _expand_rank
+    tv = params.time_varying
     assert params.dynamics_offset is not None and params.emission_offset is not None
-    u = lift(params.dynamics_offset, nb, 1).expand(T, *batch_shape, K)
-    yoff = lift(params.emission_offset, nb, 1).expand(T, *batch_shape, M)
+    a = _lift_param(params, "dynamics_offset", nb, T)
+    if "dynamics_offset" in tv:  # row t is a_{t−1}, row 0 unused
+        a = torch.cat([torch.zeros_like(a[:1]), a], 0)
+    u = a.expand(T, *batch_shape, K)
+    yoff = _lift_param(params, "emission_offset", nb, T).expand(T, *batch_shape, M)
     if inputs is not None:
         ut = torch.as_tensor(inputs, dtype=dtype, device=device).movedim(-2, 0)
         if ut.shape[0] != T:
@@ -969,9 +1000,13 @@ def sample_lgssm(
     g = torch.cat([x1.expand(1, *batch_shape, K),
                    u[1:] + _mv(lift(_noise_factor(params.dynamics_covariance), nb, 2), zk[1:])],
                   0)
-    E = lift(A, nb, 2).expand(T, *batch_shape, K, K) if nb else A.expand(T, K, K)
+    if "dynamics" in tv:  # E_t = A_{t−1}; E_0 is ignored by the scan
+        At = _lift_param(params, "dynamics", nb, T)
+        E = torch.cat([torch.zeros_like(At[:1]), At], 0).expand(T, *batch_shape, K, K)
+    else:
+        E = lift(A, nb, 2).expand(T, *batch_shape, K, K) if nb else A.expand(T, K, K)
     x = _affine_scan(E, g) if T > 1 else g
-    yv = _mv(lift(params.emission, nb, 2), x) + yoff + _mv(
+    yv = _mv(_lift_param(params, "emission", nb, T), x) + yoff + _mv(
         lift(_noise_factor(params.emission_covariance), nb, 2), zm)
     return x.movedim(0, -2), yv.movedim(0, -2)
 
@@ -1000,7 +1035,7 @@ def sample_posterior(
     xT = mf[-1] + _mv(safe_cholesky(Pf[-1]), z[-1])
     if T == 1:
         return xT[:, None].movedim(1, -2) if nb else xT[:, None]
-    A = _expand_rank(params.dynamics, nb, 2)
+    A = _lift_param(params, "dynamics", nb, T)
     Q = _expand_rank(params.dynamics_covariance, nb, 2)
     J, g, L, *_ = _smoother_elements(filt, A, Q)  # (T−1, *batch, ...)
     noise = g[:, None] + _mv(safe_cholesky(L)[:, None], z[:-1])  # (T−1, n, *batch, K)

@@ -154,6 +154,7 @@ def run_em(
     frozen_set = check_frozen(model, frozen)
     result = EMResult()
     prev = -math.inf
+    change = math.inf  # |ℓ_it − ℓ_{it−1}|, kept for the non-convergence message
     bar = _progress(max_iter, progress)
     for it in range(1, max_iter + 1):
         est = e_step(model, batches, reduce)
@@ -171,7 +172,8 @@ def run_em(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loglik=f"{ll:.6g}")
-        if abs(ll - prev) < tol:
+        change = abs(ll - prev)
+        if change < tol:
             result.converged = True
             break
         prev = ll
@@ -180,7 +182,7 @@ def run_em(
     if warn and not result.converged:
         warnings.warn(
             f"EM did not converge in {max_iter} iterations (last change "
-            f"{result.log_likelihood[-1] - prev:.3g} >= tol={tol}); increase max_iter or tol, "
+            f"{change:.3g} >= tol={tol}); increase max_iter or tol, "
             "or check the initialisation.",
             ConvergenceWarning,
             stacklevel=2,
@@ -206,21 +208,33 @@ def fit_em(
     generator = make_generator(seed)
     batches = [data] if batches is None else batches
     best: tuple[float, dict[str, Any], EMResult] | None = None
+    caught_per_run: list[list[warnings.WarningMessage]] = []
     for i in range(n_init):
         if not (warm_start and i == 0):
             model.initialize(data, generator)
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
+            warnings.simplefilter("always")
             result = run_em(model, batches, **kwargs)
+        caught_per_run.append(caught)
         result.init = i
         if best is None or result.final > best[0]:
             best = (result.final, copy.deepcopy(model.state_dict()), result)
-            best_warnings = caught
     assert best is not None
     model.load_state_dict(best[1])
-    for w in best_warnings:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _replay_warnings(caught_per_run, best[2].init)
     return best[2]
+
+
+def _replay_warnings(caught_per_run: list[list[warnings.WarningMessage]], kept: int) -> None:
+    """Re-issue the warnings recorded during every restart: the kept run's as they were, the
+    discarded runs' prefixed with "restart i of n (discarded)" so none is lost."""
+    n = len(caught_per_run)
+    for i, caught in enumerate(caught_per_run):
+        for w in caught:
+            message: Warning | str = w.message
+            if i != kept:
+                message = w.category(f"restart {i + 1} of {n} (discarded): {w.message}")
+            warnings.warn_explicit(message, w.category, w.filename, w.lineno)
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -14,6 +14,10 @@ stochastic gradient descent. What they share is the loop, and the loop lives her
   ``DistributedDataParallel`` so the gradients of the per-process mean losses are averaged —
   with equal shards that is the gradient of the mean loss over the global batch;
 * randomness only through a ``torch.Generator`` (the loss receives it for its Monte Carlo noise).
+  Under data parallelism every process holds the *same* generator stream, and per-datum noise
+  drawn through ``per_sample_noise`` is drawn for the whole global batch and sliced to this
+  process's rows: the noise of a datum depends on its global sample index, not on the number
+  of processes, so two processes train exactly as one does (to rounding).
 
 The model contract (``LossModel``): ``model.loss(batch, generator) -> 0-d Tensor``, the mean loss
 over the batch (mean, not sum, so that shards average to the global batch).
@@ -21,9 +25,11 @@ over the batch (mean, not sum, so that shards average to the global batch).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -35,7 +41,44 @@ from torch import Tensor, nn
 from genmodels._validation import check_nonnegative_float, check_positive_int
 from genmodels.io import atomic_torch_save
 
-__all__ = ["LossModel", "TrainResult", "Trainer", "fit", "init_distributed", "sharded_batches"]
+__all__ = ["LossModel", "TrainResult", "Trainer", "fit", "init_distributed", "noise_shard",
+           "per_sample_noise", "sharded_batches"]
+
+#: (rank, world): which rows of the global batch this process's loss sees (set by the trainer).
+_NOISE_SHARD: ContextVar[tuple[int, int]] = ContextVar("genmodels_noise_shard", default=(0, 1))
+
+
+@contextlib.contextmanager
+def noise_shard(rank: int, world: int) -> Iterator[None]:
+    """Within the block, ``per_sample_noise`` returns rows ``rank::world`` of the global batch's
+    noise (the trainer sets it around each data-parallel step)."""
+    token = _NOISE_SHARD.set((int(rank), int(world)))
+    try:
+        yield
+    finally:
+        _NOISE_SHARD.reset(token)
+
+
+def per_sample_noise(draw: Callable[[tuple[int, ...]], Tensor], shape: tuple[int, ...] | Any,
+                     dim: int) -> Tensor:
+    """Noise for this process's data, by global sample index.
+
+    ``draw(shape)`` draws noise of a shape (e.g. ``torch.randn`` with the loss's generator);
+    ``dim`` is the data axis of ``shape``. Alone, this is ``draw(shape)``. Inside
+    ``noise_shard(rank, world)`` it draws the noise of the whole global batch (``world`` times
+    as many data, the order of ``sharded_batches``: this process's i-th datum is the global
+    batch's datum i·world + rank) and returns this process's rows, so each datum gets the noise
+    a single process would give it.
+    """
+    rank, world = _NOISE_SHARD.get()
+    shape = tuple(int(d) for d in shape)
+    if world == 1:
+        return draw(shape)
+    d = dim % len(shape)
+    full = draw((*shape[:d], shape[d] * world, *shape[d + 1:]))
+    rows = torch.arange(rank, shape[d] * world, world, device=full.device)
+    return full.index_select(d, rows)
+
 
 
 @runtime_checkable
@@ -112,8 +155,8 @@ class Trainer:
         once per epoch (its state is checkpointed).
     epochs: number of passes over the data.
     batch_size: the *global* batch size (split evenly across processes under torchrun).
-    seed: seeds the data order (``seed + epoch``) and the loss's Monte Carlo generator
-        (``seed + rank`` so processes draw independent noise).
+    seed: seeds the data order (``seed + epoch``) and the loss's Monte Carlo generator (the
+        same stream on every process; per-datum noise goes through ``per_sample_noise``).
     checkpoint: a file written atomically after every epoch; with ``resume=True`` and an
         existing file, training continues from it exactly (same batches, same noise).
     val_data, val_metric: with validation data, ``val_metric(model, val_data) -> float``
@@ -190,7 +233,7 @@ class Trainer:
         opt = self.make_optimizer(model.parameters())
         sched = self.make_scheduler(opt) if self.make_scheduler is not None else None
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(self.seed + rank)
+        gen.manual_seed(self.seed)  # one stream on every process: noise by global sample index
         result = TrainResult(history={"train_loss": []})
         if self.val_data is not None:
             result.history["val_metric"] = []
@@ -225,7 +268,8 @@ class Trainer:
                     if batch.device != self.device:
                         batch = batch.to(self.device, non_blocking=True)
                     opt.zero_grad(set_to_none=True)
-                    loss = step(batch, gen)
+                    with noise_shard(rank, world):
+                        loss = step(batch, gen)
                     loss.backward()
                     opt.step()
                     total += loss.detach()

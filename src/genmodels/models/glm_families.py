@@ -14,14 +14,24 @@ Each variant is a small object chosen once (STYLE.md §7):
   responses and a starting mean.
 
 The IRLS engine (``genmodels.learning.irls``) only calls these methods.
+
+A family's maths lives in ``genmodels.families`` (its GLM view, ``genmodels.families.glm``);
+``Family`` here is a thin adapter adding what IRLS needs beyond it. Links stay here and do not
+share: a non-canonical link (probit, cloglog, the log link of a Gamma GLM, …) is a modelling
+choice, not a property of any exponential family. The canonical link *is* the family's, and
+``CanonicalLink(view)`` gives it for any family, so a family added to ``genmodels.families``
+with a GLM view is a GLM response (``get_family(name)``) with no further code.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from genmodels.families.glm import GLM_VIEWS, ExponentialDispersion
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -239,6 +249,39 @@ class Sqrt(Link):
         return 2.0 * eta
 
 
+class CanonicalLink(Link):
+    """The canonical link of any family's GLM view: η = θ(μ), μ = b′(θ), so that
+    g′(μ) = 1/V(μ), g″(μ) = −V′(μ)/V(μ)² and dμ/dη = V(μ) (the variance function)."""
+
+    def __init__(self, view: ExponentialDispersion) -> None:
+        self.view = view
+        self.name = f"canonical({view.name})"
+
+    def link(self, mu: Tensor) -> Tensor:
+        return self.view.canonical_link(mu)
+
+    def inverse(self, eta: Tensor) -> Tensor:
+        return self.view.mean(eta)
+
+    def deriv(self, mu: Tensor) -> Tensor:
+        return 1.0 / self.view.variance(mu)
+
+    def deriv2(self, mu: Tensor) -> Tensor:
+        return -self.view.variance_deriv(mu) / self.view.variance(mu).square()
+
+    def inverse_deriv(self, eta: Tensor) -> Tensor:
+        return self.view.variance(self.view.mean(eta))
+
+    def __repr__(self) -> str:
+        return f"CanonicalLink({self.view!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CanonicalLink) and type(other.view) is type(self.view)
+
+    def __hash__(self) -> int:
+        return hash((CanonicalLink, type(self.view)))
+
+
 LINKS: dict[str, type[Link]] = {
     cls.name: cls for cls in (Identity, Log, Logit, Probit, CLogLog, Inverse, InverseSquared, Sqrt)
 }
@@ -259,45 +302,53 @@ def get_link(link: str | Link) -> Link:
 # --------------------------------------------------------------------------------------------
 
 
-def _xlogy_ratio(y: Tensor, mu: Tensor) -> Tensor:
-    """y log(y/μ) with 0 log 0 = 0."""
-    return torch.special.xlogy(y, y) - torch.special.xlogy(y, mu)
-
-
 class Family:
     """A response distribution of a GLM: exponential family with dispersion φ (Eq. 5.12).
+
+    The family's maths — canonical link, variance function V(μ) = ∇²A at the mean, unit
+    deviance (twice a Bregman divergence of A), log-likelihood — is ``view``, the family's
+    GLM view in ``genmodels.families.glm``; what lives here is only what IRLS needs beyond
+    it: the valid responses, a starting mean and the separation boundary.
 
     ``prior_weights`` a (N,) below are the per-observation weights that divide the variance
     (``Var[x_n] = φ V(μ_n) / a_n``): variance weights, frequency weights and, for binomial
     proportions, the number of trials.
     """
 
-    name: str = "family"
-    #: True when φ is fixed at 1 (binomial, Poisson); otherwise it is estimated.
-    fixed_scale: bool = False
-    default_link: type[Link] = Identity
-    canonical_link: type[Link] = Identity
+    #: the family's GLM view (set by each subclass, or given to the constructor).
+    view: ExponentialDispersion
+    #: makes the link used when none is given (subclasses: a named link class; a family known
+    #: only by its view: its ``CanonicalLink``).
+    default_link: Callable[[], Link]
+    canonical_link: Callable[[], Link]
+    variance: Callable[[Tensor], Tensor]
+    variance_deriv: Callable[[Tensor], Tensor]
+    unit_deviance: Callable[[Tensor, Tensor], Tensor]
+    log_likelihood_obs: Callable[..., Tensor]
 
-    def variance(self, mu: Tensor) -> Tensor:
-        """The variance function V(μ) (Var[x] = φ V(μ))."""
-        raise NotImplementedError
+    def __init__(self, view: ExponentialDispersion | None = None) -> None:
+        if view is not None:
+            self.view = view
+        if not hasattr(self, "view"):
+            raise ValueError(f"{type(self).__name__} needs a GLM view of a family.")
+        v = self.view
+        self.name: str = v.name
+        #: True when φ is fixed at 1 (binomial, Poisson); otherwise it is estimated.
+        self.fixed_scale: bool = v.fixed_scale
+        # the family's maths is its view's (genmodels.families.glm):
+        self.variance = v.variance  # V(μ) = ∇²A at the mean (Var[x] = φ V(μ))
+        self.variance_deriv = v.variance_deriv  # V′(μ)
+        self.unit_deviance = v.unit_deviance  # d(y, μ) = 2 [log p(y; μ=y) − log p(y; μ)]
+        self.log_likelihood_obs = v.log_likelihood  # log p(y_n | μ_n, φ/a_n), unweighted
 
-    def variance_deriv(self, mu: Tensor) -> Tensor:
-        """V′(μ)."""
-        raise NotImplementedError
-
-    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
-        """d(y, μ) = 2 [log p(y; μ=y) − log p(y; μ)] at φ = 1, per observation."""
-        raise NotImplementedError
+        if not hasattr(type(self), "default_link"):  # a family known only by its view
+            view = self.view
+            self.default_link = lambda: CanonicalLink(view)
+            self.canonical_link = self.default_link
 
     def deviance(self, y: Tensor, mu: Tensor, prior_weights: Tensor) -> Tensor:
         """Σ_n a_n d(y_n, μ_n): twice the log-likelihood ratio to the saturated model (φ = 1)."""
         return (prior_weights * self.unit_deviance(y, mu)).sum()
-
-    def log_likelihood_obs(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
-                           trials: Tensor | None = None) -> Tensor:
-        """log p(y_n | μ_n, φ/a_n) per observation (frequency weights are applied outside)."""
-        raise NotImplementedError
 
     def check_response(self, y: Tensor) -> None:
         """Raise ``ValueError`` if ``y`` lies outside the family's support."""
@@ -326,23 +377,9 @@ class Family:
 
 
 class Gaussian(Family):
-    name = "gaussian"
+    view = GLM_VIEWS["gaussian"]
     default_link = Identity
     canonical_link = Identity
-
-    def variance(self, mu: Tensor) -> Tensor:
-        return torch.ones_like(mu)
-
-    def variance_deriv(self, mu: Tensor) -> Tensor:
-        return torch.zeros_like(mu)
-
-    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
-        return (y - mu).square()
-
-    def log_likelihood_obs(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
-                           trials: Tensor | None = None) -> Tensor:
-        return -0.5 * (var_weights * (y - mu).square() / scale
-                       + torch.log(scale / var_weights) + math.log(2.0 * math.pi))
 
     def starting_mean(self, y: Tensor) -> Tensor:
         return y.clone()
@@ -352,31 +389,13 @@ class Binomial(Family):
     """Bernoulli / binomial proportions: y ∈ [0, 1], V(μ) = μ(1 − μ); with ``trials`` n_n the
     response is the proportion of successes and a_n includes n_n (Eq. 5.12 with φ = 1)."""
 
-    name = "binomial"
-    fixed_scale = True
+    view = GLM_VIEWS["binomial"]
     default_link = Logit
     canonical_link = Logit
 
     #: μ(1 − μ) below this makes a fit *suspect* of separation (|η| > 18.4 under the logit
     #: link); the linear-programming test in ``genmodels.learning.irls`` then decides.
     boundary = 1e-8
-
-    def variance(self, mu: Tensor) -> Tensor:
-        return mu * (1.0 - mu)
-
-    def variance_deriv(self, mu: Tensor) -> Tensor:
-        return 1.0 - 2.0 * mu
-
-    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
-        return 2.0 * (_xlogy_ratio(y, mu) + _xlogy_ratio(1.0 - y, 1.0 - mu))
-
-    def log_likelihood_obs(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
-                           trials: Tensor | None = None) -> Tensor:
-        n = torch.ones_like(y) if trials is None else trials
-        k = y * n
-        log_comb = torch.lgamma(n + 1.0) - torch.lgamma(k + 1.0) - torch.lgamma(n - k + 1.0)
-        ll = log_comb + torch.special.xlogy(k, mu) + torch.special.xlogy(n - k, 1.0 - mu)
-        return var_weights * ll / scale
 
     def check_response(self, y: Tensor) -> None:
         if bool(((y < 0) | (y > 1)).any()):
@@ -399,26 +418,12 @@ class Binomial(Family):
 
 
 class Poisson(Family):
-    name = "poisson"
-    fixed_scale = True
+    view = GLM_VIEWS["poisson"]
     default_link = Log
     canonical_link = Log
 
     #: μ below this for a zero count makes a fit suspect of separation (the LP test decides).
     boundary = 1e-8
-
-    def variance(self, mu: Tensor) -> Tensor:
-        return mu
-
-    def variance_deriv(self, mu: Tensor) -> Tensor:
-        return torch.ones_like(mu)
-
-    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
-        return 2.0 * (_xlogy_ratio(y, mu) - (y - mu))
-
-    def log_likelihood_obs(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
-                           trials: Tensor | None = None) -> Tensor:
-        return var_weights / scale * (torch.special.xlogy(y, mu) - mu - torch.lgamma(y + 1.0))
 
     def check_response(self, y: Tensor) -> None:
         if bool((y < 0).any()):
@@ -440,23 +445,9 @@ class Poisson(Family):
 class Gamma(Family):
     """Gamma with mean μ and shape ν = a_n/φ: V(μ) = μ², φ = 1/shape (estimated)."""
 
-    name = "gamma"
+    view = GLM_VIEWS["gamma"]
     default_link = Inverse
     canonical_link = Inverse
-
-    def variance(self, mu: Tensor) -> Tensor:
-        return mu.square()
-
-    def variance_deriv(self, mu: Tensor) -> Tensor:
-        return 2.0 * mu
-
-    def unit_deviance(self, y: Tensor, mu: Tensor) -> Tensor:
-        return 2.0 * ((y - mu) / mu - torch.log(y / mu))
-
-    def log_likelihood_obs(self, y: Tensor, mu: Tensor, var_weights: Tensor, scale: float,
-                           trials: Tensor | None = None) -> Tensor:
-        nu = var_weights / scale  # shape
-        return nu * torch.log(nu * y / mu) - nu * y / mu - torch.lgamma(nu) - torch.log(y)
 
     def check_response(self, y: Tensor) -> None:
         if bool((y <= 0).any()):
@@ -481,12 +472,17 @@ FAMILIES: dict[str, type[Family]] = {
 
 
 def get_family(family: str | Family) -> Family:
-    """A ``Family`` from an instance or a name (gaussian, binomial, poisson, gamma)."""
+    """A ``Family`` from an instance or a name (gaussian, binomial, poisson, gamma, or any
+    other family with a GLM view in ``genmodels.families.glm.GLM_VIEWS``, then with its
+    canonical link by default)."""
     if isinstance(family, Family):
         return family
-    if family not in FAMILIES:
-        raise ValueError(f"family must be a Family or one of {sorted(FAMILIES)}, got {family!r}.")
-    return FAMILIES[family]()
+    if family in FAMILIES:
+        return FAMILIES[family]()
+    if family in GLM_VIEWS:
+        return Family(GLM_VIEWS[family])
+    raise ValueError(f"family must be a Family or one of {sorted(set(FAMILIES) | set(GLM_VIEWS))},"
+                     f" got {family!r}.")
 
 
 __all__ = [
@@ -494,6 +490,7 @@ __all__ = [
     "LINKS",
     "Binomial",
     "CLogLog",
+    "CanonicalLink",
     "Family",
     "Gamma",
     "Gaussian",

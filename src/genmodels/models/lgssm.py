@@ -16,8 +16,9 @@ y_t on z_t = [x_t; u_t; 1] (all t, giving [C D c] and Σ_{y|x}). Any subset of t
 frozen: the free blocks are the regression of the residual after the frozen blocks, which is the
 exact conditional maximiser; a covariance is then re-estimated with all blocks at their new
 values. The initial state gives μ_1 = ⟨x̌_1⟩ and Σ_1 = ⟨(x̌_1 − μ_1)(x̌_1 − μ_1)ᵀ⟩ (with μ_1 at
-its new value, or its frozen one). Transition statistics run over t = 2..T, so they count
-N(T − 1) pairs (the book's implementation note).
+its new value, or its frozen one). Transition statistics run over t = 2..T_n, so they count
+Σ_n (T_n − 1) pairs (the book's implementation note); in a NaN-padded batch of ragged
+sequences the trailing padding is not counted (``sequence_mask``).
 
 Missing data. Rows of y with no observed entry drop out of the emission statistics (they are
 integrated out exactly). In partly observed rows the missing entries are treated as latent too:
@@ -42,6 +43,7 @@ from torch import Tensor
 
 from genmodels._validation import check_nonnegative_float, check_positive_int, make_generator
 from genmodels.inference.kalman import (
+    TIME_VARYING,
     GaussianSmoothed,
     LGSSMParams,
     check_params,
@@ -80,6 +82,24 @@ def pad_sequences(sequences: Sequence[Any], dtype: torch.dtype = torch.float64) 
             raise ValueError(f"sequence {i} must be (T, {M}), got {tuple(s.shape)}.")
         out[i, : s.shape[0]] = s
     return out
+
+
+def sequence_mask(observed: Tensor) -> Tensor:
+    """Which steps of a NaN-padded batch belong to their sequence.
+
+    A sequence ends at its last row with an observed entry: the all-missing rows after it are
+    padding (``pad_sequences``), not time steps, while all-missing rows *inside* a sequence are
+    missing observations of a real latent state. Trailing unobserved steps carry no likelihood
+    (they integrate to one), so dropping them leaves log p̂(y) unchanged and makes the E step of
+    a padded batch the sum of its sequences' E steps.
+
+    observed: (N, T, M) bool → (N, T) bool, True for t < T_n.
+    """
+    rows = observed.any(-1)  # (N, T)
+    T = rows.shape[-1]
+    t = torch.arange(1, T + 1, device=rows.device)
+    length = (rows * t).amax(-1)  # T_n: 1 + the last observed index (0 if none)
+    return t[None] - 1 < length[:, None]
 
 
 def _blank_padding(y: Tensor, lengths: Any) -> Tensor:
@@ -151,6 +171,8 @@ class LinearGaussianSSM(SavableModule):
         self.register_buffer("emission_offset", torch.zeros(M, **kw))
         self.register_buffer("dynamics_input", torch.zeros(K, U, **kw))
         self.register_buffer("emission_input", torch.zeros(M, U, **kw))
+        #: Known time-varying parameters (``set_time_varying``), time axis first; not saved.
+        self.time_varying: dict[str, Tensor] = {}
 
     # ---------------------------------------------------------------- parameters
 
@@ -168,13 +190,46 @@ class LinearGaussianSSM(SavableModule):
         check_params(self.params())
         return self
 
+    def set_time_varying(self, **values: Any) -> LinearGaussianSSM:
+        """Give some of dynamics, dynamics_offset, emission, emission_offset per time step, as
+        pykalman does: dynamics (T−1, K, K), dynamics_offset (T−1, K), emission (T, M, K),
+        emission_offset (T, M) (time first; see ``LGSSMParams.time_varying``); None returns a
+        parameter to its time-invariant buffer. They are known, not learned: EM holds the
+        whole conditional they belong to (the matrix, the input matrix and the offset of the
+        dynamics, or of the emission) fixed, and learns the rest (the covariances, the
+        initial state, the other conditional). Only sequences of the matching T can be used.
+        """
+        for name, value in values.items():
+            if name not in TIME_VARYING:
+                raise ValueError(f"only {sorted(TIME_VARYING)} can vary with time, got {name!r}.")
+            if value is None:
+                self.time_varying.pop(name, None)
+                continue
+            old = getattr(self, name)
+            t = torch.as_tensor(value, dtype=old.dtype, device=old.device)
+            if t.dim() != old.dim() + 1 or t.shape[1:] != old.shape:
+                raise ValueError(f"time-varying {name} must have shape (T, *{tuple(old.shape)}) "
+                                 f"with the time axis first, got {tuple(t.shape)}.")
+            self.time_varying[name] = t.clone()
+        check_params(self.params())
+        return self
+
     def params(self) -> LGSSMParams:
         """The parameters as the kernels take them (input matrices None when U = 0)."""
         has_u = self.input_dim > 0
-        return LGSSMParams(
+        p = LGSSMParams(
             self.initial_mean, self.initial_covariance, self.dynamics, self.dynamics_covariance,
             self.emission, self.emission_covariance, self.dynamics_offset, self.emission_offset,
             self.dynamics_input if has_u else None, self.emission_input if has_u else None)
+        if self.time_varying:
+            p = p._replace(**self.time_varying, time_varying=frozenset(self.time_varying))
+        return p
+
+    def _known_blocks(self) -> tuple[bool, bool]:
+        """Whether the dynamics / the emission conditional has a time-varying (known) part."""
+        tv = self.time_varying
+        return ("dynamics" in tv or "dynamics_offset" in tv,
+                "emission" in tv or "emission_offset" in tv)
 
     def num_parameters(self, frozen: Iterable[str] = ()) -> int:
         """Number of free scalar parameters (symmetric covariances count K(K+1)/2)."""
@@ -246,6 +301,9 @@ class LinearGaussianSSM(SavableModule):
         sm = kalman_smoother(self.params(), y, inputs=u, diffuse=self.diffuse, validate=False)
         m, P = sm.means, sm.covariances  # (N, T, K), (N, T, K, K)
         dt = m.dtype
+        observed = ~torch.isnan(y)
+        valid = sequence_mask(observed)  # (N, T): t < T_n, the padding excluded
+        v = valid.to(dt)
         ones = m.new_ones(N, T, 1)
         Z = torch.cat([m, u, ones] if u is not None else [m, ones], -1)  # E[z_t]: (N, T, Dz)
         Dz = Z.shape[-1]
@@ -256,17 +314,32 @@ class LinearGaussianSSM(SavableModule):
             return out
 
         stats: Stats = {}
-        # dynamics: regress x_t on z_{t−1}, t = 2..T
+        # dynamics: regress x_t on z_{t−1}, t = 2..T_n (pairs inside each sequence only)
+        vp = v[:, 1:]  # (N, T−1): the pair (t−1, t) is real when t < T_n
         Zp, mn = Z[:, :-1].reshape(-1, Dz), m[:, 1:].reshape(-1, K)
-        stats["dyn_zz"] = Zp.mT @ Zp + pad_cov(P[:, :-1].sum((0, 1)))
-        dyn_xz = mn.mT @ Zp
-        dyn_xz[:, :K] += sm.cross_covariances.sum((0, 1))  # Eq. 2.55 cross term
+        Zpv = Zp * vp.reshape(-1, 1)
+        stats["dyn_zz"] = Zpv.mT @ Zp + pad_cov((P[:, :-1] * vp[..., None, None]).sum((0, 1)))
+        dyn_xz = (mn * vp.reshape(-1, 1)).mT @ Zp
+        dyn_xz[:, :K] += (sm.cross_covariances * vp[..., None, None]).sum((0, 1))  # Eq. 2.55
         stats["dyn_xz"] = dyn_xz
-        stats["dyn_xx"] = mn.mT @ mn + P[:, 1:].sum((0, 1))
-        stats["dyn_n"] = torch.tensor(float(N * (T - 1)), dtype=dt)
+        stats["dyn_xx"] = (mn * vp.reshape(-1, 1)).mT @ mn + (
+            P[:, 1:] * vp[..., None, None]).sum((0, 1))
+        stats["dyn_n"] = vp.sum()
+        dyn_known, em_known = self._known_blocks()
+        if dyn_known and T > 1:
+            # Σ_t E[r_t r_tᵀ] with r_t = x_t − A_{t−1} x_{t−1} − a_{t−1} − B u_{t−1}
+            A = self._per_step("dynamics", T - 1)  # (T−1 | 1, K, K)
+            a = self._per_step("dynamics_offset", T - 1)
+            r = m[:, 1:] - (A @ m[:, :-1, :, None])[..., 0] - a
+            if u is not None:
+                r = r - u[:, :-1] @ self.dynamics_input.mT
+            X = sm.cross_covariances  # Cov[x_t, x_{t−1}], (N, T−1, K, K)
+            AX = A @ X.mT
+            cov = P[:, 1:] - AX - AX.mT + A @ P[:, :-1] @ A.mT
+            stats["dyn_res"] = ((r[..., :, None] * r[..., None, :] + cov)
+                                * vp[..., None, None]).sum((0, 1))
         # emission: regress y_t on z_t over rows with at least one observed entry
-        observed = ~torch.isnan(y)
-        w = observed.any(-1).to(dt)  # (N, T)
+        w = observed.any(-1).to(dt)  # (N, T); padded rows have none
         Zw = Z * w[..., None]
         stats["em_zz"] = Zw.reshape(-1, Dz).mT @ Z.reshape(-1, Dz) + pad_cov(
             (P * w[..., None, None]).sum((0, 1)))
@@ -284,19 +357,48 @@ class LinearGaussianSSM(SavableModule):
             stats["em_yy"] = Eyw.mT @ Ey.reshape(-1, M) + (
                 (GP @ G.mT + V) * w[..., None, None]).sum((0, 1))
         stats["em_n"] = w.sum()
-        # initial state
-        stats["init_x"] = m[:, 0].sum(0)
-        stats["init_xx"] = m[:, 0].mT @ m[:, 0] + P[:, 0].sum(0)
-        stats["init_n"] = torch.tensor(float(N), dtype=dt)
-        return EStep(stats, sm.log_marginal.sum(), float(N * T))
+        if em_known:  # Σ_t E[r_t r_tᵀ] over observed rows, r_t = y_t − C_t x_t − c_t − D u_t
+            Ct = self._per_step("emission", T)  # (T | 1, M, K)
+            ct = self._per_step("emission_offset", T)
+            if bool(observed.all()):
+                Ey, G, V = y, torch.zeros_like(Ct), torch.zeros_like(P[..., :1, :1])
+            else:
+                Ey, G, V = self._impute(y, observed, m, u, Ct, ct)
+            r = Ey - (Ct @ m[..., None])[..., 0] - ct
+            if u is not None:
+                r = r - u @ self.emission_input.mT
+            GC = G - Ct
+            cov = GC @ P @ GC.mT + V
+            stats["em_res"] = ((r[..., :, None] * r[..., None, :] + cov)
+                               * w[..., None, None]).sum((0, 1))
+        # initial state (of every sequence with at least one observed row)
+        v1 = v[:, 0]
+        stats["init_x"] = (m[:, 0] * v1[:, None]).sum(0)
+        stats["init_xx"] = (m[:, 0] * v1[:, None]).mT @ m[:, 0] + (
+            P[:, 0] * v1[:, None, None]).sum(0)
+        stats["init_n"] = v1.sum()
+        return EStep(stats, sm.log_marginal.sum(), float(v.sum()))
 
-    def _impute(self, y: Tensor, observed: Tensor, m: Tensor, u: Tensor | None
+    def _per_step(self, name: str, n: int) -> Tensor:
+        """A parameter per step, (n, ...) if time-varying, else (1, ...) to broadcast."""
+        t = self.time_varying.get(name)
+        if t is None:
+            return getattr(self, name)[None]
+        if t.shape[0] != n:
+            raise ValueError(f"time-varying {name} has {t.shape[0]} steps; sequences of this "
+                             f"length need {n}.")
+        return t
+
+    def _impute(self, y: Tensor, observed: Tensor, m: Tensor, u: Tensor | None,
+                C: Tensor | None = None, c: Tensor | None = None
                 ) -> tuple[Tensor, Tensor, Tensor]:
         """Moments of the full y_t (missing entries latent) given x_t and the observed entries:
-        y_t = G_t x_t + h_t + ε_t with ε_t ~ N(0, V_t). Returns (E[y_t], G_t, V_t)."""
+        y_t = G_t x_t + h_t + ε_t with ε_t ~ N(0, V_t). Returns (E[y_t], G_t, V_t).
+        C, c: the emission and its offset, per step (T, M, K), (T, M) when time-varying."""
         o = observed.to(y.dtype)  # (N, T, M)
-        R, C = self.emission_covariance, self.emission
-        base = self.emission_offset.expand_as(y)
+        R = self.emission_covariance
+        C = self.emission if C is None else C
+        base = (self.emission_offset if c is None else c).expand_as(y)
         if u is not None and self.input_dim > 0:
             base = base + u @ self.emission_input.mT
         y0 = torch.where(observed, y, torch.zeros_like(y))
@@ -365,13 +467,19 @@ class LinearGaussianSSM(SavableModule):
             frozen = frozen | {"initial_mean", "initial_covariance"}
         dyn = ("dynamics", "dynamics_input", "dynamics_offset")
         emi = ("emission", "emission_input", "emission_offset")
-        for names, cov_name, zz, yz, yy, n in (
+        for names, cov_name, zz, yz, yy, n, res in (
             (emi, "emission_covariance", stats["em_zz"], stats["em_yz"], stats["em_yy"],
-             stats["em_n"]),
+             stats["em_n"], stats.get("em_res")),
             (dyn, "dynamics_covariance", stats["dyn_zz"], stats["dyn_xz"], stats["dyn_xx"],
-             stats["dyn_n"]),
+             stats["dyn_n"], stats.get("dyn_res")),
         ):
             if float(n) <= 0:
+                continue
+            if res is not None:  # a known time-varying conditional: only its covariance is free
+                if cov_name not in frozen:
+                    cov = symmetrize(res / n)  # Eq. 7.4 with the known per-step coefficients
+                    setattr(self, cov_name, add_diagonal(cov, self.reg_covar)
+                            if self.reg_covar > 0 else cov)
                 continue
             W = self._regression(names, zz, yz, frozen)
             if W is not None:
@@ -481,7 +589,7 @@ class LinearGaussianSSM(SavableModule):
 
         def closure() -> Tensor:
             opt.zero_grad()
-            p = self.params()._replace(**build())
+            p = self.params()._replace(**build())  # type: ignore[arg-type]
             loss = -kalman_filter(p, yt, inputs=ut, diffuse=self.diffuse,
                                   validate=False).log_marginal.sum() / scale
             loss.backward()

@@ -47,6 +47,15 @@ from genmodels._validation import (
     check_positive_int,
     resolve_dtype,
 )
+from genmodels.families import (
+    FAMILIES,
+    Bernoulli,
+    Categorical,
+    ExponentialFamily,
+    Normal,
+    kl_diag_std_normal,
+    kl_tril_std_normal,
+)
 from genmodels.io import SavableModule
 from genmodels.learning.estimators import (
     LeaveOneOutBaseline,
@@ -55,6 +64,7 @@ from genmodels.learning.estimators import (
     gumbel_max_sample,
     gumbel_softmax_sample,
 )
+from genmodels.learning.trainer import per_sample_noise
 from genmodels.linalg import LOG_TAU
 from genmodels.models.networks import MLP
 
@@ -66,6 +76,7 @@ __all__ = [
     "CategoricalParams",
     "DiagonalGaussianParams",
     "DiagonalGaussianRecognition",
+    "FamilyLikelihood",
     "FullGaussianParams",
     "FullGaussianRecognition",
     "GaussianLikelihood",
@@ -124,17 +135,15 @@ class CategoricalParams(NamedTuple):
 
 
 def gaussian_kl_diagonal(nu: Tensor, log_var: Tensor) -> Tensor:
-    """KL{N(ν, diag v²) ‖ N(0, I)} = Σ_k ½(−log v_k² − 1 + v_k² + ν_k²) (§8.2.2 boxed).
-    nu, log_var: (..., K) → (...)."""
-    return 0.5 * (log_var.exp() + nu.square() - 1.0 - log_var).sum(-1)
+    """KL{N(ν, diag v²) ‖ N(0, I)} = Σ_k ½(−log v_k² − 1 + v_k² + ν_k²) (§8.2.2 boxed):
+    ``genmodels.families.kl_diag_std_normal``. nu, log_var: (..., K) → (...)."""
+    return kl_diag_std_normal(nu, log_var)
 
 
 def gaussian_kl_full(nu: Tensor, scale_tril: Tensor) -> Tensor:
-    """KL{N(ν, L Lᵀ) ‖ N(0, I)} = ½(tr LLᵀ + νᵀν − K) − Σ_k log L_kk.
-    nu: (..., K), scale_tril: (..., K, K) → (...)."""
-    k = nu.shape[-1]
-    logdet_half = torch.diagonal(scale_tril, dim1=-2, dim2=-1).log().sum(-1)
-    return 0.5 * (scale_tril.square().sum((-2, -1)) + nu.square().sum(-1) - k) - logdet_half
+    """KL{N(ν, L Lᵀ) ‖ N(0, I)} = ½(tr LLᵀ + νᵀν − K) − Σ_k log L_kk:
+    ``genmodels.families.kl_tril_std_normal``. nu: (..., K), scale_tril: (..., K, K) → (...)."""
+    return kl_tril_std_normal(nu, scale_tril)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,7 +234,8 @@ class DiagonalGaussianRecognition(_GaussianPrior):
     def sample(self, p: DiagonalGaussianParams, n_samples: int,
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
         shape = p.nu.shape if n_samples == 1 else (n_samples, *p.nu.shape)
-        z = torch.randn(shape, generator=generator, dtype=p.nu.dtype, device=p.nu.device)
+        z = per_sample_noise(lambda sh: torch.randn(sh, generator=generator, dtype=p.nu.dtype,
+                                                    device=p.nu.device), shape, dim=-2)
         x = p.nu + (0.5 * p.log_var).exp() * z  # Eq. 8.24: X̌ = Υ^{1/2} Z + ν
         return x.unsqueeze(0) if n_samples == 1 else x
 
@@ -265,8 +275,9 @@ class FullGaussianRecognition(_GaussianPrior):
 
     def sample(self, p: FullGaussianParams, n_samples: int,
                generator: torch.Generator | None, relaxed: bool = True) -> Tensor:
-        z = torch.randn((n_samples, *p.nu.shape), generator=generator, dtype=p.nu.dtype,
-                        device=p.nu.device)
+        z = per_sample_noise(lambda sh: torch.randn(sh, generator=generator, dtype=p.nu.dtype,
+                                                    device=p.nu.device),
+                             (n_samples, *p.nu.shape), dim=-2)
         return p.nu + torch.einsum("nij,snj->sni", p.scale_tril, z)  # Eq. 8.24
 
     def log_prob(self, p: FullGaussianParams, x: Tensor) -> Tensor:
@@ -430,9 +441,8 @@ class GaussianLikelihood(Likelihood):
             self.register_buffer("log_alpha", log_alpha)
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
-        d = y.shape[-1]
-        sq = (y - h).square().sum(-1)
-        return -0.5 * (d * (LOG_TAU + self.log_alpha) + sq / self.log_alpha.exp())  # Eq. 8.26
+        # Eq. 8.26: ``genmodels.families.Normal``'s density, N(y_d; h_d, α) summed over d
+        return Normal.log_prob_mean_var(y, h, self.log_alpha.exp()).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
         return h
@@ -447,14 +457,13 @@ class BernoulliLikelihood(Likelihood):
     probabilities)."""
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
-        y = y if y.shape == h.shape else y.expand_as(h)
-        return -F.binary_cross_entropy_with_logits(h, y, reduction="none").sum(-1)
+        return Bernoulli.log_prob_natural(y, h[..., None]).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
-        return torch.sigmoid(h)
+        return Bernoulli.mean_value(h[..., None])
 
     def sample(self, h: Tensor, generator: torch.Generator | None) -> Tensor:
-        return torch.bernoulli(torch.sigmoid(h), generator=generator)
+        return Bernoulli.sample_natural(h[..., None], generator)
 
     def check(self, y: Tensor) -> None:
         if bool(((y < 0) | (y > 1)).any()):
@@ -470,24 +479,56 @@ class CategoricalLikelihood(Likelihood):
         self.channels = check_positive_int(n_values, "n_values", minimum=2)
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
-        logp = torch.log_softmax(h.unflatten(-1, (-1, self.channels)), -1)  # (..., N, D, V)
-        idx = y.long().expand(logp.shape[:-1]).unsqueeze(-1)
-        return logp.gather(-1, idx).squeeze(-1).sum(-1)
+        eta = h.unflatten(-1, (-1, self.channels))  # (..., N, D, V)
+        return Categorical.log_prob_natural(y, eta).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
-        p = torch.softmax(h.unflatten(-1, (-1, self.channels)), -1)
-        return p @ torch.arange(self.channels, dtype=h.dtype, device=h.device)
+        return Categorical.mean_value(h.unflatten(-1, (-1, self.channels)))
 
     def sample(self, h: Tensor, generator: torch.Generator | None) -> Tensor:
-        p = torch.softmax(h.unflatten(-1, (-1, self.channels)), -1)
-        flat = p.reshape(-1, self.channels)
-        idx = torch.multinomial(flat, 1, generator=generator).reshape(p.shape[:-1])
-        return idx.to(h.dtype)
+        eta = h.unflatten(-1, (-1, self.channels))
+        return Categorical.sample_natural(eta, generator).to(h.dtype)
 
     def check(self, y: Tensor) -> None:
         if bool(((y < 0) | (y >= self.channels) | (y != y.round())).any()):
             raise ValueError(f"a categorical emission needs integer data in [0, "
                              f"{self.channels - 1}]; set n_values to the number of levels.")
+
+
+class FamilyLikelihood(Likelihood):
+    """p̂(y | x) = Π_d p(y_d | η_d(x)) for any scalar family of ``genmodels.families``: the
+    decoder outputs P unconstrained numbers per observed variable, mapped onto the natural
+    domain by ``family.natural_from_unconstrained`` (Gamma: (softplus − 1, −softplus));
+    log-density, mean, sampling and support check are the family's. So a family added to
+    ``genmodels.families`` is a VAE likelihood (``likelihood=<its name>``) with no code here.
+    """
+
+    def __init__(self, family: str | type[ExponentialFamily]) -> None:
+        super().__init__()
+        fam = FAMILIES.get(family) if isinstance(family, str) else family
+        if fam is None or fam.natural_per_unit == 0 or fam.event_dim != 0:
+            raise ValueError(f"family must name a scalar family of genmodels.families, got "
+                             f"{family!r}.")
+        self.family = fam
+        self.channels = fam.natural_per_unit
+
+    def natural(self, h: Tensor) -> Tensor:
+        """The decoder's output as natural parameters. (..., D·P) → (..., D, P)."""
+        return self.family.natural_from_unconstrained(h.unflatten(-1, (-1, self.channels)))
+
+    def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
+        return self.family.log_prob_natural(y, self.natural(h)).sum(-1)
+
+    def mean(self, h: Tensor) -> Tensor:
+        return self.family.mean_value(self.natural(h))
+
+    def sample(self, h: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.family.sample_natural(self.natural(h), generator).to(h.dtype)
+
+    def check(self, y: Tensor) -> None:
+        why = self.family.support_error(y)
+        if why is not None:
+            raise ValueError(f"a {self.family.name} emission needs data that {why}.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -541,7 +582,11 @@ class _ConvDecoder(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 _RECOGNITION = ("diagonal", "full", "gumbel", "score")
-_LIKELIHOOD = ("gaussian", "bernoulli", "categorical")
+#: the three named likelihoods, then every other scalar family of ``genmodels.families``
+#: (``FamilyLikelihood``).
+_LIKELIHOOD = ("gaussian", "bernoulli", "categorical", *(
+    name for name, f in FAMILIES.items()
+    if f.natural_per_unit and f.event_dim == 0 and name != "bernoulli"))
 _NETWORK = ("linear", "mlp", "conv")
 
 
@@ -610,7 +655,8 @@ class VAE(SavableModule):
             "bernoulli": BernoulliLikelihood,
             "categorical": lambda: CategoricalLikelihood(n_values),
         }
-        self.likelihood: Likelihood = likelihoods[likelihood]()
+        self.likelihood: Likelihood = (likelihoods[likelihood]() if likelihood in likelihoods
+                                       else FamilyLikelihood(likelihood))
 
         # network initialisation draws from torch's global generator: seed it inside a fork so
         # the caller's global random state is left as it was
@@ -776,8 +822,7 @@ def gaussian_vae_loss(y: Tensor, nu: Tensor, log_var: Tensor, decoder_mean: Any,
     z = torch.randn((n_samples, *nu.shape), generator=generator, dtype=nu.dtype,
                     device=nu.device)
     mu = decoder_mean(nu + (0.5 * log_var).exp() * z)
-    d = y.shape[-1]
-    recon = 0.5 * (d * math.log(2 * math.pi * alpha)
-                   + (mu - y).square().sum(-1) / alpha).mean(0)
-    kl = gaussian_kl_diagonal(nu, log_var)
+    a = torch.as_tensor(alpha, dtype=mu.dtype, device=mu.device)
+    recon = -Normal.log_prob_mean_var(y, mu, a).sum(-1).mean(0)
+    kl = kl_diag_std_normal(nu, log_var)
     return kl + recon, kl, recon

@@ -67,11 +67,7 @@ def _select(names: list[str], spec: str) -> list[int]:
 
 def run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     if args.data.endswith((".csv", ".npy", ".txt")):
-        ds = load_file(args.data)
-        target = args.target % ds.X.shape[1]
-        ds = load_file(args.data, target_column=target)
-        if len(ds.feature_names) == ds.X.shape[1] + 1:  # the header still names the target
-            ds.feature_names = [n for j, n in enumerate(ds.feature_names) if j != target]
+        ds = load_file(args.data, target_column=args.target)
     else:
         ds = load_dataset(args.data)
     if ds.y is None:
@@ -83,25 +79,28 @@ def run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
         X = (X - X.mean(0)) / X.std(0).clamp_min(1e-300)
     X = torch.cat([torch.ones(X.shape[0], 1, dtype=X.dtype), X], dim=1)
     exog_names = ["const"] + [names[j] for j in cols]
-
-
     model = GLM(ds.y.to(torch.float64), X, family=args.family, link=args.link,
                 device=args.device)
     model.exog_names = exog_names
     model.endog_name = args.data
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = model.fit(max_iter=args.max_iter, tol=args.tol, alpha=args.alpha)
-    for w in caught:
-        report.notes.append(f"{w.category.__name__}: {w.message}")
-    print(res.summary())
-    lines = ["name,coef,std_err,z,p_value"]
-    for j, n in enumerate(exog_names):
-        lines.append(f"{n},{float(res.params[j])!r},{float(res.bse[j])!r},"
-                     f"{float(res.tvalues[j])!r},{float(res.pvalues[j])!r}")
-    atomic_write_text(report.out / "coefficients.csv", "\n".join(lines) + "\n")
-    report.files.append("coefficients.csv")
-    report.save_model(res.to_model())
+    with report.stages(args.model, ["IRLS", "summary", "save"], not args.no_progress) as bar:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = model.fit(max_iter=args.max_iter, tol=args.tol, alpha=args.alpha)
+        bar.done("IRLS")
+        for w in caught:
+            report.notes.append(f"{w.category.__name__}: {w.message}")
+        summary = res.summary()
+        lines = ["name,coef,std_err,z,p_value"]
+        for j, n in enumerate(exog_names):
+            lines.append(f"{n},{float(res.params[j])!r},{float(res.bse[j])!r},"
+                         f"{float(res.tvalues[j])!r},{float(res.pvalues[j])!r}")
+        bar.done("summary")
+        atomic_write_text(report.out / "coefficients.csv", "\n".join(lines) + "\n")
+        report.files.append("coefficients.csv")
+        report.save_model(res.to_model())
+        bar.done("save")
+    print(summary)
     metrics: dict[str, Any] = {
         "family": res.family.name,
         "link": res.link.name,

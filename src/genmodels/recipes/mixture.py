@@ -11,7 +11,8 @@ labelled data the adjusted Rand index of the clusters against the labels), the m
 checked to load back identically), learning_curve.png, and for image data means.png (each
 component's mean as a picture, with its weight) and samples.png (draws from the model).
 
-kmeans: K-means (§7.1.1) with k-means++ starts; inertia, ARI, centres as pictures.
+kmeans: K-means (§7.1.1) with k-means++ starts; inertia, ARI, centres as pictures; the model
+saved as the equal-weight, shared-spherical-variance Gaussian mixture (``kmeans_as_mixture``).
 lda / qda: Gaussian class-conditionals from the labels (Eqs. 2.8–2.9) on a fixed 75/25 split;
 train and test accuracy, class means as pictures.
 """
@@ -156,6 +157,20 @@ def _gmm_run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
 # -- kmeans -----------------------------------------------------------------------------------
 
 
+def kmeans_as_mixture(centers: Tensor, variance: float) -> MixtureModel:
+    """K-means as the Gaussian mixture it is the hard-assignment limit of (§7.1.1): equal
+    weights and one shared spherical variance σ² (the recipe uses the within-cluster mean
+    squared deviation per coordinate, inertia / (N·D)). Its most probable component for any y
+    is the nearest centre, so the saved model assigns clusters as K-means does.
+    centers: (K, D)."""
+    k = centers.shape[0]
+    var = torch.full((k,), max(variance, 1e-12), dtype=centers.dtype, device=centers.device)
+    emission = GaussianEmission.from_parameters(centers, var, "spherical", reg_covar=0.0)
+    return MixtureModel(torch.full((k,), 1.0 / k, dtype=centers.dtype, device=centers.device),
+                        emission)
+
+
+
 def _kmeans_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clusters", type=int, default=10, help="number of clusters (default 10)")
     p.add_argument("--n-init", type=int, default=10, help="k-means++ restarts (default 10)")
@@ -167,8 +182,12 @@ def _kmeans_arguments(p: argparse.ArgumentParser) -> None:
 def _kmeans_run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     k = check_positive_int(args.clusters, "--clusters")
     ds, X = _data(args)
-    res = kmeans(X, k, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
-                 seed=make_generator(args.seed))
+    with report.stages(args.model, ["k-means", "save"], not args.no_progress) as bar:
+        res = kmeans(X, k, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
+                     seed=make_generator(args.seed))
+        bar.done("k-means")
+        report.save_model(kmeans_as_mixture(res.centers, float(res.inertia) / X.numel()))
+        bar.done("save")
     metrics: dict[str, Any] = {"clusters": k, "inertia": float(res.inertia),
                                "inertia_per_sample": float(res.inertia) / X.shape[0],
                                "n_iter": res.n_iter, "converged": res.converged,
@@ -191,16 +210,20 @@ def _classifier_run(estimator: Any, args: argparse.Namespace, report: Report
     y = ds.y.cpu().numpy()
     train, test = _split(X.shape[0], 0.25, args.seed)
     tr, te = train.numpy(), test.numpy()
-    estimator.fit(X[train], y[tr])
-    metrics: dict[str, Any] = {
-        "train_accuracy": float(estimator.score(X[train], y[tr])),
-        "test_accuracy": float(estimator.score(X[test], y[te])),
-        "n_train": len(tr),
-        "n_test": len(te),
-        "classes": len(estimator.classes_),
-        "priors": [float(p) for p in estimator.priors_],
-    }
-    report.save_model(estimator.model_)
+    with report.stages(args.model, ["fit", "score", "save"], not args.no_progress) as bar:
+        estimator.fit(X[train], y[tr])
+        bar.done("fit")
+        metrics: dict[str, Any] = {
+            "train_accuracy": float(estimator.score(X[train], y[tr])),
+            "test_accuracy": float(estimator.score(X[test], y[te])),
+            "n_train": len(tr),
+            "n_test": len(te),
+            "classes": len(estimator.classes_),
+            "priors": [float(p) for p in estimator.priors_],
+        }
+        bar.done("score")
+        report.save_model(estimator.model_)
+        bar.done("save")
     _pictures(report, ds, torch.as_tensor(estimator.means_), "class_means.png",
               f"{type(estimator).__name__}: class means",
               [str(c) for c in estimator.classes_])
@@ -252,4 +275,4 @@ lda = Recipe("lda", "linear discriminant analysis (shared covariance): train/tes
 qda = Recipe("qda", "quadratic discriminant analysis (per-class covariance): train/test accuracy",
              "digits", _qda_arguments, _qda_run)
 
-__all__ = ["adjusted_rand_index", "gmm", "kmeans_recipe", "lda", "qda"]
+__all__ = ["adjusted_rand_index", "gmm", "kmeans_as_mixture", "kmeans_recipe", "lda", "qda"]
