@@ -62,7 +62,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller synthetic")
     parser.add_argument("--threads", type=int, default=None,
                         help="limit torch's and NumPy's BLAS threads alike (default: leave them)")
+    parser.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = parser.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     if args.threads:
         from threadpoolctl import threadpool_limits
 

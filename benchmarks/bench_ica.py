@@ -42,7 +42,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = parser.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     sizes = [(5000, 3), (5000, 8)] if args.quick else [(5000, 3), (5000, 8), (50000, 3),
                                                         (50000, 8)]
     repeats = args.repeats or (3 if args.quick else 5)

@@ -34,7 +34,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = ap.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     torch.set_num_threads(args.threads)
     from pykalman import KalmanFilter as PyKalman
     from statsmodels.tsa.statespace.kalman_smoother import KalmanSmoother

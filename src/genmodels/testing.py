@@ -157,7 +157,7 @@ def _check_stein(y: Tensor, score: Tensor, z: float) -> None:
 
 def _check_frequencies(log_marginal: Callable[[Tensor], Tensor], y: Tensor, z: float) -> None:
     values, counts = torch.unique(y, dim=0, return_counts=True)
-    p = log_marginal(values).exp()
+    p = log_marginal(values).detach().exp()
     assert float(p.sum()) <= 1.0 + 1e-8, "probabilities of distinct values sum above one"
     n = y.shape[0]
     freq = counts.to(p.dtype) / n

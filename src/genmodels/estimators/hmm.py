@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from genmodels._threads import gemm_work, work_sized
 from genmodels._validation import (
     check_choice,
     check_nonnegative_float,
@@ -61,6 +62,12 @@ __all__ = ["GMMHMM", "CategoricalHMM", "ConvergenceMonitor", "GaussianHMM", "Poi
 #: hmmlearn's parameter letters → the model's parameter names.
 LETTERS = {"s": "initial_probs", "t": "transition_matrix", "m": "means", "c": "covariances",
            "e": "probs", "l": "rates", "w": "weights"}
+
+
+def _hmm_work(self: Any, X: Any, *args: Any, **kwargs: Any) -> float:
+    """The emission table's work, (Σ T_i, D) against K states (the recursions themselves split
+    across sequences by their own rule, ``genmodels.inference._hmm_compiled``)."""
+    return gemm_work(X, self.n_components)
 
 
 @dataclass
@@ -163,6 +170,7 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         raise NotImplementedError
 
     # -- fitting ------------------------------------------------------------------------------
+    @work_sized(_hmm_work)
     def fit(self, X: Any, lengths: Any = None) -> Any:
         """Baum–Welch (§7.2) from hmmlearn-style data: X (Σ T_i, D), lengths (n_sequences,)."""
         self._check_params()
@@ -196,12 +204,14 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
                              f"{attr} before calling fit.")
 
     # -- inference ----------------------------------------------------------------------------
+    @work_sized(_hmm_work)
     def score(self, X: Any, lengths: Any = None) -> float:
         """log p̂(X) summed over the sequences (Eq. 2.40)."""
         model = self._fitted_model()
         data = self._data(X, lengths, reset=False)
         return float(model.log_marginal(data, method=self.method).sum())
 
+    @work_sized(_hmm_work)
     def score_samples(self, X: Any, lengths: Any = None) -> tuple[float, np.ndarray]:
         """(log p̂(X), posteriors (Σ T_i, K)) — the smoothed marginals γ (Eq. 2.43)."""
         model = self._fitted_model()
@@ -214,6 +224,7 @@ class _BaseHMM(TorchEstimatorMixin, BaseEstimator):
         """Posterior state probabilities p̂(x_t | all of the sequence): (Σ T_i, K)."""
         return self.score_samples(X, lengths)[1]
 
+    @work_sized(_hmm_work)
     def decode(self, X: Any, lengths: Any = None, algorithm: str | None = None
                ) -> tuple[float, np.ndarray]:
         """(log-probability, states (Σ T_i,)): "viterbi" gives the most probable path and its

@@ -20,6 +20,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.metaestimators import available_if
 
+from genmodels._threads import gemm_work, last_dim, work_sized
 from genmodels._validation import (
     as_tensor,
     check_nonnegative_float,
@@ -120,6 +121,7 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         return to_numpy(self._fit(X))
 
+    @work_sized(lambda self, X: gemm_work(X, last_dim(X)))  # whitening and (N, K) @ (K, K)
     def _fit(self, X: Any) -> torch.Tensor:
         Xt = self._validate_X(X, reset=True, min_samples=2)
         D = Xt.shape[1]

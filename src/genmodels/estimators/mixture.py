@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, TransformerMixin
 
+from genmodels._threads import gemm_work, last_dim, work_sized
 from genmodels._validation import (
     as_tensor,
     check_bool,
@@ -30,6 +31,19 @@ from genmodels.learning.em import fit_em
 from genmodels.learning.kmeans import kmeans, squared_distances
 from genmodels.models.covariance import GaussianEmission, covariance_structure
 from genmodels.models.mixture import INIT_METHODS, MixtureModel
+
+
+def _gmm_work(self: Any, X: Any, *args: Any, **kwargs: Any) -> float:
+    """One E step's log-density product: (N, D(D+1)/2) @ (D(D+1)/2, K) for full or tied
+    covariances, (N, D) @ (D, K) for diagonal or spherical ones."""
+    d = last_dim(X)
+    width = d * (d + 1) / 2 if self.covariance_type in ("full", "tied") else d
+    return gemm_work(X, self.n_components * width / max(d, 1))
+
+
+def _kmeans_work(self: Any, X: Any, *args: Any, **kwargs: Any) -> float:
+    """One distance product (N, D) @ (D, K)."""
+    return gemm_work(X, self.n_clusters)
 
 
 def _seed(random_state: Any) -> Any:
@@ -153,6 +167,7 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
         self.fit_predict(X, y)
         return self
 
+    @work_sized(_gmm_work)
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return the most probable component of each sample."""
         self._check_parameters()
@@ -193,7 +208,10 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
             self.lower_bound_ = float(result.final)
         self.model_ = model
         self._store_attributes()
-        labels = to_numpy(model.posterior(t).responsibilities.argmax(-1))
+        # the most probable component: argmax of the log joint (no softmax needed, Eq. 2.6),
+        # in EM's chunks so that the cached features of each chunk serve
+        labels = to_numpy(torch.cat([model.log_joint(c).argmax(-1)
+                                     for c in torch.split(t, model._chunk_rows(t))]))
         em.clear_cache()  # release the training data's cached features
         return labels
 
@@ -206,6 +224,7 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
         self.precisions_ = to_numpy(em.precisions)
 
     # -- inference ----------------------------------------------------------------------------
+    @work_sized(_gmm_work)
     def score_samples(self, X: Any) -> np.ndarray:
         """log p̂(x_n) (Eq. 2.10), (N,)."""
         check_fitted(self, "model_")
@@ -215,6 +234,7 @@ class GaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
         """Mean log-likelihood per sample."""
         return float(self.score_samples(X).mean())
 
+    @work_sized(_gmm_work)
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities p̂(x̂ = k | x_n) (Eq. 2.6), (N, K)."""
         check_fitted(self, "model_")
@@ -282,6 +302,7 @@ class KMeans(TorchEstimatorMixin, ClusterMixin, TransformerMixin, BaseEstimator)
         self.device = device
         self.dtype = dtype
 
+    @work_sized(_kmeans_work)
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
         """Cluster X (keeps the best of ``n_init`` runs by inertia)."""
         k = check_positive_int(self.n_clusters, "n_clusters")
@@ -317,6 +338,7 @@ class KMeans(TorchEstimatorMixin, ClusterMixin, TransformerMixin, BaseEstimator)
         self.n_iter_ = int(res.n_iter)
         return self
 
+    @work_sized(_kmeans_work)
     def _distances(self, X: Any) -> torch.Tensor:
         check_fitted(self, "cluster_centers_")
         t = self._validate_X(X, reset=False)

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genmodels._threads import choose_threads, idle_cores, thread_ceiling
+
 __all__ = ["available", "forward_backward", "viterbi"]
 
 
@@ -85,8 +87,11 @@ def _run(kernel: Any, shared: tuple[Any, ...], per_seq: tuple[Any, ...], shape: 
     release the GIL).
     shape: (B, T, K) of the chain, to size the work."""
     B, T, K = shape
-    n = min(torch.get_num_threads(), B)
-    if n <= 1 or B * T * K * K < _MIN_PARALLEL_WORK:
+    work = B * T * K * K
+    n = 1 if work < _MIN_PARALLEL_WORK else min(B, choose_threads(
+        work, ceiling=thread_ceiling(), idle=idle_cores(),
+        min_flops_per_thread=_MIN_PARALLEL_WORK / 2))
+    if n <= 1:
         kernel(*shared, *per_seq)
         return
     def part(a: Any, lo: int, hi: int) -> Any:  # per-sequence arrays are cut, the rest kept

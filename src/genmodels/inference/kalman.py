@@ -47,11 +47,12 @@ local-level and other models identified by one observation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from genmodels._threads import last_dim, numel, work_sized
 from genmodels.inference.scan import Elems, associative_scan, cat_broadcast
 from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky, symmetrize
 
@@ -833,6 +834,15 @@ def _resolve_method(method: str, T: int) -> str:
     return method
 
 
+def _kalman_work(params: LGSSMParams, y: Tensor, *args: Any, **kwargs: Any) -> float:
+    """The largest operation of the batched (parallel, steady) forms: a K × K product at every
+    time step of every sequence, 2 (batch · T) K³; the sequential form's are K³ each."""
+    k = int(params.dynamics.shape[-1])
+    steps = numel(y) // max(1, last_dim(y))
+    return 2.0 * steps * k * k * k
+
+
+@work_sized(_kalman_work)
 def kalman_filter(
     params: LGSSMParams,
     y: Tensor,
@@ -866,6 +876,7 @@ def kalman_filter(
     return _filter_sequential(p, diffuse)
 
 
+@work_sized(lambda params, filtered, **kw: _kalman_work(params, filtered.means))
 def rts_smoother(
     params: LGSSMParams, filtered: GaussianFiltered, *, method: str = "auto"
 ) -> GaussianSmoothed:

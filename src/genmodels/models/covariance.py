@@ -77,6 +77,14 @@ def _triu_features(y: Tensor) -> Tensor:
         i, j = torch.triu_indices(d, d, device=y.device)
         return torch.cat([y[:, i] * y[:, j], y, torch.ones_like(y[:, :1])], dim=1)
     out = torch.empty(n, t + d + 1, dtype=y.dtype, device=y.device)
+    if y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64) and n >= 256:
+        from genmodels.inference import _hmm_compiled  # (where Numba's availability is known)
+
+        if _hmm_compiled.available():
+            from genmodels.models._gaussian_numba import triu_features
+
+            triu_features(y.detach().contiguous().numpy(), out.numpy())
+            return out
     o = 0
     for i in range(d):  # D slices of whole columns: vectorised over data
         torch.mul(y[:, i:], y[:, i : i + 1], out=out[:, o : o + d - i])

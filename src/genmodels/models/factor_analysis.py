@@ -49,6 +49,7 @@ from genmodels.models.linear_gaussian import (
     GaussianPosterior,
     LinearGaussian,
     as_moments,
+    centred_moments,
     linear_gaussian_log_marginal,
     linear_gaussian_posterior,
 )
@@ -259,11 +260,15 @@ class FactorAnalyzer(SavableModule):
         return symmetrize(torch.diag(1.0 / self.noise_variance)
                           - W @ torch.cholesky_solve(W.mT, L_M))
 
-    def _posterior_precision_cholesky(self) -> Tensor:
-        """Cholesky factor of M = I + Cᵀ Ψ⁻¹ C, the posterior precision (Eq. 7.3)."""
-        W = self.loadings / self.noise_variance[:, None]
-        eye = torch.eye(self.n_components, dtype=W.dtype, device=W.device)
-        return safe_cholesky(eye + self.loadings.mT @ W)
+    def _posterior_precision_cholesky(self, W: Tensor | None = None) -> Tensor:
+        """Cholesky factor of M = I + Cᵀ Ψ⁻¹ C, the posterior precision (Eq. 7.3).
+        W: Ψ⁻¹ C when the caller has it."""
+        if W is None:
+            W = self.loadings / self.noise_variance[:, None]
+        M = self.loadings.mT @ W
+        M.diagonal().add_(1.0)
+        L, info = torch.linalg.cholesky_ex(M)  # M ⪰ I: fails only on non-finite input
+        return L if int(info) == 0 else safe_cholesky(M)
 
     def log_joint(self, x: Tensor, y: Tensor) -> Tensor:
         """log N(x; 0, I) + log N(y; C x + c, Ψ). x: (N, K); y: (N, D) → (N,)."""
@@ -295,19 +300,24 @@ class FactorAnalyzer(SavableModule):
         Sc = m.scatter(c)  # (D, D)
         sy_c = m.sum - n * c
         W = C / psi[:, None]  # Ψ⁻¹ C, (D, K)
-        L_M = self._posterior_precision_cholesky()
+        L_M = self._posterior_precision_cholesky(W)
         gain = torch.cholesky_solve(W.mT, L_M)  # K = M⁻¹ CᵀΨ⁻¹, (K, D), Eq. 7.3
-        post_cov = symmetrize(torch.cholesky_inverse(L_M))  # (CᵀΨ⁻¹C + I)⁻¹, Eq. 7.3
+        post_cov = torch.cholesky_inverse(L_M)  # (CᵀΨ⁻¹C + I)⁻¹, Eq. 7.3
         Sc_gT = Sc @ gain.mT  # (D, K)
+        # Σ y (y − c)ᵀ Kᵀ = S_c Kᵀ + c (Σ (y − c))ᵀ Kᵀ: one D × D product per iteration
+        sum_y_ex = torch.addr(Sc_gT, c, gain @ sy_c) if m.centred else (
+            (m.outer - torch.outer(m.sum, c)) @ gain.mT)
+        sum_ex = gain @ sy_c
         stats = {
             "n": torch.as_tensor(n, dtype=c.dtype, device=c.device),
             "sum_y": m.sum,
-            "sum_yy_diag": m.outer.diagonal().clone(),
-            "sum_ex": gain @ sy_c,
-            "sum_y_ex": (m.outer - torch.outer(m.sum, c)) @ gain.mT,
-            "sum_exx": symmetrize(n * post_cov + gain @ Sc_gT),
+            "sum_yy_diag": m.outer.diagonal(),
+            "sum_ex": sum_ex,
+            "sum_y_ex": sum_y_ex,
+            "sum_exx": symmetrize(torch.addmm(post_cov, gain, Sc_gT, beta=n)),
         }
-        trace = (Sc.diagonal() / psi).sum() - (gain.mT * (Sc @ W)).sum()  # tr(Σ_y⁻¹ S_c)
+        # tr(Σ_y⁻¹ S_c) = tr(Ψ⁻¹ S_c) − tr(K S_c Ψ⁻¹ C), the last as Σ (S_c Kᵀ) ∘ (Ψ⁻¹ C)
+        trace = (Sc.diagonal() / psi).sum() - (Sc_gT * W).sum()
         logdet = psi.log().sum() + cholesky_logdet(L_M)  # log|Σ_y|
         ll = -0.5 * (n * (self.n_features * LOG_TAU + logdet) + trace)
         return EStep(stats, ll, n)
@@ -316,15 +326,18 @@ class FactorAnalyzer(SavableModule):
         """M step (§7.3): regression for C and c, then Ψ = diag⟨(y − Cx − c)(y − Cx − c)ᵀ⟩
         (isotropic: its mean), floored at ``noise_floor``."""
         C, c = _regress(stats, self.loadings, self.mean, frozen)
-        self.loadings, self.mean = C, c
+        # straight into the buffer table: nn.Module.__setattr__'s checks cost more than the
+        # rest of an M step at D = 64 (the names are registered buffers already)
+        self._buffers["loadings"], self._buffers["mean"] = C, c
         if "noise_variance" not in frozen:
             psi = self.noise_model.maximize(_residual_variances(stats, C, c))
-            self.noise_variance = self._apply_floor(psi)
+            self._buffers["noise_variance"] = self._apply_floor(psi)
 
     def _apply_floor(self, psi: Tensor) -> Tensor:
         floor = self.noise_floor
+        floored = psi.clamp_min(floor)
         low = psi < floor
-        if bool(low.any()):
+        if not torch.equal(floored, psi) and bool(low.any()):
             idx = torch.nonzero(low).flatten().tolist()
             shown = idx[:10] + (["..."] if len(idx) > 10 else [])
             warnings.warn(
@@ -335,8 +348,7 @@ class FactorAnalyzer(SavableModule):
                 DegenerateFitWarning,
                 stacklevel=3,
             )
-            psi = psi.clamp_min(floor)
-        return psi
+        return floored
 
     def initialize(self, data: Tensor | GaussianMoments,
                    generator: torch.Generator | None = None) -> None:
@@ -458,8 +470,7 @@ class PCAResult(NamedTuple):
 def _flip_signs(components: Tensor) -> Tensor:
     """Make the largest-|·| entry of each row positive (a deterministic sign)."""
     idx = components.abs().argmax(-1, keepdim=True)
-    signs = torch.sign(components.gather(-1, idx))
-    return components * torch.where(signs == 0, torch.ones_like(signs), signs)
+    return components * torch.where(components.gather(-1, idx) < 0, -1.0, 1.0)
 
 
 def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
@@ -473,17 +484,19 @@ def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
     n, d = y.shape
     if n < 2:
         raise ValueError(f"PCA needs at least 2 samples, got {n}.")
-    mean = y.mean(0)
     if solver == "auto":
         solver = "covariance" if n >= 10 * d else "svd"
     if solver == "svd":
+        mean = y.mean(0)
         _, s, Vt = torch.linalg.svd(y - mean, full_matrices=False)
         components = Vt
     else:
-        evals, evecs = torch.linalg.eigh(GaussianMoments.from_data(y - mean).scatter())
-        evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
+        mean, moments = centred_moments(y)  # the scatter without a centred copy of y
+        evals, evecs = torch.linalg.eigh(moments.outer)
         r = min(n, d)
-        s, components = evals[:r].sqrt(), evecs[:, :r].mT
+        evals = evals.flip(-1)[:r].clamp_min_(0.0)
+        s, components = evals.sqrt(), evecs.mT.flip(0)[:r]
+        return PCAResult(mean, _flip_signs(components), evals / (n - 1), s, n)
     return PCAResult(mean, _flip_signs(components).contiguous(), s.square() / (n - 1), s, n)
 
 

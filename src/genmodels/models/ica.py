@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,29 @@ from genmodels.linalg import LOG_TAU
 #: InfoMax, p(u) = N(u; 0, 1) sech(u) / c. Computed by adaptive quadrature
 #: (scipy.integrate.quad, abs/rel tolerance 1e-14: c = 0.7412642741253798); the tests recompute it.
 LOG_SECH_GAUSS_NORMALIZER = -0.2993980720254203
+
+
+class LatentTerms(NamedTuple):
+    """What one pass of the learning rule needs from the latent density at x (*, N):
+    log_prob_sum Σ_n log ψ′(x_n) along the last axis (*,); score φ(x); score_derivative φ′(x)
+    (None when not asked for)."""
+
+    log_prob_sum: Tensor
+    score: Tensor
+    score_derivative: Tensor | None
+
+
+def latent_terms(latent: Any, x: Tensor, *, derivative: bool = True,
+                 out: tuple[Tensor, Tensor, Tensor] | None = None) -> LatentTerms:
+    """``LatentTerms`` of ``latent`` at x: its fused ``terms`` method when it has one (one
+    transcendental pass for all three), else ``log_prob``, ``score``, ``score_derivative``.
+    out: three scratch tensors shaped like x that a fused method may write into (the score,
+    the derivative, a temporary), so an inner loop allocates nothing."""
+    fused = getattr(latent, "terms", None)
+    if fused is not None:
+        return fused(x, derivative=derivative, out=out)
+    return LatentTerms(latent.log_prob(x).sum(-1), latent.score(x),
+                       latent.score_derivative(x) if derivative else None)
 
 
 class LatentDensity(Protocol):
@@ -91,6 +114,23 @@ class LogisticLatent:
     def score_derivative(self, x: Tensor) -> Tensor:
         s = torch.sigmoid(x)
         return -2.0 * s * (1.0 - s)
+
+    def terms(self, x: Tensor, *, derivative: bool = True,
+              out: tuple[Tensor, Tensor, Tensor] | None = None) -> LatentTerms:
+        """log ψ′, φ and φ′ from one exponential e = exp(−|x|) (the fit's inner loop): with
+        r = σ(|x|) = 1/(1 + e), log ψ′ = −|x| − 2 log1p(e), φ = 1 − 2σ(x) = −sign(x)(1 − e) r,
+        φ′ = −2σ(x)σ(−x) = −2 e r². Each to rounding in relative terms (a form through
+        σ(|x|) alone is cheaper but loses the relative accuracy of 1 − r, which slows the
+        quasi-Newton solver's last steps). x: (*, N); out: scratch as in ``latent_terms``."""
+        r_out, d_out, tmp = (None, None, None) if out is None else out
+        e = torch.abs(x, out=r_out)
+        a_sum = e.sum(-1)
+        e.neg_().exp_()
+        log_prob_sum = -(a_sum + 2.0 * torch.log1p(e, out=tmp).sum(-1))
+        r = torch.add(e, 1.0, out=tmp).reciprocal_()
+        deriv = torch.mul(e, r, out=d_out).mul_(r).mul_(-2.0) if derivative else None
+        score = e.sub_(1.0).mul_(r).copysign_(x).neg_()
+        return LatentTerms(log_prob_sum, score, deriv)
 
     def cdf(self, x: Tensor) -> Tensor:
         return torch.sigmoid(x)

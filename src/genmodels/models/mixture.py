@@ -15,6 +15,7 @@ summed responsibilities and the emission's posterior-weighted statistics, ``maxi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -43,6 +44,21 @@ class MixturePosterior(NamedTuple):
     responsibilities: Tensor
     log_responsibilities: Tensor
     log_marginal: Tensor
+
+
+def _exp_shifted_(z: Tensor) -> Tensor:
+    """exp(z) in place for z ≤ 0 (log-weights shifted by their maximum), with z first floored at
+    log tiny + 8 (≈ −700.4 in float64, −79.3 in float32): weights below e⁸ × the smallest
+    normal number (7e-305 in float64, 3.5e-35 in float32) come out as that floor.
+
+    Next to a largest weight of 1 the floor cannot change a normalised sum or a statistic
+    beyond rounding; computing the true values costs 10–70× a normal exp on x86 (torch's exp
+    takes a slow path from z ≈ −708 down, subnormal and underflowing results alike: 4–8 ms
+    against 0.4 ms for an (11,335 × 32) float64 chunk, as a GMM's far components give), and
+    subnormal weights then slow the M step's product as well. (Zeroing the floored entries
+    instead costs a mask and a fill, two more passes: 25 ms of a 200 ms EM iteration at
+    N = 200,000, K = 32.)"""
+    return z.clamp_min_(math.log(torch.finfo(z.dtype).tiny) + 8.0).exp_()
 
 
 class MixtureModel(SavableModule):
@@ -142,10 +158,13 @@ class MixtureModel(SavableModule):
     # -- learning (the EM contract of genmodels.learning.em) ---------------------------------
     def _chunk_rows(self, y: Tensor) -> int:
         # Bound the per-chunk work arrays (responsibilities + the emission's features) to about
-        # 2**21 numbers (16 MB in float64) so they stay in cache; vectorised within a chunk.
+        # 2**20 numbers (8 MB in float64) so that the M step's product finds the chunk that the
+        # E step's product just read still in cache; vectorised within a chunk. (At N = 200k,
+        # D = 16, K = 32 the products of (11,000 × 153) chunks ran at 46–56% of the matmul
+        # peak, of (4,000 × 153) ones at 90–100%.)
         d = y.shape[-1] if y.dim() > 1 else 1
         width = self.num_states + d * (d + 1) // 2 + d
-        return max(1024, (1 << 21) // width)
+        return max(1024, (1 << 20) // width)
 
     def expected_stats(self, batch: Tensor) -> EStep:
         """E step: Σ_n r_nk and the emission's weighted statistics; Σ_n log p̂(y_n)."""
@@ -159,9 +178,9 @@ class MixtureModel(SavableModule):
                 bad = int(torch.nonzero(~torch.isfinite(z_max))[0, 0])
                 raise ValueError(f"observation {bad} of the batch has zero (or NaN) probability "
                                  "under every component.")
-            resp = z.sub_(z_max).exp_()  # softmax in place (Eqs. 2.6–2.7)
+            resp = _exp_shifted_(z.sub_(z_max))  # softmax in place (Eqs. 2.6–2.7)
             norm = resp.sum(-1, keepdim=True)
-            resp = resp.div_(norm)
+            resp = resp.mul_(norm.reciprocal())
             log_marg = (z_max + norm.log()).squeeze(-1)  # Eq. 2.10
             part = {"weights": resp.sum(0)}
             part.update({f"emission.{k}": v

@@ -1,0 +1,168 @@
+"""The thread and work-size policy (genmodels._threads): its decisions, not timings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genmodels import _threads
+from genmodels._threads import (
+    MIN_FLOPS_PER_THREAD,
+    choose_threads,
+    idle_cores,
+    single_threaded,
+    thread_ceiling,
+    work_sized,
+    work_threads,
+)
+
+
+@pytest.fixture
+def two_threads(monkeypatch: pytest.MonkeyPatch):
+    """torch at 2 threads (the default on a 2-core machine) and every core idle."""
+    monkeypatch.delenv("GENMODELS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "idle_cores", lambda *a, **k: 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_small_work_runs_single_threaded() -> None:
+    assert choose_threads(0.0, ceiling=8) == 1
+    assert choose_threads(8**3 * 10_000, ceiling=8) == 1  # a Kalman recursion's steps
+    assert choose_threads(MIN_FLOPS_PER_THREAD - 1, ceiling=8) == 1
+
+
+def test_threads_grow_with_the_work_up_to_the_ceiling() -> None:
+    assert choose_threads(2 * MIN_FLOPS_PER_THREAD, ceiling=8) == 2
+    assert choose_threads(5.5 * MIN_FLOPS_PER_THREAD, ceiling=8) == 5
+    assert choose_threads(1e15, ceiling=8) == 8
+    assert choose_threads(1e15, ceiling=1) == 1
+
+
+def test_busy_cores_are_not_used() -> None:
+    assert choose_threads(1e15, ceiling=8, idle=3) == 3
+    assert choose_threads(1e15, ceiling=2, idle=1) == 1
+    assert choose_threads(1e15, ceiling=2, idle=0) == 1  # never fewer than one
+
+
+def test_idle_cores_reads_the_running_count() -> None:
+    assert idle_cores(2, "0.5 0.4 0.3 1/120 999\n") == 2  # only this task runs
+    assert idle_cores(2, "1.5 0.4 0.3 2/120 999\n") == 1  # one competitor
+    assert idle_cores(2, "7.5 6.4 5.3 9/120 999\n") == 1  # oversubscribed: still one
+    assert idle_cores(16, "1 1 1 5/120 999\n") == 12
+    assert idle_cores(4, "garbage") == 4  # unreadable: assume idle
+    assert 1 <= idle_cores() <= 1024
+
+
+def test_region_sets_and_restores(two_threads: None) -> None:
+    with work_threads(0.0) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with work_threads(1e12) as n:
+        assert n == 2 and torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2
+
+
+def test_restored_after_an_exception(two_threads: None) -> None:
+    with pytest.raises(RuntimeError, match="inside"), work_threads(0.0):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2
+
+
+def test_user_setting_is_the_ceiling(two_threads: None) -> None:
+    torch.set_num_threads(1)  # the user's choice
+    with work_threads(1e15) as n:
+        assert n == 1 and thread_ceiling() == 1
+    assert torch.get_num_threads() == 1
+
+
+def test_nested_regions_decide_within_the_outer_ceiling(two_threads: None) -> None:
+    with work_threads(0.0):
+        assert torch.get_num_threads() == 1
+        assert thread_ceiling() == 2  # not the outer region's own choice
+        with work_threads(1e12) as inner:
+            assert inner == 2 and torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_forced_count_overrides_the_policy(two_threads: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENMODELS_NUM_THREADS", "2")
+    with work_threads(0.0) as n:
+        assert n == 2
+    monkeypatch.setenv("GENMODELS_NUM_THREADS", "not a number")
+    with work_threads(0.0) as n:
+        assert n == 1
+
+
+def test_the_busy_check_applies_to_large_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GENMODELS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "idle_cores", lambda *a, **k: 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with work_threads(1e12) as n:
+            assert n == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_decorators(two_threads: None) -> None:
+    seen: list[int] = []
+
+    @work_sized(lambda a, *, scale=1.0: a * scale)
+    def big(a: float, *, scale: float = 1.0) -> int:
+        seen.append(torch.get_num_threads())
+        return 7
+
+    @single_threaded
+    def small() -> None:
+        seen.append(torch.get_num_threads())
+
+    assert big(1e12) == 7 and big(1.0, scale=10.0) == 7
+    small()
+    assert seen == [2, 1, 1]
+    assert big.__name__ == "big"
+
+
+def test_entry_points_use_the_policy(two_threads: None) -> None:
+    """Small fits run single-threaded inside, and leave the user's setting as it was."""
+    from genmodels.estimators.decomposition import PCA, FactorAnalysis
+    from genmodels.estimators.mixture import GaussianMixture
+
+    seen: list[int] = []
+    original = torch.linalg.eigh
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    X = torch.randn(200, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    try:
+        torch.linalg.eigh = spy
+        PCA(2, svd_solver="covariance_eigh").fit(X)
+        FactorAnalysis(2).fit(X)
+    finally:
+        torch.linalg.eigh = original
+    assert seen and set(seen) == {1}
+    GaussianMixture(2, random_state=0, max_iter=3).fit(X)
+    assert torch.get_num_threads() == 2
+
+
+def test_no_minimum_means_the_ceiling() -> None:
+    assert choose_threads(1.0, ceiling=3, min_flops_per_thread=0) == 3
+    assert choose_threads(1.0, ceiling=3, idle=2, min_flops_per_thread=0) == 2
+
+
+def test_work_estimates_accept_any_input() -> None:
+    """The estimates see the raw arguments before validation: never fail on them."""
+    from genmodels._threads import gemm_work, last_dim, numel
+    from genmodels.estimators.mixture import GaussianMixture, _gmm_work
+
+    est = GaussianMixture(3)
+    for X in ([[1.0, 2.0]], torch.zeros(0, 3), torch.zeros(3, 0), "text", None, 5):
+        assert _gmm_work(est, X) >= 0.0
+        assert gemm_work(X, 4) >= 0.0 and numel(X) >= 0 and last_dim(X) >= 0
