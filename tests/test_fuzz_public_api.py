@@ -21,13 +21,14 @@ from hypothesis import strategies as st
 
 import genmodels as gm
 
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 _rng = np.random.default_rng(0)
 _X = _rng.normal(size=(40, 3))
 #: the training data of the estimators of integer data (symbols, counts)
-_TRAIN = {"CategoricalHMM": _rng.integers(0, 3, (40, 1)), "PoissonHMM": _rng.poisson(2.0, (40, 3))}
+_TRAIN = {"CategoricalHMM": _rng.integers(0, 3, (40, 1)), "PoissonHMM": _rng.poisson(2.0, (40, 3)),
+          "BernoulliRBM": (_X > 0).astype(np.float64)}
 _TARGETS = {
     "class": (_X[:, 0] > 0).astype(int),
     "real": _X @ np.array([1.0, -1.0, 0.5]),
@@ -55,6 +56,10 @@ ESTIMATORS: dict[str, tuple[Callable[..., Any], str | None]] = {
                                                          "random_state": 0, **k}), None),
     "PoissonHMM": (lambda **k: gm.PoissonHMM(**{"n_components": 2, "n_iter": 3,
                                                  "random_state": 0, **k}), None),
+    "BernoulliRBM": (lambda **k: gm.BernoulliRBM(**{"n_components": 3, "n_iter": 2,
+                                                     "random_state": 0, **k}), None),
+    "BayesianGaussianMixture": (lambda **k: gm.BayesianGaussianMixture(
+        **{"n_components": 2, "max_iter": 5, "random_state": 0, **k}), None),
     "LinearRegression": (lambda **k: gm.LinearRegression(**k), "real"),
     "Ridge": (lambda **k: gm.Ridge(**k), "real"),
     "LogisticRegression": (lambda **k: gm.LogisticRegression(**k), "class"),
@@ -98,7 +103,7 @@ def _bad_matrix(kind: str, n: int, d: int, where: int, scale_exp: int) -> Any:
 KINDS = ("nan", "inf", "empty", "zero_features", "one_d", "three_d", "strings", "object",
          "complex", "magnitude", "constant_column", "wrong_features")
 #: every kind of bad matrix runs for every estimator; hypothesis draws the rest.
-CASE = settings(max_examples=4, deadline=None, derandomize=True,
+CASE = settings(max_examples=4, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
