@@ -60,6 +60,10 @@ ESTIMATORS: dict[str, tuple[Callable[..., Any], str | None]] = {
                                                      "random_state": 0, **k}), None),
     "BayesianGaussianMixture": (lambda **k: gm.BayesianGaussianMixture(
         **{"n_components": 2, "max_iter": 5, "random_state": 0, **k}), None),
+    "DictionaryLearning": (lambda **k: gm.DictionaryLearning(
+        **{"n_components": 2, "max_iter": 5, "random_state": 0, **k}), None),
+    "MiniBatchDictionaryLearning": (lambda **k: gm.MiniBatchDictionaryLearning(
+        **{"n_components": 2, "max_iter": 2, "random_state": 0, **k}), None),
     "LinearRegression": (lambda **k: gm.LinearRegression(**k), "real"),
     "Ridge": (lambda **k: gm.Ridge(**k), "real"),
     "LogisticRegression": (lambda **k: gm.LogisticRegression(**k), "class"),
