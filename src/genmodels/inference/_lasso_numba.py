@@ -35,16 +35,32 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
+def _violation(xk: float, rk: float, tk: float) -> float:
+    """How far coordinate k breaks the LASSO's optimality (KKT) condition: |r_k| ≤ t_k at
+    x_k = 0, r_k = t_k sign(x_k) otherwise (scaled units)."""
+    if xk == 0.0:
+        return abs(rk) - tk
+    if xk > 0.0:
+        return abs(rk - tk)
+    return abs(rk + tk)
+
+
+@_jit
+def _coordinate_minimum(z: float, tk: float, gkk: float) -> float:
+    """The exact minimiser along one coordinate: soft-thresholding of z = r_k + G_kk x_k."""
+    if z > tk:
+        return (z - tk) / gkk
+    if z < -tk:
+        return (z + tk) / gkk
+    return 0.0
+
+
+@_jit
 def _kkt_violation(x: Any, r: Any, t: Any) -> float:
     """max_k of the KKT violation of one datum (scaled units)."""
     worst = 0.0
     for k in range(x.shape[0]):
-        if x[k] == 0.0:
-            v = abs(r[k]) - t[k]
-        elif x[k] > 0.0:
-            v = abs(r[k] - t[k])
-        else:
-            v = abs(r[k] + t[k])
+        v = _violation(x[k], r[k], t[k])
         if v > worst:
             worst = v
     return worst
@@ -60,13 +76,7 @@ def _sweep(G: Any, x: Any, r: Any, t: Any, idx: Any, n_idx: int) -> int:
         k = idx[i]
         gkk = G[k, k]
         old = x[k]
-        z = r[k] + gkk * old
-        if z > t[k]:
-            new = (z - t[k]) / gkk
-        elif z < -t[k]:
-            new = (z + t[k]) / gkk
-        else:
-            new = 0.0
+        new = _coordinate_minimum(r[k] + gkk * old, t[k], gkk)
         if new != old:
             d = new - old
             x[k] = new
@@ -87,13 +97,7 @@ def _sweep_restricted(G: Any, x: Any, r: Any, t: Any, idx: Any, n_idx: int) -> i
         k = idx[i]
         gkk = G[k, k]
         old = x[k]
-        z = r[k] + gkk * old
-        if z > t[k]:
-            new = (z - t[k]) / gkk
-        elif z < -t[k]:
-            new = (z + t[k]) / gkk
-        else:
-            new = 0.0
+        new = _coordinate_minimum(r[k] + gkk * old, t[k], gkk)
         if new != old:
             d = new - old
             x[k] = new
@@ -129,12 +133,7 @@ def _gauss_southwell(G: Any, x: Any, r: Any, t: Any, tol: float, max_steps: int)
         worst = tol
         pick = -1
         for k in range(K):
-            if x[k] > 0.0:
-                v = abs(r[k] - t[k])
-            elif x[k] < 0.0:
-                v = abs(r[k] + t[k])
-            else:
-                v = abs(r[k]) - t[k]
+            v = _violation(x[k], r[k], t[k])
             if v > worst:
                 worst = v
                 pick = k
@@ -142,13 +141,7 @@ def _gauss_southwell(G: Any, x: Any, r: Any, t: Any, tol: float, max_steps: int)
             return step
         gkk = G[pick, pick]
         old = x[pick]
-        z = r[pick] + gkk * old
-        if z > t[pick]:
-            new = (z - t[pick]) / gkk
-        elif z < -t[pick]:
-            new = (z + t[pick]) / gkk
-        else:
-            new = 0.0
+        new = _coordinate_minimum(r[pick] + gkk * old, t[pick], gkk)
         d = new - old
         x[pick] = new
         for j in range(K):
