@@ -13,6 +13,13 @@ from genmodels._validation import as_tensor
 from genmodels.families.base import ExponentialFamily, check_open_interval, summed_stats
 
 
+def _count_support_error(x: Tensor) -> str | None:
+    """The support check of the count families (Poisson, Geometric): y ∈ {0, 1, 2, ...}."""
+    if bool(((x < 0) | (x != torch.round(x))).any()):
+        return "must be nonnegative integer counts"
+    return None
+
+
 class Bernoulli(ExponentialFamily):
     """p(x) = p^x (1 − p)^(1−x), x ∈ {0, 1}.
 
@@ -274,9 +281,7 @@ class Poisson(ExponentialFamily):
 
     @classmethod
     def support_error(cls, x: Tensor) -> str | None:
-        if bool(((x < 0) | (x != torch.round(x))).any()):
-            return "must be nonnegative integer counts"
-        return None
+        return _count_support_error(x)
 
     @classmethod
     def natural_from_stats(cls, t_sum: Tensor, n: Tensor, pseudo_count: float = 0.0) -> Tensor:
@@ -404,9 +409,7 @@ class Geometric(ExponentialFamily):
 
     @classmethod
     def support_error(cls, x: Tensor) -> str | None:
-        if bool(((x < 0) | (x != torch.round(x))).any()):
-            return "must be nonnegative integer counts"
-        return None
+        return _count_support_error(x)
 
     @classmethod
     def reference_natural(cls, like: Tensor) -> Tensor:
