@@ -303,17 +303,15 @@ def irls(
     stalled = False
     while n_iter < max_iter:
         w, gp = working(mu)
-        G = penalised_gram(w)
+        wo = observed_weights(mu, w, gp)  # Newton's Hessian where positive definite
+        G = penalised_gram(w if wo is None else wo)
         if not checked_rank:
-            check_full_rank(G, column_names)
+            check_full_rank(G if wo is None else penalised_gram(w), column_names)
             checked_rank = True
         score = X.mT @ (w * (y - mu) * gp) - lam * P * beta  # −½ ∂(penalised deviance)/∂d
-        wo = observed_weights(mu, w, gp)
-        L = None
-        if wo is not None:  # Newton's Hessian where it is positive definite, else Fisher's
-            L, s = equilibrated_cholesky(penalised_gram(wo))
-        if L is None:
-            L, s = equilibrated_cholesky(G)
+        L, s = equilibrated_cholesky(G)
+        if L is None and wo is not None:  # else Fisher's (one more Gram, rare)
+            L, s = equilibrated_cholesky(penalised_gram(w))
         if L is None:
             singular = True  # weights underflowed: separation (checked below)
             break
