@@ -330,6 +330,32 @@ def _chol_append(G: Any, idx: Any, s: int, j: int, L: Any) -> bool:
 
 
 @_jit
+def _join_solve(L: Any, x: Any, r: Any, t: Any, idx: Any, sg: Any, s: int, b: Any) -> None:
+    """The face's minimiser b after atom j = idx[s−1] joined at the minimiser x_A of the face of
+    A = idx[:s−1]: with g = G[A, j], l = L⁻¹g (row s−1 of L) and w = G_AA⁻¹ g = L⁻ᵀ l,
+
+        b_j = (r_j − t_j σ_j) / (G_jj − ‖l‖²),      b_A = x_A − b_j w
+
+    (the bordered system; r_j = q_j − G_jA x_A is the current residual and the denominator is
+    L[s−1, s−1]²). One triangular solve, by columns (so its updates vectorise), for the two a
+    fresh solve needs."""
+    n = s - 1
+    j = idx[n]
+    lss = L[n, n]
+    v = (r[j] - t[j] * sg[n]) / (lss * lss)
+    for i in range(n):
+        b[i] = L[n, i]
+    for i in range(n - 1, -1, -1):  # w = L⁻ᵀ l, a column of Lᵀ (a row of L) at a time
+        b[i] /= L[i, i]
+        bi = b[i]
+        for p in range(i):
+            b[p] -= L[i, p] * bi
+    for i in range(n):
+        b[i] = x[idx[i]] - v * b[i]
+    b[n] = v
+
+
+@_jit
 def _active_set(G: Any, q: Any, x: Any, r: Any, t: Any, tol: float, max_steps: int, idx: Any,
                 sg: Any, inA: Any, L: Any, b: Any) -> tuple[int, int]:
     """An active-set method on the support and signs (the feature-sign search of Lee, Battle,
@@ -367,9 +393,12 @@ def _active_set(G: Any, q: Any, x: Any, r: Any, t: Any, tol: float, max_steps: i
     while steps < max_steps:
         steps += 1
         if solve:
-            for i in range(s):
-                b[i] = q[idx[i]] - t[idx[i]] * sg[i]
-            _chol_apply(L, s, b)
+            if joined >= 0:  # from the old face's minimiser x_A, by the bordered system
+                _join_solve(L, x, r, t, idx, sg, s, b)
+            else:
+                for i in range(s):
+                    b[i] = q[idx[i]] - t[idx[i]] * sg[i]
+                _chol_apply(L, s, b)
             step = 1.0
             cross = -1
             for i in range(s):
