@@ -249,7 +249,7 @@ def main() -> None:
     threadpool_limits(args.threads)  # NumPy's BLAS (scikit-learn's Gram matrices) likewise
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     if args.atoms:
-        atoms((8, 16), 4000 if args.quick else 20_000, 2.0 if args.alpha == 1.0 else args.alpha,
+        atoms((8, 16), 4000 if args.quick else 10_000, 2.0 if args.alpha == 1.0 else args.alpha,
               2, args.threads)
         return
     encode(2000 if args.quick else 10_000, 256, args.alpha, args.repeats, args.threads)
