@@ -213,16 +213,17 @@ def atoms(sizes: tuple[int, ...], n: int, a: float, passes: int, threads: int) -
         C0 = C0 / C0.norm(dim=0)
         rows: list[tuple[str, float, torch.Tensor]] = [("random start", 0.0, C0)]
         t0 = time.perf_counter()
+        # copies: scikit-learn updates a Fortran-ordered dict_init in place
         est = Ours(k, alpha=a, batch_size=256, max_iter=passes, tol=0.0,
-                   dict_init=C0.T.numpy(), random_state=0, n_jobs=threads).fit(Y.numpy())
+                   dict_init=C0.T.numpy().copy(), random_state=0, n_jobs=threads).fit(Y.numpy())
         rows.append(("genmodels", time.perf_counter() - t0,
                      torch.from_numpy(est.components_.T.copy())))
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             sk = MiniBatchDictionaryLearning(k, alpha=a, batch_size=256, max_iter=passes,
-                                             dict_init=C0.T.numpy(), random_state=0, tol=0.0,
-                                             max_no_improvement=None,
+                                             dict_init=C0.T.numpy().copy(), random_state=0,
+                                             tol=0.0, max_no_improvement=None,
                                              n_jobs=threads if threads > 1 else None).fit(Y.numpy())
         rows.append(("scikit-learn", time.perf_counter() - t0,
                      torch.from_numpy(sk.components_.T.copy())))
