@@ -289,11 +289,19 @@ def _residual_on(G: Any, q: Any, x: Any, idx: Any, s: int, r: Any) -> None:
     K = r.shape[0]
     for k in range(K):
         r[k] = q[k]
-    for i in range(s):
+    i = 0
+    while i + 4 <= s:  # four rows of G per pass over r: a quarter of the loads and stores of r
+        k0, k1, k2, k3 = idx[i], idx[i + 1], idx[i + 2], idx[i + 3]
+        x0, x1, x2, x3 = x[k0], x[k1], x[k2], x[k3]
+        for k in range(K):
+            r[k] -= (G[k0, k] * x0 + G[k1, k] * x1) + (G[k2, k] * x2 + G[k3, k] * x3)
+        i += 4
+    while i < s:
         ki = idx[i]
         xi = x[ki]
         for k in range(K):
             r[k] -= G[ki, k] * xi
+        i += 1
 
 
 @_jit
