@@ -208,3 +208,22 @@ def test_hand_over_to_coordinate_descent_gives_the_same_codes(active_steps: int)
         return X
 
     np.testing.assert_allclose(solve(active_steps), solve(4 * 48), atol=1e-10)
+
+
+def test_cholesky_row_deletion() -> None:
+    """_chol_delete leaves the factor of G_AA with one atom removed (every position, several
+    sizes), with a positive diagonal."""
+    from genmodels.inference import _lasso_numba as kern
+
+    rng = np.random.default_rng(13)
+    for s in (1, 2, 3, 7):
+        A = rng.normal(size=(12, s))
+        G = A.T @ A
+        for c in range(s):
+            L = np.zeros((s, s))
+            assert kern._chol_factor(G, np.arange(s), s, L) < 0
+            kern._chol_delete(L, s, c)
+            keep = [i for i in range(s) if i != c]
+            Ls = np.tril(L[:s - 1, :s - 1])
+            np.testing.assert_allclose(Ls @ Ls.T, G[np.ix_(keep, keep)], atol=1e-12)
+            assert bool((np.diag(Ls) > 0).all())

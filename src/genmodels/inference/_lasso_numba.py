@@ -338,6 +338,30 @@ def _chol_append(G: Any, idx: Any, s: int, j: int, L: Any) -> bool:
 
 
 @_jit
+def _chol_delete(L: Any, s: int, c: int) -> None:
+    """The Cholesky factor of G_AA with the c-th of its s atoms removed, in place into
+    L[:s−1, :s−1]: the rows below c move up one, which leaves one entry above the diagonal in
+    each of them, and Givens rotations of the column pairs (p, p + 1), p = c, …, s − 2, remove
+    those (a rotation from the right keeps L Lᵀ). O((s − c)²), where a new factor costs O(s³)."""
+    for i in range(c, s - 1):
+        for p in range(i + 2):
+            L[i, p] = L[i + 1, p]
+    for p in range(c, s - 1):
+        a = L[p, p]
+        b = L[p, p + 1]
+        h = np.hypot(a, b)
+        cs = a / h
+        sn = b / h
+        for i in range(p, s - 1):
+            u = L[i, p]
+            v = L[i, p + 1]
+            L[i, p] = cs * u + sn * v
+            L[i, p + 1] = cs * v - sn * u
+        L[p, p] = h
+        L[p, p + 1] = 0.0
+
+
+@_jit
 def _join_solve(L: Any, x: Any, r: Any, t: Any, idx: Any, sg: Any, s: int, b: Any) -> None:
     """The face's minimiser b after atom j = idx[s−1] joined at the minimiser x_A of the face of
     A = idx[:s−1]: with g = G[A, j], l = L⁻¹g (row s−1 of L) and w = G_AA⁻¹ g = L⁻ᵀ l,
@@ -435,10 +459,13 @@ def _active_set(G: Any, q: Any, x: Any, r: Any, t: Any, tol: float, max_steps: i
                         n_keep += 1
                     else:
                         inA[ki] = False
+                if n_keep == s - 1:  # one atom left: delete its row and column of the factor
+                    _chol_delete(L, s, cross)
+                elif n_keep > 0 and _chol_factor(G, idx, n_keep, L) >= 0:
+                    s = n_keep
+                    break
                 s = n_keep
                 joined = -1
-                if s > 0 and _chol_factor(G, idx, s, L) >= 0:
-                    break
                 solve = s > 0
                 if solve:
                     continue
