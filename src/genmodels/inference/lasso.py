@@ -247,23 +247,28 @@ def lasso(
         raise ValueError("method='lars' needs one common, positive alpha; use method='cd' for "
                          "per-atom penalties.")
     if method in ("cd", "lars"):
-        X, n_iter = _lasso_cd(Yf, C, lam, a, tol, max_iter, X0, n_threads, lars=method == "lars")
+        X, n_iter = _lasso_cd(Yf, C, lam, a, tol, max_iter, X0, n_threads, lars=method == "lars",
+                              own_init=init is None)
     else:
         X, n_iter = _lasso_fista(Yf, C, lam, a, tol, max_iter, X0)
     return LassoSolution(X.reshape(*batch, K), n_iter.reshape(batch), problem=(Y, C, lam, a))
 
 
 def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_iter: int,
-              X0: Tensor, n_threads: int | None, *, lars: bool = False) -> tuple[Tensor, Tensor]:
+              X0: Tensor, n_threads: int | None, *, lars: bool = False,
+              own_init: bool = False) -> tuple[Tensor, Tensor]:
     """Coordinate descent (or, with ``lars``, the LARS–lasso homotopy finished by coordinate
     descent where needed; it starts from 0, so ``X0`` is ignored) on the scaled problem
-    ½‖y − Cx‖² + Σ (α_k/λ)|x_k|, rows over threads."""
+    ½‖y − Cx‖² + Σ (α_k/λ)|x_k|, rows over threads. ``own_init``: X0 is this call's own zeros
+    (on the CPU the kernel then writes the codes into it, no copy)."""
     kern = _numba()
     device = C.device
     Cn = C.detach().cpu().numpy()
     G = np.ascontiguousarray(Cn.T @ Cn)  # (K, K)
     Q = np.ascontiguousarray(Y.detach().cpu().numpy() @ Cn)  # (N, K) rows Cᵀy
-    X = np.array(X0.detach().cpu().numpy(), copy=True, order="C")
+    X = X0.detach().cpu().numpy()
+    if not own_init or not X.flags.c_contiguous:  # the caller's start stays as it was
+        X = np.array(X, copy=True, order="C")
     t = np.ascontiguousarray((alpha / lam).cpu().numpy())
     N = X.shape[0]
     n_iter = np.zeros(N, dtype=np.int64)
