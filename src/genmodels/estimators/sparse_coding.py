@@ -11,13 +11,14 @@ The objective is scikit-learn's, ½‖y − Dᵀu‖² + alpha‖u‖₁ per sam
 (rows of ``components_``), which is the sparse-coding energy (Eq. 8.10) with λ = 1 and α =
 alpha. Differences, on purpose:
 
-* ``transform_algorithm``: "lasso_cd" (coordinate descent, exact to the KKT conditions; the
-  default), "lasso_lars" (the homotopy) or "fista"; scikit-learn's "omp", "lars" and
-  "threshold" are not offered. ``fit_algorithm``: "cd" (alternating exact LASSO codes and
-  block-coordinate atom updates, as scikit-learn does with its "cd"/"lars" codes), and the
-  genmodels extras "em" (the book's EM with Gaussian recognition, Eqs. 8.8–8.11) and
-  "lewicki_olshausen" (ascent of the Laplace-approximated marginal, G3) — those two learn an
-  unconstrained C with the chosen ``prior``, ``lam`` and ``beta``.
+* ``transform_algorithm``: "lasso_cd" (an active-set method finished by coordinate descent,
+  exact to the KKT conditions; the default), "lasso_lars" (the homotopy) or "fista";
+  scikit-learn's "omp", "lars" and "threshold" are not offered. ``fit_algorithm``: "cd"
+  (alternating exact LASSO codes and block-coordinate atom updates, as scikit-learn does with
+  its "cd"/"lars" codes), and the genmodels extras "em" (the book's EM with Gaussian
+  recognition, Eqs. 8.8–8.11) and "lewicki_olshausen" (ascent of the Laplace-approximated
+  marginal, G3) — those two learn an unconstrained C with the chosen ``prior``, ``lam`` and
+  ``beta``.
 * ``positive_code``, ``positive_dict`` and ``split_sign`` are not supported (ValueError).
 * Extras: ``prior`` ("laplace", "cauchy", "cosh"), ``lam`` (λ, the emission precision),
   ``beta``; ``score_samples(X)`` is the Laplace approximation of log p̂(y) per datum (the

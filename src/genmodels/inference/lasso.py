@@ -218,11 +218,12 @@ def lasso(
 
     Y: (*batch, M) observations; C: (M, K) dictionary (over- or under-complete; no zero column);
     lam: λ > 0, the emission precision; alpha: α ≥ 0, a scalar or (K,), the Laplace rates.
-    method: "cd" (coordinate descent, Numba, CPU; the result comes back on C's device), "lars"
-    (homotopy, Numba, one common α) or "fista" (torch, any device). tol: the KKT violation
-    (energy units, see ``lasso_kkt_violation``) at which a datum stops. max_iter: full sweeps
-    (cd) or gradient steps (fista). init: (*batch, K) warm start (default zeros). n_threads:
-    threads for cd and lars (default: torch's intra-op thread count).
+    method: "cd" (the active-set method, finished where needed by coordinate descent; Numba,
+    CPU; the result comes back on C's device), "lars" (homotopy, Numba, one common α) or
+    "fista" (torch, any device). tol: the KKT violation (energy units, see
+    ``lasso_kkt_violation``) at which a datum stops. max_iter: full coordinate sweeps after a
+    hand-over (cd) or gradient steps (fista). init: (*batch, K) warm start (default zeros).
+    n_threads: threads for cd and lars (default: torch's intra-op thread count).
 
     Returns a ``LassoSolution`` with codes (*batch, K).
     """
