@@ -48,7 +48,8 @@ def _spams() -> Any:
 
 def _timed(fn: Callable[[], np.ndarray]) -> tuple[float, float, np.ndarray]:
     """(wall seconds, CPU seconds of the process, the result). On a shared machine the CPU time
-    is the steadier of the two (it does not count time spent waiting for a core)."""
+    is the steadier of the two (it does not count time spent waiting for a core); with
+    --threads > 1 it misses scikit-learn's n_jobs workers (other processes): read wall time."""
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
     return time.perf_counter() - t0, time.process_time() - c0, out
