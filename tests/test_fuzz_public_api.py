@@ -26,6 +26,10 @@ FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
 
 _rng = np.random.default_rng(0)
 _X = _rng.normal(size=(40, 3))
+#: SparseCoder's fixed dictionary: 4 unit atoms (rows) for the 3 features of _X (its own
+#: generator, so the data of the other estimators stay as they were)
+_ATOMS = np.random.default_rng(1).normal(size=(4, 3))
+_ATOMS /= np.linalg.norm(_ATOMS, axis=1, keepdims=True)
 #: the training data of the estimators of integer data (symbols, counts)
 _TRAIN = {"CategoricalHMM": _rng.integers(0, 3, (40, 1)), "PoissonHMM": _rng.poisson(2.0, (40, 3)),
           "BernoulliRBM": (_X > 0).astype(np.float64)}
@@ -64,6 +68,8 @@ ESTIMATORS: dict[str, tuple[Callable[..., Any], str | None]] = {
         **{"n_components": 2, "max_iter": 5, "random_state": 0, **k}), None),
     "MiniBatchDictionaryLearning": (lambda **k: gm.MiniBatchDictionaryLearning(
         **{"n_components": 2, "max_iter": 2, "random_state": 0, **k}), None),
+    "SparseCoder": (lambda **k: gm.SparseCoder(
+        **{"dictionary": _ATOMS, "transform_alpha": 0.5, "n_jobs": 1, **k}), None),
     "LinearRegression": (lambda **k: gm.LinearRegression(**k), "real"),
     "Ridge": (lambda **k: gm.Ridge(**k), "real"),
     "LogisticRegression": (lambda **k: gm.LogisticRegression(**k), "class"),

@@ -161,3 +161,69 @@ def test_lars_homotopy_alone_reaches_the_kkt_conditions() -> None:
         v = lasso_kkt_violation(torch.from_numpy(x.copy())[None], Y[n:n + 1], C, 1.0, 0.3)
         worst = max(worst, float(v))
     assert worst < 1e-10
+
+
+def test_active_set_alone_reaches_the_kkt_conditions() -> None:
+    """The active-set kernel by itself (no coordinate-descent hand-over) ends on the solution,
+    with per-atom penalties, in about as many steps as the support has atoms."""
+    from genmodels.inference import _lasso_numba as kern
+
+    Y, C = _problem(16, 40, 50, seed=11)
+    G = (C.T @ C).numpy()
+    Q = (Y @ C).numpy()
+    K = 40
+    t = np.linspace(0.1, 0.6, K)
+    x, r, b, sg = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K)
+    idx, L, inA = np.zeros(K, dtype=np.int64), np.zeros((K, K)), np.zeros(K, dtype=np.bool_)
+    worst, extra = 0.0, 0
+    for n in range(50):
+        x[:] = 0.0
+        code, steps = kern._active_set(G, Q[n], x, r, t, 1e-12, 4 * K, idx, sg, inA, L, b)
+        assert code == 1
+        extra += steps - int((x != 0).sum())
+        v = lasso_kkt_violation(torch.from_numpy(x.copy())[None], Y[n:n + 1], C, 1.0,
+                                torch.from_numpy(t))
+        worst = max(worst, float(v))
+    assert worst < 1e-10
+    # steps = 1 + joins + drops and non-zeros = joins − drops: one step per datum beyond its
+    # support, plus two per drop, of which there are few
+    assert 50 <= extra < 100
+
+
+@pytest.mark.parametrize("active_steps", [0, 1, 3])
+def test_hand_over_to_coordinate_descent_gives_the_same_codes(active_steps: int) -> None:
+    """A datum the active-set method hands over (here: it runs out of steps) is finished by
+    coordinate descent from where it stopped, to the same codes."""
+    from genmodels.inference import _lasso_numba as kern
+
+    Y, C = _problem(16, 48, 100, seed=12)
+    G = (C.T @ C).numpy()
+    Q = np.ascontiguousarray((Y @ C).numpy())
+    t = np.full(48, 0.4)
+
+    def solve(steps: int) -> np.ndarray:
+        X, n_it, viol = np.zeros((100, 48)), np.zeros(100, dtype=np.int64), np.zeros(100)
+        kern.cd_block(G, Q, X, t, 1e-12, 10_000, n_it, viol, 8, steps)
+        assert float(viol.max()) < 1e-12
+        return X
+
+    np.testing.assert_allclose(solve(active_steps), solve(4 * 48), atol=1e-10)
+
+
+def test_cholesky_row_deletion() -> None:
+    """_chol_delete leaves the factor of G_AA with one atom removed (every position, several
+    sizes), with a positive diagonal."""
+    from genmodels.inference import _lasso_numba as kern
+
+    rng = np.random.default_rng(13)
+    for s in (1, 2, 3, 7):
+        A = rng.normal(size=(12, s))
+        G = A.T @ A
+        for c in range(s):
+            L = np.zeros((s, s))
+            assert kern._chol_factor(G, np.arange(s), s, L) < 0
+            kern._chol_delete(L, s, c)
+            keep = [i for i in range(s) if i != c]
+            Ls = np.tril(L[:s - 1, :s - 1])
+            np.testing.assert_allclose(Ls @ Ls.T, G[np.ix_(keep, keep)], atol=1e-12)
+            assert bool((np.diag(Ls) > 0).all())

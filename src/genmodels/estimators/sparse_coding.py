@@ -11,13 +11,14 @@ The objective is scikit-learn's, ½‖y − Dᵀu‖² + alpha‖u‖₁ per sam
 (rows of ``components_``), which is the sparse-coding energy (Eq. 8.10) with λ = 1 and α =
 alpha. Differences, on purpose:
 
-* ``transform_algorithm``: "lasso_cd" (coordinate descent, exact to the KKT conditions; the
-  default), "lasso_lars" (the homotopy) or "fista"; scikit-learn's "omp", "lars" and
-  "threshold" are not offered. ``fit_algorithm``: "cd" (alternating exact LASSO codes and
-  block-coordinate atom updates, as scikit-learn does with its "cd"/"lars" codes), and the
-  genmodels extras "em" (the book's EM with Gaussian recognition, Eqs. 8.8–8.11) and
-  "lewicki_olshausen" (ascent of the Laplace-approximated marginal, G3) — those two learn an
-  unconstrained C with the chosen ``prior``, ``lam`` and ``beta``.
+* ``transform_algorithm``: "lasso_cd" (an active-set method finished by coordinate descent,
+  exact to the KKT conditions; the default), "lasso_lars" (the homotopy) or "fista";
+  scikit-learn's "omp", "lars" and "threshold" are not offered. ``fit_algorithm``: "cd"
+  (alternating exact LASSO codes and block-coordinate atom updates, as scikit-learn does with
+  its "cd"/"lars" codes), and the genmodels extras "em" (the book's EM with Gaussian
+  recognition, Eqs. 8.8–8.11) and "lewicki_olshausen" (ascent of the Laplace-approximated
+  marginal, G3) — those two learn an unconstrained C with the chosen ``prior``, ``lam`` and
+  ``beta``.
 * ``positive_code``, ``positive_dict`` and ``split_sign`` are not supported (ValueError).
 * Extras: ``prior`` ("laplace", "cauchy", "cosh"), ``lam`` (λ, the emission precision),
   ``beta``; ``score_samples(X)`` is the Laplace approximation of log p̂(y) per datum (the
@@ -26,6 +27,7 @@ alpha. Differences, on purpose:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from torch import Tensor
 
 from genmodels._validation import (
     as_tensor,
+    check_bool,
     check_choice,
     check_nonnegative_float,
     check_positive_int,
@@ -58,8 +61,27 @@ FIT_ALGORITHMS = ("cd", "em", "lewicki_olshausen")
 
 def _reject_unsupported(est: Any) -> None:
     for name in ("positive_code", "positive_dict", "split_sign"):
-        if getattr(est, name, False):
+        if check_bool(getattr(est, name, False), name):
             raise ValueError(f"{name}=True is not supported by genmodels' sparse coding.")
+
+
+def _check_transform(est: Any) -> None:
+    """The transform's settings, checked when fitting (not only at the first transform):
+    transform_algorithm, transform_alpha (None or ≥ 0), transform_max_iter, n_jobs."""
+    check_choice(est.transform_algorithm, "transform_algorithm", TRANSFORM_ALGORITHMS)
+    if est.transform_alpha is not None:
+        check_nonnegative_float(est.transform_alpha, "transform_alpha")
+    check_positive_int(est.transform_max_iter, "transform_max_iter")
+    _threads(est)
+
+
+def _threads(est: Any) -> int | None:
+    """n_jobs as a thread count: None (torch's), a positive count, or −1 (every core)."""
+    if est.n_jobs is None:
+        return None
+    if est.n_jobs == -1 and not isinstance(est.n_jobs, bool):
+        return os.cpu_count() or 1
+    return check_positive_int(est.n_jobs, "n_jobs")
 
 
 class _SparseCodingBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin,
@@ -81,7 +103,7 @@ class _SparseCodingBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
         method = {"lasso_cd": "cd", "lasso_lars": "lars", "fista": "fista"}[algorithm]
         max_iter = check_positive_int(self.transform_max_iter, "transform_max_iter")
         return to_numpy(lasso(t, C, 1.0, alpha, method=method, max_iter=max_iter,
-                              n_threads=getattr(self, "n_jobs", None)).codes)
+                              n_threads=_threads(self)).codes)
 
     def transform(self, X: Any) -> np.ndarray:
         """Sparse codes of X against ``components_``: argmin ½‖x − Dᵀu‖² + transform_alpha‖u‖₁.
@@ -103,8 +125,10 @@ class _SparseCodingBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
         model: SparseCodingModel | None = getattr(self, "model_", None)
         if model is None:
             K, D = self.components_.shape
-            alpha = self.alpha if getattr(self, "transform_alpha", None) is None \
-                else self.transform_alpha
+            name = "alpha" if getattr(self, "transform_alpha", None) is None \
+                else "transform_alpha"
+            # the Laplace prior's rate: positive (a zero penalty has no density)
+            alpha = check_nonnegative_float(getattr(self, name), name, strictly=True)
             model = SparseCodingModel(D, K, prior=getattr(self, "prior", "laplace"),
                                       alpha=alpha, beta=getattr(self, "beta", 10.0),
                                       lam=getattr(self, "lam", 1.0))
@@ -152,8 +176,10 @@ class SparseCoder(_SparseCodingBase):
         return 1.0
 
     def fit(self, X: Any = None, y: Any = None) -> SparseCoder:
-        """Only checks the dictionary (and X's width when given); nothing is learned."""
+        """Only checks the dictionary, the settings (and X's width when given); nothing is
+        learned."""
         _reject_unsupported(self)
+        _check_transform(self)
         D = check_dictionary(as_tensor(self.dictionary, name="dictionary").mT,
                              name="dictionary.T")
         self.components_ = to_numpy(D.mT)
@@ -176,7 +202,7 @@ class _LearnerBase(_SparseCodingBase):
                                                                              "n_components")
         alpha = check_nonnegative_float(self.alpha, "alpha", strictly=True)
         check_choice(self.fit_algorithm, "fit_algorithm", FIT_ALGORITHMS)
-        check_choice(self.transform_algorithm, "transform_algorithm", TRANSFORM_ALGORITHMS)
+        _check_transform(self)
         check_choice(self.prior, "prior", PRIORS)
         return K, alpha
 
@@ -201,7 +227,7 @@ class _LearnerBase(_SparseCodingBase):
         if self.fit_algorithm == "cd":
             res = fit_map_dictionary(t, C0, alpha, batch_size=batch_size, max_iter=max_iter,
                                      tol=tol, max_no_improvement=max_no_improvement,
-                                     seed=self.random_state, n_threads=self.n_jobs)
+                                     seed=self.random_state, n_threads=_threads(self))
             C, self.error_, self.n_iter_, self.n_steps_ = (res.dictionary, res.objective,
                                                           res.n_iter, res.n_steps)
             self.model_ = None

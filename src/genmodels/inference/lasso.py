@@ -12,10 +12,12 @@ whose optimality (KKT) conditions are, with the residual correlation g = λ Cᵀ
 
 Two solvers:
 
-* ``method="cd"``: coordinate descent with covariance (Gram) updates — a few greedy steps, then
-  cyclic sweeps with active sets and a Newton step on the support — compiled with Numba
-  (``_lasso_numba``), the rows split over threads; it reaches the KKT conditions to rounding
-  error. The default.
+* ``method="cd"``: an active-set method on the support and signs (atoms join one at a time, each
+  face's minimiser solved exactly by a Cholesky factor grown a row per join: the feature-sign
+  search of Lee et al. 2007), finished where needed by coordinate descent with covariance
+  (Gram) updates — cyclic sweeps with active sets and a Newton step on the support — compiled
+  with Numba (``_lasso_numba``), the rows split over threads; it reaches the KKT conditions to
+  rounding error. The default.
 * ``method="lars"``: the LARS–lasso homotopy (Efron et al. 2004) from x = 0 down to α, for
   one common α, compiled likewise; a datum whose path ends off the KKT conditions (rounding, a
   dependent active set) is finished by coordinate descent.
@@ -33,7 +35,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,21 +60,49 @@ __all__ = [
 ]
 
 METHODS = ("cd", "fista", "lars")
-#: coordinate descent's tuning (``_lasso_numba.cd_block``), measured on whitened 8×8 patches with
-#: 256 learned atoms: active-set sweeps per round, and greedy steps before the first round.
-_INNER, _GREEDY = 8, 32
+#: ``_lasso_numba.cd_block``'s tuning: coordinate descent's sweeps over the support per round
+#: (measured on whitened 8×8 patches with 256 learned atoms), and the active-set method's steps
+#: per atom before it hands a datum over to coordinate descent.
+_INNER, _ACTIVE_STEPS = 8, 4
 
 
-class LassoSolution(NamedTuple):
-    """The modes of a batch of LASSO problems."""
+class LassoSolution:
+    """The modes of a batch of LASSO problems.
+
+    ``kkt_violation`` is computed when first read (one product with the dictionary per datum,
+    as costly as the solve of a sparse datum), so callers that need only the codes do not pay
+    for it."""
+
+    __slots__ = ("_kkt", "_problem", "codes", "n_iter")
 
     codes: Tensor
     """x̂⁰: (*batch, K), the minimisers of Eq. 8.10."""
     n_iter: Tensor
-    """(*batch,) iterations used: full coordinate sweeps (cd) or gradient steps (fista)."""
-    kkt_violation: Tensor
-    """(*batch,) max_k of the violation of the optimality conditions, in the energy's units
-    (those of λ Cᵀ(y − Cx) and α), as ``lasso_kkt_violation`` computes it."""
+    """(*batch,) iterations used: active-set steps plus full coordinate sweeps (cd), homotopy
+    steps (lars) or gradient steps (fista)."""
+
+    def __init__(self, codes: Tensor, n_iter: Tensor, kkt_violation: Tensor | None = None, *,
+                 problem: tuple[Tensor, Tensor, float, Tensor] | None = None) -> None:
+        if kkt_violation is None and problem is None:
+            raise ValueError("LassoSolution needs kkt_violation or the problem (Y, C, lam, "
+                             "alpha) to compute it from.")
+        self.codes, self.n_iter = codes, n_iter
+        self._kkt, self._problem = kkt_violation, problem
+
+    @property
+    def kkt_violation(self) -> Tensor:
+        """(*batch,) max_k of the violation of the optimality conditions, in the energy's units
+        (those of λ Cᵀ(y − Cx) and α), as ``lasso_kkt_violation`` computes it."""
+        if self._kkt is None:
+            assert self._problem is not None
+            Y, C, lam, a = self._problem
+            self._kkt = lasso_kkt_violation(self.codes, Y, C, lam, a)
+            self._problem = None
+        return self._kkt
+
+    def __repr__(self) -> str:
+        return (f"LassoSolution(codes: {tuple(self.codes.shape)}, "
+                f"mean n_iter {float(self.n_iter.double().mean()):.3g})")
 
 
 def _numba() -> ModuleType:
@@ -188,11 +218,12 @@ def lasso(
 
     Y: (*batch, M) observations; C: (M, K) dictionary (over- or under-complete; no zero column);
     lam: λ > 0, the emission precision; alpha: α ≥ 0, a scalar or (K,), the Laplace rates.
-    method: "cd" (coordinate descent, Numba, CPU; the result comes back on C's device), "lars"
-    (homotopy, Numba, one common α) or "fista" (torch, any device). tol: the KKT violation
-    (energy units, see ``lasso_kkt_violation``) at which a datum stops. max_iter: full sweeps
-    (cd) or gradient steps (fista). init: (*batch, K) warm start (default zeros). n_threads:
-    threads for cd and lars (default: torch's intra-op thread count).
+    method: "cd" (the active-set method, finished where needed by coordinate descent; Numba,
+    CPU; the result comes back on C's device), "lars" (homotopy, Numba, one common α) or
+    "fista" (torch, any device). tol: the KKT violation (energy units, see
+    ``lasso_kkt_violation``) at which a datum stops. max_iter: full coordinate sweeps after a
+    hand-over (cd) or gradient steps (fista). init: (*batch, K) warm start (default zeros).
+    n_threads: threads for cd and lars (default: torch's intra-op thread count).
 
     Returns a ``LassoSolution`` with codes (*batch, K).
     """
@@ -217,24 +248,28 @@ def lasso(
         raise ValueError("method='lars' needs one common, positive alpha; use method='cd' for "
                          "per-atom penalties.")
     if method in ("cd", "lars"):
-        X, n_iter = _lasso_cd(Yf, C, lam, a, tol, max_iter, X0, n_threads, lars=method == "lars")
+        X, n_iter = _lasso_cd(Yf, C, lam, a, tol, max_iter, X0, n_threads, lars=method == "lars",
+                              own_init=init is None)
     else:
         X, n_iter = _lasso_fista(Yf, C, lam, a, tol, max_iter, X0)
-    viol = lasso_kkt_violation(X, Yf, C, lam, a)
-    return LassoSolution(X.reshape(*batch, K), n_iter.reshape(batch), viol.reshape(batch))
+    return LassoSolution(X.reshape(*batch, K), n_iter.reshape(batch), problem=(Y, C, lam, a))
 
 
 def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_iter: int,
-              X0: Tensor, n_threads: int | None, *, lars: bool = False) -> tuple[Tensor, Tensor]:
+              X0: Tensor, n_threads: int | None, *, lars: bool = False,
+              own_init: bool = False) -> tuple[Tensor, Tensor]:
     """Coordinate descent (or, with ``lars``, the LARS–lasso homotopy finished by coordinate
     descent where needed; it starts from 0, so ``X0`` is ignored) on the scaled problem
-    ½‖y − Cx‖² + Σ (α_k/λ)|x_k|, rows over threads."""
+    ½‖y − Cx‖² + Σ (α_k/λ)|x_k|, rows over threads. ``own_init``: X0 is this call's own zeros
+    (on the CPU the kernel then writes the codes into it, no copy)."""
     kern = _numba()
     device = C.device
     Cn = C.detach().cpu().numpy()
     G = np.ascontiguousarray(Cn.T @ Cn)  # (K, K)
     Q = np.ascontiguousarray(Y.detach().cpu().numpy() @ Cn)  # (N, K) rows Cᵀy
-    X = np.array(X0.detach().cpu().numpy(), copy=True, order="C")
+    X = X0.detach().cpu().numpy()
+    if not own_init or not X.flags.c_contiguous:  # the caller's start stays as it was
+        X = np.array(X, copy=True, order="C")
     t = np.ascontiguousarray((alpha / lam).cpu().numpy())
     N = X.shape[0]
     n_iter = np.zeros(N, dtype=np.int64)
@@ -246,7 +281,8 @@ def _lasso_cd(Y: Tensor, C: Tensor, lam: float, alpha: Tensor, tol: float, max_i
         if lars:
             kern.lars_block(G, Qb, Xb, t, tol_scaled, max_iter, nb, vb)
         else:
-            kern.cd_block(G, Qb, Xb, t, tol_scaled, max_iter, nb, vb, _INNER, _GREEDY)
+            kern.cd_block(G, Qb, Xb, t, tol_scaled, max_iter, nb, vb, _INNER,
+                          _ACTIVE_STEPS * G.shape[0])
 
     if threads == 1:
         block(Q, X, n_iter, viol)
