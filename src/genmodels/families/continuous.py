@@ -136,6 +136,22 @@ class Gamma(ExponentialFamily):
 
 
 # ----------------------------------------------------------------------------- Gaussians
+def gaussian_log_base(dim: int) -> float:
+    """log h(x) = −(D/2) log 2π, the base measure of every Gaussian family (the constant of
+    Eq. 2.8): Normal (D = 1), DiagonalNormal, FullNormal and the Gaussian emission."""
+    return -0.5 * dim * LOG_TAU
+
+
+def gaussian_log_partition(whitened: Tensor, log_det_factor: Tensor) -> Tensor:
+    """A(η) = ½ η₁ᵀ Σ η₁ − ½ log|Σ⁻¹| of a Gaussian (η₁ = Σ⁻¹μ), from any factor U of its
+    precision, U Uᵀ = Σ⁻¹: with z = U⁻¹η₁ = Uᵀμ, A = ½‖z‖² − log|U|.
+
+    whitened: (*, D) z; log_det_factor: (*,) log|U| → (*,). ``FullNormal.log_partition``
+    (U the Cholesky factor of −2η₂) and the Gaussian emission's covariance structures (U
+    the precision Cholesky factor they hold) both evaluate A through it."""
+    return 0.5 * whitened.square().sum(-1) - log_det_factor
+
+
 def _normal_log_partition(eta1: Tensor, eta2: Tensor) -> Tensor:
     """Per coordinate: A = −η₁²/(4η₂) − ½ log(−2η₂)."""
     return -eta1.square() / (4 * eta2) - 0.5 * torch.log(-2 * eta2)
@@ -224,7 +240,7 @@ class Normal(ExponentialFamily):
 
     @classmethod
     def log_base_measure(cls, x: Tensor) -> Tensor:
-        return torch.full_like(_float(x), -0.5 * LOG_TAU)
+        return torch.full_like(_float(x), gaussian_log_base(1))
 
     @classmethod
     def log_partition(cls, natural: Tensor) -> Tensor:
@@ -281,6 +297,12 @@ class DiagonalNormal(ExponentialFamily):
         check_open_interval(v, "DiagonalNormal variance", 0.0)
         return cls(torch.cat([m / v, -0.5 / v], -1))
 
+    @staticmethod
+    def natural_from_loc_precision(loc: Tensor, precision: Tensor) -> Tensor:
+        """η = (λμ, −½λ) in the flat layout from means and precisions λ = 1/σ² (no
+        validation: the caller's precisions are positive). (*, D), (*, D) → (*, 2D)."""
+        return torch.cat([loc * precision, -0.5 * precision], -1)
+
     @property
     def dim(self) -> int:
         return self.num_natural // 2
@@ -306,7 +328,7 @@ class DiagonalNormal(ExponentialFamily):
     @classmethod
     def log_base_measure(cls, x: Tensor) -> Tensor:
         xf = _float(x)
-        return torch.full_like(xf[..., 0], -0.5 * LOG_TAU * xf.shape[-1])
+        return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
 
     @classmethod
     def log_partition(cls, natural: Tensor) -> Tensor:
@@ -377,10 +399,15 @@ class FullNormal(ExponentialFamily):
         m = as_tensor(loc, name="loc")
         c = as_tensor(covariance, name="covariance")
         prec = _checked_precision(c, "covariance")
-        eta1 = (prec @ m[..., None])[..., 0]
-        batch = eta1.shape[:-1]
-        eta2 = (-0.5 * prec).expand(*batch, *prec.shape[-2:])
+        eta1, eta2 = cls.natural_from_loc_precision(m, prec)
+        eta2 = eta2.expand(*eta1.shape[:-1], *prec.shape[-2:])
         return cls(torch.cat([eta1, eta2.flatten(-2)], -1))
+
+    @staticmethod
+    def natural_from_loc_precision(loc: Tensor, precision: Tensor) -> tuple[Tensor, Tensor]:
+        """(η₁, η₂) = (Σ⁻¹μ, −½Σ⁻¹) from means and precision matrices (no validation: the
+        caller's precisions are positive definite). (*, D), (*, D, D) → ((*, D), (*, D, D))."""
+        return (precision @ loc[..., None])[..., 0], -0.5 * precision
 
     @staticmethod
     def dim_from_num_natural(p: int) -> int:
@@ -420,15 +447,14 @@ class FullNormal(ExponentialFamily):
     @classmethod
     def log_base_measure(cls, x: Tensor) -> Tensor:
         xf = _float(x)
-        return torch.full_like(xf[..., 0], -0.5 * LOG_TAU * xf.shape[-1])
+        return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
 
     @classmethod
     def log_partition(cls, natural: Tensor) -> Tensor:
         eta1, eta2 = cls._split(natural)
         L = torch.linalg.cholesky(-2 * eta2)  # precision = L Lᵀ
         z = torch.linalg.solve_triangular(L, eta1[..., None], upper=False)[..., 0]
-        # ½ η₁ᵀ Σ η₁ − ½ log|Σ⁻¹|
-        return 0.5 * z.square().sum(-1) - torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+        return gaussian_log_partition(z, torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1))
 
     @classmethod
     def _moments(cls, natural: Tensor) -> tuple[Tensor, Tensor]:
@@ -475,7 +501,8 @@ class FullNormal(ExponentialFamily):
         mu = mean[..., :d]
         cov = symmetrize(mean[..., d:].unflatten(-1, (d, d))) - mu[..., :, None] * mu[..., None, :]
         prec = _checked_precision(cov, "covariance E[x xᵀ] − μμᵀ")
-        return torch.cat([(prec @ mu[..., None])[..., 0], (-0.5 * prec).flatten(-2)], -1)
+        eta1, eta2 = cls.natural_from_loc_precision(mu, prec)
+        return torch.cat([eta1, eta2.flatten(-2)], -1)
 
     @classmethod
     def check_natural(cls, natural: Tensor) -> None:

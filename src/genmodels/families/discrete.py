@@ -136,8 +136,9 @@ class Categorical(ExponentialFamily):
         """η_x − logsumexp η, a gather from log_softmax η. x: (*) symbols; natural: (*, K)
         (broadcasting) → (*)."""
         logp = torch.log_softmax(natural, -1)
-        idx = x.long().expand(logp.shape[:-1]).unsqueeze(-1)
-        return logp.gather(-1, idx).squeeze(-1)
+        shape = torch.broadcast_shapes(x.shape, logp.shape[:-1])
+        idx = x.long().expand(shape).unsqueeze(-1)
+        return logp.expand(*shape, logp.shape[-1]).gather(-1, idx).squeeze(-1)
 
     @staticmethod
     def one_hot(x: Tensor, k: int, dtype: torch.dtype) -> Tensor:
