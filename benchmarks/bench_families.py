@@ -8,7 +8,12 @@ through family code — logistic regression by IRLS (N = 200,000, D = 50: the bi
 variance function and deviance every step), one GaussianMixture EM iteration (N = 50,000,
 D = 16, K = 16, full), GaussianHMM ``score_samples`` (200 × T = 100, K = 8) — and the family
 emissions themselves: a Bernoulli mixture EM iteration (N = 100,000, D = 64, K = 16), PoissonHMM
-and CategoricalHMM ``score_samples`` and one Baum–Welch iteration (200 × T = 100, K = 8).
+and CategoricalHMM ``score_samples`` and one Baum–Welch iteration (200 × T = 100, K = 8); then
+(unless ``BENCH_FAMILIES_ONLY_README`` is set) one E + M step of the Gaussian emission for
+every covariance structure (N = 50,000, K = 16; diag also at D = 32, past the compiled
+kernel), one VAE epoch (bench_vae's row),
+and 50 block Gibbs sweeps and a free energy of Bernoulli, Gaussian–Bernoulli and softmax
+harmoniums (64 × 64; skipped in a tree without the harmonium).
 
 With ``--against SRC`` the script runs itself as subprocesses, alternately with this tree's
 ``src`` and with ``SRC`` first on ``PYTHONPATH`` (``--rounds`` each), and prints the median
@@ -142,6 +147,59 @@ def workloads(repeats: int) -> dict[str, float]:
             run_em(m, [Yb], max_iter=2, tol=0.0)
 
     out["bernoulli mixture 2 EM iterations"] = _median_time(bern, repeats)
+    if os.environ.get("BENCH_FAMILIES_ONLY_README"):
+        return out
+
+    # the Gaussian emission's E + M step (log-density table, responsibilities, statistics,
+    # M step; features cached as in EM) for every structure at N = 50,000, K = 16: diag at
+    # D = 16 (the compiled kernel) and D = 32 (past it: the families' DiagonalNormal table),
+    # full, spherical and tied at D = 16
+    from genmodels.models.covariance import GaussianEmission
+
+    tg = torch.from_numpy(Xg)
+    td = torch.cat([tg, tg.flip(1) + 1.0], 1)  # (N, 32)
+    for cov, data in (("diag", tg), ("diag", td), ("full", tg), ("spherical", tg),
+                      ("tied", tg)):
+        em = GaussianEmission(16, data.shape[1], cov)
+        em.set_parameters(means=data[:: data.shape[0] // 16][:16])
+        em.set_center(data)
+
+        def step(em: Any = em, data: Any = data) -> None:
+            r = torch.softmax(em.log_likelihood(data), -1)
+            em.maximize(em.expected_stats(data, r))
+
+        out[f"gaussian emission E+M step, {cov}, D = {data.shape[1]}"] = _median_time(
+            step, repeats)
+
+    # one VAE epoch (bench_vae's README row: binarised digits, H = 128, K = 8, batch 64)
+    from genmodels.data import load_dataset
+    from genmodels.learning.trainer import Trainer
+    from genmodels.models.vae import VAE
+
+    Xv = (load_dataset("digits").X >= 8).to(torch.float32)
+    vae = VAE(64, 8, hidden=[128], likelihood="bernoulli", seed=0)
+    out["vae epoch"] = _median_time(lambda: Trainer(
+        vae, epochs=1, batch_size=64, lr=1e-3, seed=0, progress=False).fit(Xv), repeats)
+
+    # harmonium layers: block Gibbs sweeps and free energies through the layers' families
+    try:
+        from genmodels.models.harmonium import GaussianBernoulliRBM, Harmonium
+    except ImportError:  # a tree from before the harmonium
+        return out
+    rbms = {"bernoulli": Harmonium(("bernoulli", 64), ("bernoulli", 64), seed=0,
+                                   init_scale=0.1),
+            "gaussian-bernoulli": GaussianBernoulliRBM(64, 64, seed=0, init_scale=0.1),
+            "softmax-visible": Harmonium(("bernoulli", 64),
+                                         {"kind": "softmax", "size": 16, "categories": 4},
+                                         seed=0, init_scale=0.1)}
+    for name, rbm in rbms.items():
+        init = rbm.visible.sample(rbm.b_y.detach().expand(500, -1), g)
+        out[f"{name} harmonium 50 Gibbs sweeps (500 chains)"] = _median_time(
+            lambda rbm=rbm, init=init: rbm.gibbs(init, 50, g), repeats)
+        with torch.no_grad():
+            out[f"{name} harmonium free energy (10,000 data)"] = _median_time(
+                lambda rbm=rbm: rbm.free_energy(rbm.visible.sample(
+                    rbm.b_y.expand(10_000, -1), g)), repeats)
     return out
 
 
@@ -304,6 +362,8 @@ def main() -> None:
           f"× {args.repeats} repeats) | this tree s | other tree s | other ÷ this |")
     print("|---|---|---|---|")
     for name in results["this"][0]:
+        if name not in results["other"][0]:
+            continue  # a workload the other tree cannot run
         a = statistics.median(r[name] for r in results["this"])
         b = statistics.median(r[name] for r in results["other"])
         print(f"| {name} | {a:.4f} | {b:.4f} | {b / a if a > 0 else float('nan'):.3f} |")
