@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F_
@@ -16,6 +16,14 @@ from genmodels.linalg import LOG_TAU, symmetrize
 
 def _float(x: Tensor) -> Tensor:
     return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+def _second_entry(like: Tensor, value: float) -> Tensor:
+    """η₀ = (0, value): the reference member of the two-parameter families' conjugate
+    priors (Gamma: Exponential(1); Normal: N(0, 1)). like: (*, 2) → (*, 2)."""
+    ref = torch.zeros_like(like)
+    ref[..., 1] = value
+    return ref
 
 
 class Gamma(ExponentialFamily):
@@ -42,9 +50,7 @@ class Gamma(ExponentialFamily):
 
     @classmethod
     def reference_natural(cls, like: Tensor) -> Tensor:
-        ref = torch.zeros_like(like)
-        ref[..., 1] = -1.0
-        return ref
+        return _second_entry(like, -1.0)
 
     @classmethod
     def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
@@ -177,7 +183,69 @@ def _normal_natural(m1: Tensor, m2: Tensor, what: str) -> tuple[Tensor, Tensor]:
     return m1 / var, -0.5 / var
 
 
-class Normal(ExponentialFamily):
+class _IndependentNormals(ExponentialFamily):
+    """What ``Normal`` and ``DiagonalNormal`` share, written once: independent Gaussian
+    coordinates with η = (μ/σ², −1/(2σ²)) and t(x) = (x, x²) per coordinate. A subclass says
+    how the two halves sit in the flat vector (``_split`` and its inverse ``_join``) and how
+    the coordinates' log-partitions combine (``_total``)."""
+
+    @staticmethod
+    def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _join(first: Tensor, second: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def _total(per_coordinate: Tensor) -> Tensor:
+        return per_coordinate
+
+    @classmethod
+    def from_mean_var(cls: type[N], loc: Any, variance: Any) -> N:
+        """loc, variance: (*batch) for Normal, (*batch, D) for DiagonalNormal."""
+        m = as_tensor(loc, name="loc")
+        v = as_tensor(variance, name="variance")
+        m, v = torch.broadcast_tensors(m, v)
+        check_open_interval(v, f"{cls.__name__} variance", 0.0)
+        return cls(cls._join(m / v, -0.5 / v))
+
+    @property
+    def loc(self) -> Tensor:
+        return self.variance * self._split(self.natural)[0]
+
+    @property
+    def variance(self) -> Tensor:
+        return -0.5 / self._split(self.natural)[1]
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return cls._join(xf, xf.square())
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        return cls._total(_normal_log_partition(*cls._split(natural)))
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        return cls._join(*_normal_mean(*cls._split(natural)))
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor) -> Tensor:
+        return cls._join(*_normal_natural(*cls._split(mean), cls.__name__))
+
+    @classmethod
+    def _check_halves(cls, natural: Tensor) -> None:
+        e1, e2 = cls._split(natural)
+        check_open_interval(e1, f"{cls.__name__} η₁ = μ/σ²")
+        check_open_interval(e2, f"{cls.__name__} η₂ = −1/(2σ²)", high=0.0)
+
+
+N = TypeVar("N", bound=_IndependentNormals)
+
+
+class Normal(_IndependentNormals):
     """N(x; μ, σ²), x ∈ R.
 
     η = (μ/σ², −1/(2σ²)) (P = 2); t(x) = (x, x²); log h(x) = −½ log 2π;
@@ -201,9 +269,7 @@ class Normal(ExponentialFamily):
 
     @classmethod
     def reference_natural(cls, like: Tensor) -> Tensor:
-        ref = torch.zeros_like(like)
-        ref[..., 1] = -0.5
-        return ref
+        return _second_entry(like, -0.5)
 
     @classmethod
     def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
@@ -217,38 +283,17 @@ class Normal(ExponentialFamily):
         z = torch.randn(var.shape, generator=generator, dtype=var.dtype, device=var.device)
         return var * natural[..., 0] + var.sqrt() * z
 
-    @classmethod
-    def from_mean_var(cls, loc: Any, variance: Any) -> Normal:
-        m = as_tensor(loc, name="loc")
-        v = as_tensor(variance, name="variance")
-        m, v = torch.broadcast_tensors(m, v)
-        check_open_interval(v, "Normal variance", 0.0)
-        return cls(torch.stack([m / v, -0.5 / v], -1))
+    @staticmethod
+    def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
+        return natural[..., 0], natural[..., 1]
 
-    @property
-    def loc(self) -> Tensor:
-        return self.variance * self.natural[..., 0]
-
-    @property
-    def variance(self) -> Tensor:
-        return -0.5 / self.natural[..., 1]
-
-    @classmethod
-    def sufficient_stats(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.stack([xf, xf.square()], -1)
+    @staticmethod
+    def _join(first: Tensor, second: Tensor) -> Tensor:
+        return torch.stack([first, second], -1)
 
     @classmethod
     def log_base_measure(cls, x: Tensor) -> Tensor:
         return torch.full_like(_float(x), gaussian_log_base(1))
-
-    @classmethod
-    def log_partition(cls, natural: Tensor) -> Tensor:
-        return _normal_log_partition(natural[..., 0], natural[..., 1])
-
-    @classmethod
-    def mean_from_natural(cls, natural: Tensor) -> Tensor:
-        return torch.stack(_normal_mean(natural[..., 0], natural[..., 1]), -1)
 
     @classmethod
     def fisher_from_natural(cls, natural: Tensor) -> Tensor:
@@ -256,15 +301,10 @@ class Normal(ExponentialFamily):
         return torch.stack([torch.stack([v11, v12], -1), torch.stack([v12, v22], -1)], -2)
 
     @classmethod
-    def natural_from_mean(cls, mean: Tensor) -> Tensor:
-        return torch.stack(_normal_natural(mean[..., 0], mean[..., 1], "Normal"), -1)
-
-    @classmethod
     def check_natural(cls, natural: Tensor) -> None:
         if natural.shape[-1] != 2:
             raise ValueError(f"Normal natural parameters have P = 2, got {natural.shape[-1]}.")
-        check_open_interval(natural[..., 0], "Normal η₁ = μ/σ²")
-        check_open_interval(natural[..., 1], "Normal η₂ = −1/(2σ²)", high=0.0)
+        cls._check_halves(natural)
 
     def to_torch(self) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.loc, self.variance.sqrt())
@@ -276,7 +316,7 @@ class Normal(ExponentialFamily):
         return cls.from_mean_var(dist.loc, dist.scale.square())
 
 
-class DiagonalNormal(ExponentialFamily):
+class DiagonalNormal(_IndependentNormals):
     """N(x; μ, diag σ²), x ∈ R^D: D independent ``Normal`` coordinates.
 
     Flat layout (P = 2D): η = (μ/σ² [D entries], −1/(2σ²) [D entries]);
@@ -288,15 +328,6 @@ class DiagonalNormal(ExponentialFamily):
     event_dim = 1
     name = "diagonal_normal"
 
-    @classmethod
-    def from_mean_var(cls, loc: Any, variance: Any) -> DiagonalNormal:
-        """loc, variance: (*batch, D)."""
-        m = as_tensor(loc, name="loc")
-        v = as_tensor(variance, name="variance")
-        m, v = torch.broadcast_tensors(m, v)
-        check_open_interval(v, "DiagonalNormal variance", 0.0)
-        return cls(torch.cat([m / v, -0.5 / v], -1))
-
     @staticmethod
     def natural_from_loc_precision(loc: Tensor, precision: Tensor) -> Tensor:
         """η = (λμ, −½λ) in the flat layout from means and precisions λ = 1/σ² (no
@@ -307,23 +338,18 @@ class DiagonalNormal(ExponentialFamily):
     def dim(self) -> int:
         return self.num_natural // 2
 
-    @property
-    def loc(self) -> Tensor:
-        return self.variance * self.natural[..., : self.dim]
-
-    @property
-    def variance(self) -> Tensor:
-        return -0.5 / self.natural[..., self.dim:]
-
     @staticmethod
     def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
         d = natural.shape[-1] // 2
         return natural[..., :d], natural[..., d:]
 
-    @classmethod
-    def sufficient_stats(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.cat([xf, xf.square()], -1)
+    @staticmethod
+    def _join(first: Tensor, second: Tensor) -> Tensor:
+        return torch.cat([first, second], -1)
+
+    @staticmethod
+    def _total(per_coordinate: Tensor) -> Tensor:
+        return per_coordinate.sum(-1)
 
     @classmethod
     def log_base_measure(cls, x: Tensor) -> Tensor:
@@ -331,31 +357,16 @@ class DiagonalNormal(ExponentialFamily):
         return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
 
     @classmethod
-    def log_partition(cls, natural: Tensor) -> Tensor:
-        return _normal_log_partition(*cls._split(natural)).sum(-1)
-
-    @classmethod
-    def mean_from_natural(cls, natural: Tensor) -> Tensor:
-        return torch.cat(_normal_mean(*cls._split(natural)), -1)
-
-    @classmethod
     def fisher_from_natural(cls, natural: Tensor) -> Tensor:
         v11, v12, v22 = (torch.diag_embed(v) for v in _normal_fisher_blocks(*cls._split(natural)))
         return torch.cat([torch.cat([v11, v12], -1), torch.cat([v12, v22], -1)], -2)
-
-    @classmethod
-    def natural_from_mean(cls, mean: Tensor) -> Tensor:
-        d = mean.shape[-1] // 2
-        return torch.cat(_normal_natural(mean[..., :d], mean[..., d:], "DiagonalNormal"), -1)
 
     @classmethod
     def check_natural(cls, natural: Tensor) -> None:
         if natural.shape[-1] % 2:
             raise ValueError(
                 f"DiagonalNormal natural parameters have P = 2D, got {natural.shape[-1]}.")
-        e1, e2 = cls._split(natural)
-        check_open_interval(e1, "DiagonalNormal η₁ = μ/σ²")
-        check_open_interval(e2, "DiagonalNormal η₂ = −1/(2σ²)", high=0.0)
+        cls._check_halves(natural)
 
     def log_prob(self, x: Any) -> Tensor:
         xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")

@@ -426,19 +426,13 @@ class Tied(_MatrixStructure):
         return cov.expand(k, d, d)
 
 
-class Diagonal(CovarianceStructure):
-    """Σ_k = diag(σ²_k); covariances (K, D) hold the variances."""
-
-    name = "diag"
-
-    def shape(self, k: int, d: int) -> tuple[int, ...]:
-        return (k, d)
-
-    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
-        return torch.ones(k, d, dtype=dtype, device=device)
+class _VarianceStructure(CovarianceStructure):
+    """Shared by Diagonal and Spherical: the covariances hold variances σ², so U = 1/σ."""
 
     def precision_cholesky(self, cov: Tensor) -> Tensor:
-        bad = (cov <= 0).any(-1)
+        bad = cov <= 0
+        if bad.dim() > 1:
+            bad = bad.any(-1)  # a component with any non-positive variance
         if bool(bad.any()):
             raise _ill_defined(torch.nonzero(bad).reshape(-1).tolist())
         return torch.rsqrt(cov)
@@ -448,6 +442,18 @@ class Diagonal(CovarianceStructure):
 
     def covariance_from_precision(self, precision: Tensor) -> Tensor:
         return 1.0 / precision
+
+
+class Diagonal(_VarianceStructure):
+    """Σ_k = diag(σ²_k); covariances (K, D) hold the variances."""
+
+    name = "diag"
+
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (k, d)
+
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        return torch.ones(k, d, dtype=dtype, device=device)
 
     def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
         return torch.log(prec_chol).sum(-1)
@@ -500,7 +506,7 @@ class Diagonal(CovarianceStructure):
         return torch.diag_embed(cov)
 
 
-class Spherical(CovarianceStructure):
+class Spherical(_VarianceStructure):
     """Σ_k = σ²_k I; covariances (K,) hold the variances."""
 
     name = "spherical"
@@ -510,18 +516,6 @@ class Spherical(CovarianceStructure):
 
     def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
         return torch.ones(k, dtype=dtype, device=device)
-
-    def precision_cholesky(self, cov: Tensor) -> Tensor:
-        bad = cov <= 0
-        if bool(bad.any()):
-            raise _ill_defined(torch.nonzero(bad).reshape(-1).tolist())
-        return torch.rsqrt(cov)
-
-    def precision(self, prec_chol: Tensor) -> Tensor:
-        return prec_chol.square()
-
-    def covariance_from_precision(self, precision: Tensor) -> Tensor:
-        return 1.0 / precision
 
     def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
         return d * torch.log(prec_chol)

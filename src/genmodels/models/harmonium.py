@@ -533,18 +533,27 @@ class Harmonium(SavableModule):
         return -self.free_energy(y) - lz
 
 
-class BernoulliRBM(Harmonium):
-    """The binary RBM (CATALOGUE C2): Bernoulli hidden and visible units,
-    p̂(x_j = 1 | y) = σ(b_x + W y)_j, p̂(y_i = 1 | x) = σ(b_y + Wᵀ x)_i,
-    F(y) = −b_yᵀ y − Σ_j softplus((b_x + W y)_j)."""
+class _BinaryHiddenRBM(Harmonium):
+    """A named RBM with binary hiddens and ``visible_kind`` visibles, configured by
+    (n_visible, n_hidden) (what ``BernoulliRBM`` and ``PoissonBernoulliRBM`` share)."""
+
+    visible_kind: ClassVar[str]
 
     def __init__(self, n_visible: int, n_hidden: int, *, seed: int = 0,
                  init_scale: float = 0.01, dtype: torch.dtype | str = torch.float64) -> None:
-        super().__init__(("bernoulli", n_hidden), ("bernoulli", n_visible), seed=seed,
+        super().__init__(("bernoulli", n_hidden), (self.visible_kind, n_visible), seed=seed,
                          init_scale=init_scale, dtype=dtype)
         self.config = {"n_visible": int(n_visible), "n_hidden": int(n_hidden),
                        "seed": int(seed), "init_scale": float(init_scale),
                        "dtype": self.config["dtype"]}
+
+
+class BernoulliRBM(_BinaryHiddenRBM):
+    """The binary RBM (CATALOGUE C2): Bernoulli hidden and visible units,
+    p̂(x_j = 1 | y) = σ(b_x + W y)_j, p̂(y_i = 1 | x) = σ(b_y + Wᵀ x)_i,
+    F(y) = −b_yᵀ y − Σ_j softplus((b_x + W y)_j)."""
+
+    visible_kind = "bernoulli"
 
 
 class GaussianBernoulliRBM(Harmonium):
@@ -565,15 +574,9 @@ class GaussianBernoulliRBM(Harmonium):
                        "init_scale": float(init_scale), "dtype": self.config["dtype"]}
 
 
-class PoissonBernoulliRBM(Harmonium):
+class PoissonBernoulliRBM(_BinaryHiddenRBM):
     """Count visibles, binary hiddens: y_i | x ~ Poisson(exp((b_y + Wᵀx)_i)),
     F(y) = −b_yᵀ y + Σ_i log y_i! − Σ_j softplus((b_x + W y)_j). Normalisable for any W
     (the hidden layer is finite: Z = Σ_x exp{b_xᵀx + Σ_i exp ζ_i(x)})."""
 
-    def __init__(self, n_visible: int, n_hidden: int, *, seed: int = 0,
-                 init_scale: float = 0.01, dtype: torch.dtype | str = torch.float64) -> None:
-        super().__init__(("bernoulli", n_hidden), ("poisson", n_visible), seed=seed,
-                         init_scale=init_scale, dtype=dtype)
-        self.config = {"n_visible": int(n_visible), "n_hidden": int(n_hidden),
-                       "seed": int(seed), "init_scale": float(init_scale),
-                       "dtype": self.config["dtype"]}
+    visible_kind = "poisson"
