@@ -280,8 +280,17 @@ class Normal(_IndependentNormals):
     def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
                        ) -> Tensor:
         var = -0.5 / natural[..., 1]
-        z = torch.randn(var.shape, generator=generator, dtype=var.dtype, device=var.device)
-        return var * natural[..., 0] + var.sqrt() * z
+        return cls.sample_loc_scale(var * natural[..., 0], var.sqrt(), generator)
+
+    @staticmethod
+    def sample_loc_scale(loc: Tensor, scale: Tensor, generator: torch.Generator | None = None
+                         ) -> Tensor:
+        """x = μ + σ ε with ε ~ N(0, 1) drawn through ``generator``: the Normal's sampler in
+        mean/scale form (``sample_natural``; the harmonium's Gaussian units, whose σ is a
+        parameter of the layer). loc, scale broadcasting → their broadcast shape."""
+        shape = torch.broadcast_shapes(loc.shape, scale.shape)
+        z = torch.randn(shape, generator=generator, dtype=loc.dtype, device=loc.device)
+        return loc + scale * z
 
     @staticmethod
     def _split(natural: Tensor) -> tuple[Tensor, Tensor]:

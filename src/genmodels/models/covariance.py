@@ -622,8 +622,9 @@ class GaussianEmission(SavableModule):
     The Gaussian maths is the families': log h = ``gaussian_log_base``, A(η) =
     ``gaussian_log_partition``, the diagonal table ``DiagonalNormal.log_prob_table`` over
     ``DiagonalNormal``'s t(y) = [y, y²], η from (μ, Σ⁻¹) by ``DiagonalNormal`` /
-    ``FullNormal.natural_from_loc_precision``, every table through
-    ``affine_log_prob_table``, the ML fit ``gaussian_ml``. Not a ``FamilyEmission``
+    ``FullNormal.natural_from_loc_precision``, the spherical and tied tables through
+    ``affine_log_prob_table`` (full: the same product, its normaliser carried by the
+    features' constant column), the ML fit ``gaussian_ml``. Not a ``FamilyEmission``
     over ``FullNormal`` all the same, because the covariance structures cannot share its
     free per-state η: spherical ties η₂ across coordinates and tied across components
     (so their statistics are summed, or leave the product), full packs t(y) by symmetry

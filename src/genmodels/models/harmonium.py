@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from genmodels._validation import as_tensor, check_positive_int, resolve_dtype
 from genmodels.families import Bernoulli, Categorical, Normal, Poisson
 from genmodels.families.base import ExponentialFamily
+from genmodels.families.continuous import gaussian_log_base
 from genmodels.families.discrete import one_hot
 from genmodels.io import SavableModule
 
@@ -280,7 +281,13 @@ class GaussianLayer(Layer):
 
     def log_base(self, x: Tensor) -> Tensor:
         # the Normal's log h (−½ log 2π per unit) with the x²/(2σ²) that T(x) = x/σ leaves out
-        return Normal.summed_log_base_measure(x) - 0.5 * self.stats(x).square().sum(-1)
+        return gaussian_log_base(self.size) - 0.5 * self.stats(x).square().sum(-1)
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        # the Normal's sampler in mean/scale form, N(σ η, σ²) (the η/σ, −1/(2σ²) of
+        # ``family_natural`` and back would cost three passes more)
+        sigma = self.scale
+        return Normal.sample_loc_scale(sigma * natural, sigma, generator)
 
     def mean(self, natural: Tensor) -> Tensor:
         # E[x/σ] = E[x]/σ, E[x] the Normal's mean value
