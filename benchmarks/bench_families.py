@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -245,7 +246,8 @@ def _renamed_copy(other_src: str) -> None:
     sys.path.insert(0, str(tmp))
 
 
-def compare_times(other_src: str, repeats: int, readme_only: bool) -> None:
+def compare_times(other_src: str, repeats: int, readme_only: bool, only: str | None = None
+                  ) -> None:
     """Both trees in ONE process, every repeat timing this tree's call and the other's back
     to back (order alternating), after a warm-up of each: per workload the median seconds of
     each side and the median of the per-pair ratios (other ÷ this; above 1: this tree is
@@ -260,8 +262,8 @@ def compare_times(other_src: str, repeats: int, readme_only: bool) -> None:
           "one process) | this tree s | other tree s | other ÷ this (median of pairs) |")
     print("|---|---|---|---|")
     for name, f in this.items():
-        if name not in other:
-            continue  # a workload the other tree cannot run
+        if name not in other or (only is not None and not re.search(only, name)):
+            continue  # a workload the other tree cannot run, or one not asked for
         g = other[name]
         f(), g()  # warm-up (and Numba compilation)
         ta, tb, ratios = [], [], []
@@ -406,6 +408,8 @@ def main() -> None:
                    help="another tree's src folder whose tensor-op counts to compare")
     p.add_argument("--ab-against", type=str, default=None,
                    help="another tree's src folder to time in this process, pair by pair")
+    p.add_argument("--only", type=str, default=None,
+                   help="with --ab-against: time only the workloads whose name matches")
     args = p.parse_args()
     if args.ops_against is not None:
         compare_ops(args.ops_against)
@@ -415,7 +419,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         compare_times(args.ab_against, args.repeats,
-                      bool(os.environ.get("BENCH_FAMILIES_ONLY_README")))
+                      bool(os.environ.get("BENCH_FAMILIES_ONLY_README")), args.only)
         return
     if args.against is None:
         import torch
