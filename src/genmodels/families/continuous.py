@@ -325,7 +325,29 @@ class Normal(_IndependentNormals):
         return cls.from_mean_var(dist.loc, dist.scale.square())
 
 
-class DiagonalNormal(_IndependentNormals):
+class _VectorGaussian(ExponentialFamily):
+    """What the vector Gaussians (DiagonalNormal, FullNormal) share: log h(x) = −(D/2) log 2π
+    and a log_prob that checks x's last dimension against the member's D."""
+
+    event_dim = 1
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
+
+    def log_prob(self, x: Any) -> Tensor:
+        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
+        if xt.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
+        return super().log_prob(xt)
+
+
+class DiagonalNormal(_VectorGaussian, _IndependentNormals):
     """N(x; μ, diag σ²), x ∈ R^D: D independent ``Normal`` coordinates.
 
     Flat layout (P = 2D): η = (μ/σ² [D entries], −1/(2σ²) [D entries]);
@@ -361,11 +383,6 @@ class DiagonalNormal(_IndependentNormals):
         return per_coordinate.sum(-1)
 
     @classmethod
-    def log_base_measure(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
-
-    @classmethod
     def fisher_from_natural(cls, natural: Tensor) -> Tensor:
         v11, v12, v22 = (torch.diag_embed(v) for v in _normal_fisher_blocks(*cls._split(natural)))
         return torch.cat([torch.cat([v11, v12], -1), torch.cat([v12, v22], -1)], -2)
@@ -376,12 +393,6 @@ class DiagonalNormal(_IndependentNormals):
             raise ValueError(
                 f"DiagonalNormal natural parameters have P = 2D, got {natural.shape[-1]}.")
         cls._check_halves(natural)
-
-    def log_prob(self, x: Any) -> Tensor:
-        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
-        if xt.shape[-1] != self.dim:
-            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
-        return super().log_prob(xt)
 
     def to_torch(self) -> torch.distributions.Independent:
         return torch.distributions.Independent(
@@ -396,7 +407,7 @@ class DiagonalNormal(_IndependentNormals):
         return cls.from_mean_var(base.loc, base.scale.square())
 
 
-class FullNormal(ExponentialFamily):
+class FullNormal(_VectorGaussian):
     """N(x; μ, Σ), x ∈ R^D, full covariance.
 
     η = (Σ⁻¹μ, −½Σ⁻¹), t(x) = (x, x xᵀ), log h(x) = −(D/2) log 2π,
@@ -465,11 +476,6 @@ class FullNormal(ExponentialFamily):
         return torch.cat([xf, (xf[..., :, None] * xf[..., None, :]).flatten(-2)], -1)
 
     @classmethod
-    def log_base_measure(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
-
-    @classmethod
     def log_partition(cls, natural: Tensor) -> Tensor:
         eta1, eta2 = cls._split(natural)
         L = torch.linalg.cholesky(-2 * eta2)  # precision = L Lᵀ
@@ -532,12 +538,6 @@ class FullNormal(ExponentialFamily):
         if bool((info > 0).any()):
             raise ValueError("FullNormal η₂ = −½Σ⁻¹ must be negative definite (Σ positive "
                              "definite); it is not for some batch member.")
-
-    def log_prob(self, x: Any) -> Tensor:
-        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
-        if xt.shape[-1] != self.dim:
-            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
-        return super().log_prob(xt)
 
     @classmethod
     def fit(cls, x: Any, weights: Any = None) -> FullNormal:
