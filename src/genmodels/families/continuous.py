@@ -279,18 +279,18 @@ class Normal(_IndependentNormals):
     @classmethod
     def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
                        ) -> Tensor:
-        var = -0.5 / natural[..., 1]
-        return cls.sample_loc_scale(var * natural[..., 0], var.sqrt(), generator)
+        sd = torch.rsqrt(-2 * natural[..., 1])  # σ
+        return cls.sample_scaled(sd * natural[..., 0], sd, generator)  # μ/σ = σ η₁
 
     @staticmethod
-    def sample_loc_scale(loc: Tensor, scale: Tensor, generator: torch.Generator | None = None
-                         ) -> Tensor:
-        """x = μ + σ ε with ε ~ N(0, 1) drawn through ``generator``: the Normal's sampler in
-        mean/scale form (``sample_natural``; the harmonium's Gaussian units, whose σ is a
-        parameter of the layer). loc, scale broadcasting → their broadcast shape."""
-        shape = torch.broadcast_shapes(loc.shape, scale.shape)
-        z = torch.randn(shape, generator=generator, dtype=loc.dtype, device=loc.device)
-        return loc + scale * z
+    def sample_scaled(center: Tensor, scale: Tensor, generator: torch.Generator | None = None
+                      ) -> Tensor:
+        """x = σ (c + ε) ~ N(σc, σ²), ε ~ N(0, 1) drawn through ``generator``: the Normal's
+        sampler in scale-family form (``sample_natural``, c = μ/σ; the harmonium's Gaussian
+        units, c = η and σ the layer's). center (*), scale broadcasting → (*)."""
+        z = torch.randn(center.shape, generator=generator, dtype=center.dtype,
+                        device=center.device)
+        return scale * (center + z)
 
     @staticmethod
     def _split(natural: Tensor) -> tuple[Tensor, Tensor]:

@@ -296,10 +296,9 @@ class GaussianLayer(Layer):
         return gaussian_log_base(self.size) - 0.5 * self.stats(x).square().sum(-1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        # the Normal's sampler in mean/scale form, N(σ η, σ²) (the η/σ, −1/(2σ²) of
+        # the Normal's sampler in scale-family form, N(σ η, σ²) (the η/σ, −1/(2σ²) of
         # ``family_natural`` and back would cost three passes more)
-        sigma = self.scale
-        return Normal.sample_loc_scale(sigma * natural, sigma, generator)
+        return Normal.sample_scaled(natural, self.scale, generator)
 
     def mean(self, natural: Tensor) -> Tensor:
         # E[x/σ] = E[x]/σ, E[x] the Normal's mean value
