@@ -145,20 +145,19 @@ class ExponentialFamily(ABC):
                 - cls.log_partition(natural))
 
     @classmethod
-    def log_prob_table(cls, t: Tensor, natural: Tensor, log_h: Tensor | None = None) -> Tensor:
+    def log_prob_table(cls, t: Tensor, natural: Tensor,
+                       log_h: Tensor | float | None = None) -> Tensor:
         """log p(x_n | η_k) for every datum n and every member k, as one matrix product:
 
             log h(x_n) + t(x_n) · η_k − A(η_k)                               (S0:27)
 
         t: (N, C, P) the statistics of N data, each with C independent coordinates of this
         family (a state's density is the product over coordinates); natural: (K, C, P);
-        log_h: (N,) the data's Σ_c log h(x_nc), or None for h = 1 → (N, K). The (N, C·P) ×
-        (C·P, K) product is the emissions' E-step fast path (one GEMM, no loop over k)."""
+        log_h: (N,) the data's Σ_c log h(x_nc), a number (a constant h: the Gaussians), or
+        None for h = 1 → (N, K). The (N, C·P) × (C·P, K) product is the emissions' E-step
+        fast path (one GEMM, no loop over k): ``affine_log_prob_table``."""
         a = cls.log_partition(natural).sum(-1)  # Σ_c A(η_kc): (K,)
-        tab = t.flatten(1) @ natural.flatten(1).T
-        if log_h is not None:
-            tab = log_h[:, None] + tab
-        return tab - a[None, :]
+        return affine_log_prob_table(t.flatten(1), natural.flatten(1), a, log_h)
 
     @classmethod
     def summed_log_base_measure(cls, x: Tensor) -> Tensor:
@@ -223,14 +222,17 @@ class ExponentialFamily(ABC):
         return sample_with_generator(cls(natural).to_torch(), (), generator)
 
     @classmethod
-    def conditional_natural(cls, bias: Tensor, weight: Tensor, other: Tensor) -> Tensor:
+    def conditional_natural(cls, bias: Tensor, weight: Tensor, other: Tensor,
+                            per_unit: int | None = None) -> Tensor:
         """The natural parameters of one layer given the other, an affine map (Eqs 3.1–3.4):
 
             η(z) = b + W z,   flat bias b: (C·P,), weight W: (C·P, M), other z: (*, M)
 
         → (*, C, P) (C units of this family with P natural parameters each), mapped onto the
-        natural domain by ``natural_from_unconstrained`` where it is not all of R^P."""
-        p = cls.natural_per_unit or int(bias.shape[-1])
+        natural domain by ``natural_from_unconstrained`` where it is not all of R^P. P is
+        ``per_unit`` if given (categorical groups: the number of categories), else the
+        family's ``natural_per_unit``, else all of b (one unit)."""
+        p = per_unit or cls.natural_per_unit or int(bias.shape[-1])
         flat = torch.nn.functional.linear(other, weight, bias)
         return cls.natural_from_unconstrained(flat.unflatten(-1, (-1, p)))
 
@@ -294,6 +296,27 @@ class ExponentialFamily(ABC):
         t = cls.sufficient_stats(xt)  # (N, *batch, P)
         t_sum, n = summed_stats(t, weights)
         return cls.from_mean(t_sum / n[..., None])
+
+
+def affine_log_prob_table(t: Tensor, natural: Tensor, log_partition: Tensor,
+                          log_h: Tensor | float | None = None) -> Tensor:
+    """log h(x_n) + t(x_n) · η_k − A(η_k) (S0:27) for N data and K members as ONE matrix
+    product (``addmm``: the normaliser rides in as the product's bias).
+
+    t: (N, S) the data's statistics; natural: (K, S) the natural parameters they are
+    contracted with; log_partition: (K,) A(η_k); log_h: (N,) log h(x_n), a number (a constant
+    h, folded into the bias) or None (h = 1) → (N, K). The layout of t and η is the caller's:
+    a family's own (``ExponentialFamily.log_prob_table``) or one with tied natural parameters
+    whose statistics are summed or packed (the Gaussian emission's covariance structures)."""
+    bias = -log_partition
+    per_datum = isinstance(log_h, Tensor) and log_h.dim() > 0
+    if log_h is not None and not per_datum:
+        bias = bias + log_h
+    tab = torch.addmm(bias, t, natural.T)
+    if per_datum:
+        assert isinstance(log_h, Tensor)
+        tab = tab + log_h[:, None]
+    return tab
 
 
 def weighted_stat_sums(t: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F_
@@ -16,6 +16,14 @@ from genmodels.linalg import LOG_TAU, symmetrize
 
 def _float(x: Tensor) -> Tensor:
     return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+def _second_entry(like: Tensor, value: float) -> Tensor:
+    """η₀ = (0, value): the reference member of the two-parameter families' conjugate
+    priors (Gamma: Exponential(1); Normal: N(0, 1)). like: (*, 2) → (*, 2)."""
+    ref = torch.zeros_like(like)
+    ref[..., 1] = value
+    return ref
 
 
 class Gamma(ExponentialFamily):
@@ -42,9 +50,7 @@ class Gamma(ExponentialFamily):
 
     @classmethod
     def reference_natural(cls, like: Tensor) -> Tensor:
-        ref = torch.zeros_like(like)
-        ref[..., 1] = -1.0
-        return ref
+        return _second_entry(like, -1.0)
 
     @classmethod
     def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
@@ -136,6 +142,22 @@ class Gamma(ExponentialFamily):
 
 
 # ----------------------------------------------------------------------------- Gaussians
+def gaussian_log_base(dim: int) -> float:
+    """log h(x) = −(D/2) log 2π, the base measure of every Gaussian family (the constant of
+    Eq. 2.8): Normal (D = 1), DiagonalNormal, FullNormal and the Gaussian emission."""
+    return -0.5 * dim * LOG_TAU
+
+
+def gaussian_log_partition(whitened: Tensor, log_det_factor: Tensor) -> Tensor:
+    """A(η) = ½ η₁ᵀ Σ η₁ − ½ log|Σ⁻¹| of a Gaussian (η₁ = Σ⁻¹μ), from any factor U of its
+    precision, U Uᵀ = Σ⁻¹: with z = U⁻¹η₁ = Uᵀμ, A = ½‖z‖² − log|U|.
+
+    whitened: (*, D) z; log_det_factor: (*,) log|U| → (*,). ``FullNormal.log_partition``
+    (U the Cholesky factor of −2η₂) and the Gaussian emission's covariance structures (U
+    the precision Cholesky factor they hold) both evaluate A through it."""
+    return 0.5 * whitened.square().sum(-1) - log_det_factor
+
+
 def _normal_log_partition(eta1: Tensor, eta2: Tensor) -> Tensor:
     """Per coordinate: A = −η₁²/(4η₂) − ½ log(−2η₂)."""
     return -eta1.square() / (4 * eta2) - 0.5 * torch.log(-2 * eta2)
@@ -161,7 +183,69 @@ def _normal_natural(m1: Tensor, m2: Tensor, what: str) -> tuple[Tensor, Tensor]:
     return m1 / var, -0.5 / var
 
 
-class Normal(ExponentialFamily):
+class _IndependentNormals(ExponentialFamily):
+    """What ``Normal`` and ``DiagonalNormal`` share, written once: independent Gaussian
+    coordinates with η = (μ/σ², −1/(2σ²)) and t(x) = (x, x²) per coordinate. A subclass says
+    how the two halves sit in the flat vector (``_split`` and its inverse ``_join``) and how
+    the coordinates' log-partitions combine (``_total``)."""
+
+    @staticmethod
+    def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _join(first: Tensor, second: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def _total(per_coordinate: Tensor) -> Tensor:
+        return per_coordinate
+
+    @classmethod
+    def from_mean_var(cls: type[N], loc: Any, variance: Any) -> N:
+        """loc, variance: (*batch) for Normal, (*batch, D) for DiagonalNormal."""
+        m = as_tensor(loc, name="loc")
+        v = as_tensor(variance, name="variance")
+        m, v = torch.broadcast_tensors(m, v)
+        check_open_interval(v, f"{cls.__name__} variance", 0.0)
+        return cls(cls._join(m / v, -0.5 / v))
+
+    @property
+    def loc(self) -> Tensor:
+        return self.variance * self._split(self.natural)[0]
+
+    @property
+    def variance(self) -> Tensor:
+        return -0.5 / self._split(self.natural)[1]
+
+    @classmethod
+    def sufficient_stats(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return cls._join(xf, xf.square())
+
+    @classmethod
+    def log_partition(cls, natural: Tensor) -> Tensor:
+        return cls._total(_normal_log_partition(*cls._split(natural)))
+
+    @classmethod
+    def mean_from_natural(cls, natural: Tensor) -> Tensor:
+        return cls._join(*_normal_mean(*cls._split(natural)))
+
+    @classmethod
+    def natural_from_mean(cls, mean: Tensor) -> Tensor:
+        return cls._join(*_normal_natural(*cls._split(mean), cls.__name__))
+
+    @classmethod
+    def _check_halves(cls, natural: Tensor) -> None:
+        e1, e2 = cls._split(natural)
+        check_open_interval(e1, f"{cls.__name__} η₁ = μ/σ²")
+        check_open_interval(e2, f"{cls.__name__} η₂ = −1/(2σ²)", high=0.0)
+
+
+N = TypeVar("N", bound=_IndependentNormals)
+
+
+class Normal(_IndependentNormals):
     """N(x; μ, σ²), x ∈ R.
 
     η = (μ/σ², −1/(2σ²)) (P = 2); t(x) = (x, x²); log h(x) = −½ log 2π;
@@ -185,9 +269,7 @@ class Normal(ExponentialFamily):
 
     @classmethod
     def reference_natural(cls, like: Tensor) -> Tensor:
-        ref = torch.zeros_like(like)
-        ref[..., 1] = -0.5
-        return ref
+        return _second_entry(like, -0.5)
 
     @classmethod
     def natural_from_unconstrained(cls, h: Tensor) -> Tensor:
@@ -197,42 +279,30 @@ class Normal(ExponentialFamily):
     @classmethod
     def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
                        ) -> Tensor:
-        var = -0.5 / natural[..., 1]
-        z = torch.randn(var.shape, generator=generator, dtype=var.dtype, device=var.device)
-        return var * natural[..., 0] + var.sqrt() * z
+        sd = torch.rsqrt(-2 * natural[..., 1])  # σ
+        return cls.sample_scaled(sd * natural[..., 0], sd, generator)  # μ/σ = σ η₁
 
-    @classmethod
-    def from_mean_var(cls, loc: Any, variance: Any) -> Normal:
-        m = as_tensor(loc, name="loc")
-        v = as_tensor(variance, name="variance")
-        m, v = torch.broadcast_tensors(m, v)
-        check_open_interval(v, "Normal variance", 0.0)
-        return cls(torch.stack([m / v, -0.5 / v], -1))
+    @staticmethod
+    def sample_scaled(center: Tensor, scale: Tensor, generator: torch.Generator | None = None
+                      ) -> Tensor:
+        """x = σ (c + ε) ~ N(σc, σ²), ε ~ N(0, 1) drawn through ``generator``: the Normal's
+        sampler in scale-family form (``sample_natural``, c = μ/σ; the harmonium's Gaussian
+        units, c = η and σ the layer's). center (*), scale broadcasting → (*)."""
+        z = torch.randn(center.shape, generator=generator, dtype=center.dtype,
+                        device=center.device)
+        return scale * (center + z)
 
-    @property
-    def loc(self) -> Tensor:
-        return self.variance * self.natural[..., 0]
+    @staticmethod
+    def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
+        return natural[..., 0], natural[..., 1]
 
-    @property
-    def variance(self) -> Tensor:
-        return -0.5 / self.natural[..., 1]
-
-    @classmethod
-    def sufficient_stats(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.stack([xf, xf.square()], -1)
+    @staticmethod
+    def _join(first: Tensor, second: Tensor) -> Tensor:
+        return torch.stack([first, second], -1)
 
     @classmethod
     def log_base_measure(cls, x: Tensor) -> Tensor:
-        return torch.full_like(_float(x), -0.5 * LOG_TAU)
-
-    @classmethod
-    def log_partition(cls, natural: Tensor) -> Tensor:
-        return _normal_log_partition(natural[..., 0], natural[..., 1])
-
-    @classmethod
-    def mean_from_natural(cls, natural: Tensor) -> Tensor:
-        return torch.stack(_normal_mean(natural[..., 0], natural[..., 1]), -1)
+        return torch.full_like(_float(x), gaussian_log_base(1))
 
     @classmethod
     def fisher_from_natural(cls, natural: Tensor) -> Tensor:
@@ -240,15 +310,10 @@ class Normal(ExponentialFamily):
         return torch.stack([torch.stack([v11, v12], -1), torch.stack([v12, v22], -1)], -2)
 
     @classmethod
-    def natural_from_mean(cls, mean: Tensor) -> Tensor:
-        return torch.stack(_normal_natural(mean[..., 0], mean[..., 1], "Normal"), -1)
-
-    @classmethod
     def check_natural(cls, natural: Tensor) -> None:
         if natural.shape[-1] != 2:
             raise ValueError(f"Normal natural parameters have P = 2, got {natural.shape[-1]}.")
-        check_open_interval(natural[..., 0], "Normal η₁ = μ/σ²")
-        check_open_interval(natural[..., 1], "Normal η₂ = −1/(2σ²)", high=0.0)
+        cls._check_halves(natural)
 
     def to_torch(self) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.loc, self.variance.sqrt())
@@ -260,7 +325,29 @@ class Normal(ExponentialFamily):
         return cls.from_mean_var(dist.loc, dist.scale.square())
 
 
-class DiagonalNormal(ExponentialFamily):
+class _VectorGaussian(ExponentialFamily):
+    """What the vector Gaussians (DiagonalNormal, FullNormal) share: log h(x) = −(D/2) log 2π
+    and a log_prob that checks x's last dimension against the member's D."""
+
+    event_dim = 1
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def log_base_measure(cls, x: Tensor) -> Tensor:
+        xf = _float(x)
+        return torch.full_like(xf[..., 0], gaussian_log_base(xf.shape[-1]))
+
+    def log_prob(self, x: Any) -> Tensor:
+        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
+        if xt.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
+        return super().log_prob(xt)
+
+
+class DiagonalNormal(_VectorGaussian, _IndependentNormals):
     """N(x; μ, diag σ²), x ∈ R^D: D independent ``Normal`` coordinates.
 
     Flat layout (P = 2D): η = (μ/σ² [D entries], −1/(2σ²) [D entries]);
@@ -272,49 +359,28 @@ class DiagonalNormal(ExponentialFamily):
     event_dim = 1
     name = "diagonal_normal"
 
-    @classmethod
-    def from_mean_var(cls, loc: Any, variance: Any) -> DiagonalNormal:
-        """loc, variance: (*batch, D)."""
-        m = as_tensor(loc, name="loc")
-        v = as_tensor(variance, name="variance")
-        m, v = torch.broadcast_tensors(m, v)
-        check_open_interval(v, "DiagonalNormal variance", 0.0)
-        return cls(torch.cat([m / v, -0.5 / v], -1))
+    @staticmethod
+    def natural_from_loc_precision(loc: Tensor, precision: Tensor) -> Tensor:
+        """η = (λμ, −½λ) in the flat layout from means and precisions λ = 1/σ² (no
+        validation: the caller's precisions are positive). (*, D), (*, D) → (*, 2D)."""
+        return torch.cat([loc * precision, -0.5 * precision], -1)
 
     @property
     def dim(self) -> int:
         return self.num_natural // 2
-
-    @property
-    def loc(self) -> Tensor:
-        return self.variance * self.natural[..., : self.dim]
-
-    @property
-    def variance(self) -> Tensor:
-        return -0.5 / self.natural[..., self.dim:]
 
     @staticmethod
     def _split(natural: Tensor) -> tuple[Tensor, Tensor]:
         d = natural.shape[-1] // 2
         return natural[..., :d], natural[..., d:]
 
-    @classmethod
-    def sufficient_stats(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.cat([xf, xf.square()], -1)
+    @staticmethod
+    def _join(first: Tensor, second: Tensor) -> Tensor:
+        return torch.cat([first, second], -1)
 
-    @classmethod
-    def log_base_measure(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.full_like(xf[..., 0], -0.5 * LOG_TAU * xf.shape[-1])
-
-    @classmethod
-    def log_partition(cls, natural: Tensor) -> Tensor:
-        return _normal_log_partition(*cls._split(natural)).sum(-1)
-
-    @classmethod
-    def mean_from_natural(cls, natural: Tensor) -> Tensor:
-        return torch.cat(_normal_mean(*cls._split(natural)), -1)
+    @staticmethod
+    def _total(per_coordinate: Tensor) -> Tensor:
+        return per_coordinate.sum(-1)
 
     @classmethod
     def fisher_from_natural(cls, natural: Tensor) -> Tensor:
@@ -322,24 +388,11 @@ class DiagonalNormal(ExponentialFamily):
         return torch.cat([torch.cat([v11, v12], -1), torch.cat([v12, v22], -1)], -2)
 
     @classmethod
-    def natural_from_mean(cls, mean: Tensor) -> Tensor:
-        d = mean.shape[-1] // 2
-        return torch.cat(_normal_natural(mean[..., :d], mean[..., d:], "DiagonalNormal"), -1)
-
-    @classmethod
     def check_natural(cls, natural: Tensor) -> None:
         if natural.shape[-1] % 2:
             raise ValueError(
                 f"DiagonalNormal natural parameters have P = 2D, got {natural.shape[-1]}.")
-        e1, e2 = cls._split(natural)
-        check_open_interval(e1, "DiagonalNormal η₁ = μ/σ²")
-        check_open_interval(e2, "DiagonalNormal η₂ = −1/(2σ²)", high=0.0)
-
-    def log_prob(self, x: Any) -> Tensor:
-        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
-        if xt.shape[-1] != self.dim:
-            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
-        return super().log_prob(xt)
+        cls._check_halves(natural)
 
     def to_torch(self) -> torch.distributions.Independent:
         return torch.distributions.Independent(
@@ -354,7 +407,7 @@ class DiagonalNormal(ExponentialFamily):
         return cls.from_mean_var(base.loc, base.scale.square())
 
 
-class FullNormal(ExponentialFamily):
+class FullNormal(_VectorGaussian):
     """N(x; μ, Σ), x ∈ R^D, full covariance.
 
     η = (Σ⁻¹μ, −½Σ⁻¹), t(x) = (x, x xᵀ), log h(x) = −(D/2) log 2π,
@@ -377,10 +430,15 @@ class FullNormal(ExponentialFamily):
         m = as_tensor(loc, name="loc")
         c = as_tensor(covariance, name="covariance")
         prec = _checked_precision(c, "covariance")
-        eta1 = (prec @ m[..., None])[..., 0]
-        batch = eta1.shape[:-1]
-        eta2 = (-0.5 * prec).expand(*batch, *prec.shape[-2:])
+        eta1, eta2 = cls.natural_from_loc_precision(m, prec)
+        eta2 = eta2.expand(*eta1.shape[:-1], *prec.shape[-2:])
         return cls(torch.cat([eta1, eta2.flatten(-2)], -1))
+
+    @staticmethod
+    def natural_from_loc_precision(loc: Tensor, precision: Tensor) -> tuple[Tensor, Tensor]:
+        """(η₁, η₂) = (Σ⁻¹μ, −½Σ⁻¹) from means and precision matrices (no validation: the
+        caller's precisions are positive definite). (*, D), (*, D, D) → ((*, D), (*, D, D))."""
+        return (precision @ loc[..., None])[..., 0], -0.5 * precision
 
     @staticmethod
     def dim_from_num_natural(p: int) -> int:
@@ -418,17 +476,11 @@ class FullNormal(ExponentialFamily):
         return torch.cat([xf, (xf[..., :, None] * xf[..., None, :]).flatten(-2)], -1)
 
     @classmethod
-    def log_base_measure(cls, x: Tensor) -> Tensor:
-        xf = _float(x)
-        return torch.full_like(xf[..., 0], -0.5 * LOG_TAU * xf.shape[-1])
-
-    @classmethod
     def log_partition(cls, natural: Tensor) -> Tensor:
         eta1, eta2 = cls._split(natural)
         L = torch.linalg.cholesky(-2 * eta2)  # precision = L Lᵀ
         z = torch.linalg.solve_triangular(L, eta1[..., None], upper=False)[..., 0]
-        # ½ η₁ᵀ Σ η₁ − ½ log|Σ⁻¹|
-        return 0.5 * z.square().sum(-1) - torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+        return gaussian_log_partition(z, torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1))
 
     @classmethod
     def _moments(cls, natural: Tensor) -> tuple[Tensor, Tensor]:
@@ -475,7 +527,8 @@ class FullNormal(ExponentialFamily):
         mu = mean[..., :d]
         cov = symmetrize(mean[..., d:].unflatten(-1, (d, d))) - mu[..., :, None] * mu[..., None, :]
         prec = _checked_precision(cov, "covariance E[x xᵀ] − μμᵀ")
-        return torch.cat([(prec @ mu[..., None])[..., 0], (-0.5 * prec).flatten(-2)], -1)
+        eta1, eta2 = cls.natural_from_loc_precision(mu, prec)
+        return torch.cat([eta1, eta2.flatten(-2)], -1)
 
     @classmethod
     def check_natural(cls, natural: Tensor) -> None:
@@ -485,12 +538,6 @@ class FullNormal(ExponentialFamily):
         if bool((info > 0).any()):
             raise ValueError("FullNormal η₂ = −½Σ⁻¹ must be negative definite (Σ positive "
                              "definite); it is not for some batch member.")
-
-    def log_prob(self, x: Any) -> Tensor:
-        xt = x if isinstance(x, Tensor) else as_tensor(x, name="x")
-        if xt.shape[-1] != self.dim:
-            raise ValueError(f"x must have last dimension D = {self.dim}, got {xt.shape[-1]}.")
-        return super().log_prob(xt)
 
     @classmethod
     def fit(cls, x: Any, weights: Any = None) -> FullNormal:

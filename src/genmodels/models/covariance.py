@@ -14,7 +14,10 @@ structure      Σ_k                              stored covariances  free parame
 
 A structure is chosen once (STYLE §7) and is a small stateless object: it turns covariances
 into precision Cholesky factors, evaluates the (N, K) table of log-densities, forms the
-weighted second-order statistics, runs the M step, samples, and counts parameters.
+weighted second-order statistics, runs the M step, samples, and counts parameters. The
+log-density's constant, log-partition, natural parameters and the one-product table are
+``genmodels.families``' (see ``GaussianEmission``); a structure says only how its natural
+parameters are tied, which sets its statistics.
 
 Precision Cholesky factors. As in scikit-learn, the log-density uses ``U_k`` with
 ``U_k U_kᵀ = Σ_k⁻¹`` (upper triangular for full/tied; 1/σ for diagonal/spherical), so
@@ -48,9 +51,16 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from genmodels.families.continuous import gaussian_ml
+from genmodels.families.base import affine_log_prob_table
+from genmodels.families.continuous import (
+    DiagonalNormal,
+    FullNormal,
+    gaussian_log_base,
+    gaussian_log_partition,
+    gaussian_ml,
+)
 from genmodels.io import SavableModule
-from genmodels.linalg import LOG_TAU, eps, symmetrize
+from genmodels.linalg import eps, symmetrize
 
 Stats = dict[str, Tensor]
 
@@ -192,11 +202,24 @@ class CovarianceStructure(ABC):
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         """Weighted second-order statistic Σ_n r_nk (·) — additive over data."""
 
+    @abstractmethod
     def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
-        """log N(y_n; μ_k, Σ_k) = −½D log τ + log|U_k| − ½ maha (Eq. 2.8 without π): (N, K)."""
+        """log N(y_n; μ_k, Σ_k) = log h(y) + ηₖᵀ t(y) − A(ηₖ) (S0:27; Eq. 2.8), as one matrix
+        product of the features against the components' natural parameters: (N, K).
+
+        h and A are the families' (``gaussian_log_base``, ``DiagonalNormal`` /
+        ``gaussian_log_partition``); what a structure adds is only how its natural parameters
+        are tied, which sets its statistics (see each structure)."""
+
+    def log_partition(self, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """A(η_k) = ½ ‖U_kᵀμ_k‖² − log|U_k| (``gaussian_log_partition``): (K,)."""
         k, d = means.shape
-        logdet = self.log_det_precision_cholesky(prec_chol, k, d)
-        return (-0.5 * d * LOG_TAU) + logdet - 0.5 * self.mahalanobis(y, feats, means, prec_chol)
+        return gaussian_log_partition(self.whiten(means, prec_chol),
+                                      self.log_det_precision_cholesky(prec_chol, k, d))
+
+    @abstractmethod
+    def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """U_kᵀ μ_k for every component: (K, D)."""
 
     def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Σ_n r_nk, Σ_n r_nk y_n and ``second_moment``: the statistics of the M step."""
@@ -296,19 +319,27 @@ class Full(_MatrixStructure):
         return (feats @ self._quadratic_weights(means, prec_chol).T).clamp_min_(0.0)  # (N, K)
 
     def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """log h(y) + ηₖᵀ t(y) − A(ηₖ) with ``FullNormal``'s η = (P_kμ_k, −½P_k) and
+        t(y) = (y, y yᵀ) packed by symmetry: ⟨η₂, y yᵀ⟩ = Σ_{i≤j} c_ij η₂,ij y_i y_j (c = 1 on,
+        2 off the diagonal), so the features [y_i y_j (i ≤ j), y, 1] meet
+        [packed η₂; η₁; log h − A] in ONE product (the constant column carries the
+        normaliser)."""
         memo = getattr(self, "_memo", None)  # the weights change only when the parameters do
         if memo is not None and memo[0] is means and memo[1] is prec_chol:
-            w, top = memo[2], memo[3]
+            w = memo[2]
         else:
-            k, d = means.shape
-            top = (-0.5 * d * LOG_TAU) + self.log_det_precision_cholesky(prec_chol, k, d)  # (K,)
-            w = -0.5 * self._quadratic_weights(means, prec_chol)
-            w[:, -1] += top  # the constant column carries the normaliser
+            d = means.shape[1]
+            eta1, eta2 = FullNormal.natural_from_loc_precision(means, prec_chol @ prec_chol.mT)
+            norm = gaussian_log_base(d) - self.log_partition(means, prec_chol)  # (K,)
+            w = torch.cat([_pack(eta2, 2.0), eta1, norm[:, None]], 1)
             w = w.T.contiguous()  # (T + D + 1, K)
-            self._memo = (means, prec_chol, w, top)
+            self._memo = (means, prec_chol, w)
         # one product (rounding in the expansion is ~eps·‖f(y)‖·‖P‖ about the center, far below
         # the density's own scale; ``mahalanobis`` clamps at 0 for callers who need the sign)
         return feats @ w  # (N, K)
+
+    def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
+        return (means[:, None, :] @ prec_chol)[:, 0]  # (U_kᵀ μ_k)ᵀ = μ_kᵀ U_k
 
     def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         d = y.shape[-1]
@@ -362,6 +393,18 @@ class Tied(_MatrixStructure):
         maha = z.square().sum(-1, keepdim=True) - 2.0 * (z @ m.T) + m.square().sum(-1)
         return maha.clamp_min(0.0)
 
+    def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
+        return means @ prec_chol  # (K, D) Uᵀ μ_k
+
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """η₂ = −½P is tied across components, so its term ⟨η₂, y yᵀ⟩ = −½‖Uᵀy‖² is the same
+        for every k and joins log h per datum; the product is of t(y) = y with η₁,k = P μ_k
+        alone, taken in whitened coordinates: yᵀη₁,k = (Uᵀy)ᵀ(Uᵀμ_k)."""
+        z = y @ prec_chol  # (N, D) Uᵀ y
+        m = self.whiten(means, prec_chol)  # (K, D) Uᵀ μ_k
+        log_h = gaussian_log_base(y.shape[-1]) - 0.5 * z.square().sum(-1)  # (N,)
+        return affine_log_prob_table(z, m, self.log_partition(means, prec_chol), log_h)
+
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         w = weights.sum(-1)  # (N,) Σ_k r_nk
         return (y * w[:, None]).T @ y  # (D, D)
@@ -383,19 +426,13 @@ class Tied(_MatrixStructure):
         return cov.expand(k, d, d)
 
 
-class Diagonal(CovarianceStructure):
-    """Σ_k = diag(σ²_k); covariances (K, D) hold the variances."""
-
-    name = "diag"
-
-    def shape(self, k: int, d: int) -> tuple[int, ...]:
-        return (k, d)
-
-    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
-        return torch.ones(k, d, dtype=dtype, device=device)
+class _VarianceStructure(CovarianceStructure):
+    """Shared by Diagonal and Spherical: the covariances hold variances σ², so U = 1/σ."""
 
     def precision_cholesky(self, cov: Tensor) -> Tensor:
-        bad = (cov <= 0).any(-1)
+        bad = cov <= 0
+        if bad.dim() > 1:
+            bad = bad.any(-1)  # a component with any non-positive variance
         if bool(bad.any()):
             raise _ill_defined(torch.nonzero(bad).reshape(-1).tolist())
         return torch.rsqrt(cov)
@@ -406,39 +443,51 @@ class Diagonal(CovarianceStructure):
     def covariance_from_precision(self, precision: Tensor) -> Tensor:
         return 1.0 / precision
 
+
+class Diagonal(_VarianceStructure):
+    """Σ_k = diag(σ²_k); covariances (K, D) hold the variances."""
+
+    name = "diag"
+
+    def shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (k, d)
+
+    def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
+        return torch.ones(k, d, dtype=dtype, device=device)
+
     def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
         return torch.log(prec_chol).sum(-1)
 
     def features(self, y: Tensor) -> Tensor:
-        """[y², y]: (N, 2D), so that the log-density and the M-step statistics are one matrix
-        product each."""
-        return torch.cat([y.square(), y], -1)
+        """t(y) = [y, y²] (N, 2D), ``DiagonalNormal``'s sufficient statistics, so that the
+        log-density and the M-step statistics are one matrix product each."""
+        return DiagonalNormal.sufficient_stats(y)
 
     def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
         prec = prec_chol.square()  # (K, D)
-        sq = feats[:, :y.shape[-1]]
+        sq = feats[:, y.shape[-1]:]
         maha = sq @ prec.T - 2.0 * (y @ (means * prec).T) + (means.square() * prec).sum(-1)
         return maha.clamp_min(0.0)
 
+    def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
+        return means * prec_chol
+
     def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
-        """Eq. 2.8 as ONE matrix product: with λ = 1/σ², log N(y; μ_k, Σ_k) =
-        [y², y] · [−½λ_k; λ_k μ_k] + (log|U_k| − ½D log τ − ½ Σ_d λ_kd μ_kd²), so the (N, K)
-        table is written once (``addmm``) instead of by several elementwise passes."""
-        d = means.shape[1]
-        prec = prec_chol.square()  # (K, D)
-        bias = (torch.log(prec_chol).sum(-1) - 0.5 * d * LOG_TAU
-                - 0.5 * (means.square() * prec).sum(-1))  # (K,)
-        weight = torch.cat([-0.5 * prec, means * prec], -1).T  # (2D, K)
-        return torch.addmm(bias, feats, weight)
+        """Each component is a ``DiagonalNormal`` member, η_k = (λ_kμ_k, −½λ_k) with
+        λ = 1/σ², and the (N, K) table is the family's ``log_prob_table``: ONE product of
+        t(y) = [y, y²] with the η_k (``addmm``, the normaliser as its bias)."""
+        eta = DiagonalNormal.natural_from_loc_precision(means, prec_chol.square())  # (K, 2D)
+        return DiagonalNormal.log_prob_table(feats[:, None], eta[:, None],
+                                             gaussian_log_base(means.shape[1]))
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
-        return weights.T @ feats[:, :y.shape[-1]]  # (K, D)
+        return weights.T @ feats[:, y.shape[-1]:]  # (K, D)
 
     def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Σ r, and Σ r y² and Σ r y from one product with the features [y², y]."""
+        """Σ r, and Σ r y and Σ r y² from one product with the features [y, y²]."""
         d = y.shape[-1]
         m = weights.T @ feats  # (K, 2D)
-        return weights.sum(0), m[:, d:], m[:, :d]
+        return weights.sum(0), m[:, :d], m[:, d:]
 
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
@@ -457,7 +506,7 @@ class Diagonal(CovarianceStructure):
         return torch.diag_embed(cov)
 
 
-class Spherical(CovarianceStructure):
+class Spherical(_VarianceStructure):
     """Σ_k = σ²_k I; covariances (K,) hold the variances."""
 
     name = "spherical"
@@ -468,30 +517,36 @@ class Spherical(CovarianceStructure):
     def identity(self, k: int, d: int, dtype: torch.dtype, device: Any = None) -> Tensor:
         return torch.ones(k, dtype=dtype, device=device)
 
-    def precision_cholesky(self, cov: Tensor) -> Tensor:
-        bad = cov <= 0
-        if bool(bad.any()):
-            raise _ill_defined(torch.nonzero(bad).reshape(-1).tolist())
-        return torch.rsqrt(cov)
-
-    def precision(self, prec_chol: Tensor) -> Tensor:
-        return prec_chol.square()
-
-    def covariance_from_precision(self, precision: Tensor) -> Tensor:
-        return 1.0 / precision
-
     def log_det_precision_cholesky(self, prec_chol: Tensor, k: int, d: int) -> Tensor:
         return d * torch.log(prec_chol)
 
     def features(self, y: Tensor) -> Tensor:
-        return y.square().sum(-1, keepdim=True)  # (N, 1) ‖y‖²
+        """t(y) = [y, ‖y‖²] (N, D + 1): ``DiagonalNormal``'s statistics with η₂ = −½λ tied
+        across coordinates, so its D statistics y_d² sum to one."""
+        return torch.cat([y, y.square().sum(-1, keepdim=True)], -1)
 
     def mahalanobis(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
-        sq = feats - 2.0 * (y @ means.T) + means.square().sum(-1)  # (N, K) ‖y − μ_k‖²
+        sq = feats[:, -1:] - 2.0 * (y @ means.T) + means.square().sum(-1)  # ‖y − μ_k‖²
         return (sq * prec_chol.square()).clamp_min(0.0)
 
+    def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
+        return means * prec_chol[:, None]
+
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+        """ONE product of [y, ‖y‖²] with the tied natural parameters (λ_kμ_k, −½λ_k)."""
+        prec = prec_chol.square()  # (K,)
+        eta = torch.cat([means * prec[:, None], -0.5 * prec[:, None]], -1)  # (K, D + 1)
+        return affine_log_prob_table(feats, eta, self.log_partition(means, prec_chol),
+                                     gaussian_log_base(means.shape[1]))
+
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
-        return (weights.T @ feats).squeeze(-1)  # (K,) Σ_n r_nk ‖y_n‖²
+        return weights.T @ feats[:, -1]  # (K,) Σ_n r_nk ‖y_n‖²
+
+    def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Σ r, Σ r y and Σ r ‖y‖² from one product with the features [y, ‖y‖²]."""
+        d = y.shape[-1]
+        m = weights.T @ feats  # (K, D + 1)
+        return weights.sum(0), m[:, :d], m[:, d]
 
     def covariance(self, counts: Tensor, means: Tensor, second: Tensor, reg_covar: float
                    ) -> Tensor:
@@ -564,10 +619,19 @@ class GaussianEmission(SavableModule):
     reg_covar·I. ``counts`` get ``10·eps`` added (as scikit-learn does) so an empty component
     keeps finite parameters (mean c, covariance reg_covar·I) instead of NaN.
 
-    Not a ``FamilyEmission`` over ``genmodels.families.FullNormal``: the tied and spherical
-    structures constrain η across components and coordinates, and the cached quadratic
-    features about ``center`` are this module's kernels, neither a per-state natural
-    parameter; the shared closed form (the Gaussian ML fit) is ``families.gaussian_ml``.
+    The Gaussian maths is the families': log h = ``gaussian_log_base``, A(η) =
+    ``gaussian_log_partition``, the diagonal table ``DiagonalNormal.log_prob_table`` over
+    ``DiagonalNormal``'s t(y) = [y, y²], η from (μ, Σ⁻¹) by ``DiagonalNormal`` /
+    ``FullNormal.natural_from_loc_precision``, the spherical and tied tables through
+    ``affine_log_prob_table`` (full: the same product, its normaliser carried by the
+    features' constant column), the ML fit ``gaussian_ml``. Not a ``FamilyEmission``
+    over ``FullNormal`` all the same, because the covariance structures cannot share its
+    free per-state η: spherical ties η₂ across coordinates and tied across components
+    (so their statistics are summed, or leave the product), full packs t(y) by symmetry
+    (D(D+1)/2 products, not D²) into compiled features cached about ``center``, and A is
+    read off the precision factor U_k each structure holds rather than a fresh Cholesky of
+    −2η₂; sampling stays the structure's ``μ + Σ^{1/2}ε`` from that factor (the family's
+    sampler works from η and would factor the precision again).
     """
 
     def __init__(
@@ -767,7 +831,7 @@ class GaussianEmission(SavableModule):
         prec = prec_chol.square()
         if prec.dim() == 1:  # spherical: one precision per component
             prec = prec[:, None].expand(k, d)
-        bias = self.structure.log_det_precision_cholesky(prec_chol, k, d) - 0.5 * d * LOG_TAU
+        bias = self.structure.log_det_precision_cholesky(prec_chol, k, d) + gaussian_log_base(d)
         if out is None or out.shape != (y.shape[0], k) or out.dtype != y.dtype \
                 or not out.is_contiguous():
             out = y.new_empty(y.shape[0], k)

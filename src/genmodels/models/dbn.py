@@ -63,10 +63,10 @@ MAX_ENUMERATION = 2**24
 
 
 def layer_log_prob(layer: Layer, natural: Tensor, x: Tensor) -> Tensor:
-    """log p(x | η) = ηᵀT(x) + log h(x) − A(η) for a harmonium layer's conditional (Eq. 3.1).
-    natural: (*, S), x: (*, size), broadcasting → (*). (A small addition to the harmonium's
-    ``Layer`` API, which gives the pieces but not their sum.)"""
-    return (layer.stats(x) * natural).sum(-1) + layer.log_base(x) - layer.log_partition(natural)
+    """log p(x | η) = ηᵀT(x) + log h(x) − A(η) for a harmonium layer's conditional (Eq. 3.1):
+    ``Layer.log_prob``, the layer family's log-density summed over units.
+    natural: (*, S), x: (*, size), broadcasting → (*)."""
+    return layer.log_prob(x, natural)
 
 
 def unrolled(rbm: Harmonium) -> Harmonium:

@@ -20,10 +20,12 @@ W has shape dim T × dim U (hidden statistics × visible statistics; CATALOGUE C
 book's subscript), the layout of scikit-learn's ``BernoulliRBM.components_``.
 
 A layer of units is a small module (``BernoulliLayer``, ``GaussianLayer``, ``PoissonLayer``,
-``SoftmaxLayer``) holding its bias and saying, through the family in ``genmodels.families``,
-what its statistics, base measure and log-partition are. Units within a layer are
-conditionally independent given the other layer, so a layer's A(η) is the family's
-log-partition summed over units. The named RBMs (``BernoulliRBM``, ``GaussianBernoulliRBM``,
+``SoftmaxLayer``) holding its bias and saying how its natural parameters are laid out as those
+of a family in ``genmodels.families`` (``Layer.family_natural``, the families' conditional
+view); the family gives its statistics, base measure, log-partition, mean, log-density,
+sampler and the conjugate M step of AIS's base rates. Units within a layer are conditionally
+independent given the other layer, so a layer's A(η) is the family's log-partition summed
+over units. The named RBMs (``BernoulliRBM``, ``GaussianBernoulliRBM``,
 ``PoissonBernoulliRBM``) are harmoniums with a choice of layers, not copies.
 
 Shapes: ``size`` units per layer; S = dim T (or dim U) statistics per layer (S = size except
@@ -42,9 +44,9 @@ from torch import Tensor, nn
 from genmodels._validation import as_tensor, check_positive_int, resolve_dtype
 from genmodels.families import Bernoulli, Categorical, Normal, Poisson
 from genmodels.families.base import ExponentialFamily
+from genmodels.families.continuous import gaussian_log_base
 from genmodels.families.discrete import one_hot
 from genmodels.io import SavableModule
-from genmodels.linalg import LOG_TAU
 
 __all__ = [
     "BernoulliLayer",
@@ -62,16 +64,20 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------- layers
-# A layer is the thin adapter between a family of genmodels.families (whose classmethods give
-# t, log h, A and ∇A of one unit) and a harmonium (which needs them summed over a layer's
-# units, with a bias, and a fast sampler that takes a torch.Generator directly rather than
-# forking the global generator as ExponentialFamily.sample does). Once the families core of
-# issue 18 has a "product of independent units" family, this adapter belongs there.
+# A layer is the thin adapter between a family of genmodels.families and a harmonium: the
+# family holds all of one unit's maths (t, log h, A, ∇A, log p, sampling through a
+# torch.Generator, the conjugate M step), and the layer says only how its flat natural
+# parameters η = bias + input (*, S) are laid out as the family's, one member per unit
+# (``family_natural``: the conditional view of Eqs. 3.1–3.4), plus what is the harmonium's
+# own (its bias, enumeration of joint states, data checks that name the first bad entry).
 class Layer(nn.Module, ABC):
     """A layer of conditionally independent units from one exponential family.
 
-    The layer's share of the energy is −biasᵀ T(x) − log h(x); its log-partition, given the
-    natural parameters η = bias + input (*, S), is Σ_units A_unit(η). Subclasses say how.
+    The layer's share of the energy is −biasᵀ T(x) − log h(x); given the natural parameters
+    η = bias + input (*, S), its conditional is the family's product over units, so its
+    log-partition is Σ_units A_unit, its mean ∇A, its sampler the family's — all read off
+    ``family`` through ``family_natural``. Subclasses set ``family`` and, where the layout is
+    not one natural parameter per unit (or P per unit, in order), ``family_natural``.
     """
 
     kind: ClassVar[str]
@@ -91,30 +97,47 @@ class Layer(nn.Module, ABC):
         return {"kind": self.kind, "size": self.size}
 
     # ---------------------------------------------------------------- the layer's maths
-    @abstractmethod
-    def stats(self, x: Tensor) -> Tensor:
-        """T(x). x: (*, size) → (*, S)."""
+    def family_natural(self, natural: Tensor) -> Tensor:
+        """The conditional's natural parameters in the family's layout, one member per unit:
+        (*, S) → (*, size, P), here P = S/size consecutive entries per unit. With η = b + W u
+        the affine map of the other layer this is the families' conditional view,
+        ``family.conditional_natural(b, W, u)`` (Eqs. 3.1–3.4; the identity onto the domain
+        for Bernoulli, Poisson and categorical units)."""
+        return natural.unflatten(-1, (self.size, -1))
 
-    @abstractmethod
+    def stats(self, x: Tensor) -> Tensor:
+        """T(x), the family's statistics of every unit, flat. x: (*, size) → (*, S)."""
+        return self.family.sufficient_stats(x).flatten(-2)
+
     def log_base(self, x: Tensor) -> Tensor:
         """log h(x) = Σ_units log h_unit. x: (*, size) → (*,)."""
+        return self.family.summed_log_base_measure(x)
 
-    @abstractmethod
     def log_partition(self, natural: Tensor) -> Tensor:
-        """A(η) = log Σ_x h(x) exp{ηᵀ T(x)}, summed over units. natural: (*, S) → (*,)."""
+        """A(η) = log Σ_x h(x) exp{ηᵀ T(x)}, the family's A summed over units.
+        natural: (*, S) → (*,)."""
+        return self.family.log_partition(self.family_natural(natural)).sum(-1)
 
-    @abstractmethod
     def mean(self, natural: Tensor) -> Tensor:
         """E[T(X)] = ∇A(η) under the conditional with natural parameters η. (*, S) → (*, S)."""
+        return self.family.mean_from_natural(self.family_natural(natural)).flatten(-2)
 
-    @abstractmethod
+    def log_prob(self, x: Tensor, natural: Tensor) -> Tensor:
+        """log p(x | η) = ηᵀT(x) + log h(x) − A(η) (Eq. 3.1), the family's
+        ``log_prob_natural`` summed over units. x: (*, size), natural: (*, S),
+        broadcasting → (*)."""
+        return self.family.log_prob_natural(x, self.family_natural(natural)).sum(-1)
+
     def distribution(self, natural: Tensor) -> ExponentialFamily:
         """The conditional as a member of ``genmodels.families``, one distribution per unit
         (batch shape (*, size)) — the exponential family of Eqs. 3.1 (B:1040)."""
+        return self.family(self.family_natural(natural))
 
-    @abstractmethod
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """x ~ h(x) exp{ηᵀ T(x) − A(η)}. natural: (*, S) → (*, size)."""
+        """x ~ h(x) exp{ηᵀ T(x) − A(η)} through the family's sampler (which takes the
+        generator directly). natural: (*, S) → (*, size), in η's dtype."""
+        return self.family.sample_natural(self.family_natural(natural), generator) \
+            .to(natural.dtype)
 
     @abstractmethod
     def check(self, x: Tensor, name: str) -> None:
@@ -135,11 +158,18 @@ class Layer(nn.Module, ABC):
         raise ValueError(f"a {self.kind} layer has infinitely many states; it cannot be "
                          "enumerated.")
 
+    #: the pseudo-count of ``base_rate_bias``'s conjugate M step (half a count per outcome
+    #: for binary and categorical units).
+    base_rate_pseudo_count: ClassVar[float] = 0.5
+
     def base_rate_bias(self, data: Tensor) -> Tensor:
-        """The bias of the independent-unit model whose mean statistics match the data's
-        (smoothed away from the boundary): the base model of AIS (Salakhutdinov & Murray 2008,
+        """The bias of the independent-unit model whose mean statistics match the data's,
+        smoothed away from the boundary by the family's conjugate M step with
+        ``base_rate_pseudo_count``: the base model of AIS (Salakhutdinov & Murray 2008,
         §4.1). data: (N, size) → (S,)."""
-        raise NotImplementedError  # pragma: no cover
+        t = self.stats(data).sum(0).unflatten(-1, (self.size, -1))  # (size, P)
+        n = torch.full((self.size,), float(data.shape[0]), dtype=t.dtype, device=t.device)
+        return self.family.natural_from_stats(t, n, self.base_rate_pseudo_count).flatten()
 
 
 def _first_bad(bad: Tensor, x: Tensor, name: str, what: str) -> None:
@@ -162,35 +192,33 @@ def _bits(codes: Tensor, n: int, dtype: torch.dtype) -> Tensor:
     return ((codes[:, None] >> torch.arange(n, device=codes.device)) & 1).to(dtype)
 
 
-class BernoulliLayer(Layer):
-    """Binary units, x ∈ {0, 1}: T(x) = x, h = 1, A(η) = Σ log(1 + e^η), E[T] = σ(η)."""
-
-    kind = "bernoulli"
-    family = Bernoulli
+class _ScalarLayer(Layer):
+    """Units of a family with one natural parameter and T(x) = x (Bernoulli, Poisson): the
+    layout and the statistics without the family's trailing unit axis (the training path's
+    hot calls, a view fewer each)."""
 
     def __init__(self, size: int, *, dtype: torch.dtype = torch.float64) -> None:
         super().__init__(size, size, dtype=dtype)
 
+    def family_natural(self, natural: Tensor) -> Tensor:
+        return natural[..., None]
+
     def stats(self, x: Tensor) -> Tensor:
-        return x
-
-    def log_base(self, x: Tensor) -> Tensor:
-        return x.new_zeros(x.shape[:-1])
-
-    def self_energy(self, x: Tensor) -> Tensor:
-        return -(x @ self.bias)  # log h = 0: one operation on the training path
-
-    def log_partition(self, natural: Tensor) -> Tensor:
-        return Bernoulli.log_partition(natural[..., None]).sum(-1)
-
-    def mean(self, natural: Tensor) -> Tensor:
-        return Bernoulli.mean_from_natural(natural)
-
-    def distribution(self, natural: Tensor) -> Bernoulli:
-        return Bernoulli(natural[..., None])
+        return x  # the family's t(x) = x per unit
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.bernoulli(torch.sigmoid(natural), generator=generator)
+        return self.family.sample_natural(natural[..., None], generator)
+
+
+class BernoulliLayer(_ScalarLayer):
+    """Binary units, x ∈ {0, 1}: the family ``Bernoulli`` per unit (T(x) = x, h = 1,
+    A(η) = Σ log(1 + e^η), E[T] = σ(η))."""
+
+    kind = "bernoulli"
+    family = Bernoulli
+
+    def self_energy(self, x: Tensor) -> Tensor:
+        return -(x @ self.bias)  # T(x) = x, log h = 0: one operation on the training path
 
     def check(self, x: Tensor, name: str) -> None:
         _check_finite_shape(self, x, name)
@@ -204,45 +232,18 @@ class BernoulliLayer(Layer):
         codes = torch.arange(start, stop, device=self.bias.device)
         return _bits(codes, self.size, self.bias.dtype)
 
-    def base_rate_bias(self, data: Tensor) -> Tensor:
-        p = (data.sum(0) + 0.5) / (data.shape[0] + 1.0)  # half a pseudo-count each way
-        return Bernoulli.natural_from_mean(p)
 
-
-class PoissonLayer(Layer):
-    """Count units, x ∈ {0, 1, 2, …}: T(x) = x, log h = −log x!, A(η) = Σ e^η, E[T] = e^η."""
+class PoissonLayer(_ScalarLayer):
+    """Count units, x ∈ {0, 1, 2, …}: the family ``Poisson`` per unit (T(x) = x,
+    log h = −log x!, A(η) = Σ e^η, E[T] = e^η)."""
 
     kind = "poisson"
     family = Poisson
-
-    def __init__(self, size: int, *, dtype: torch.dtype = torch.float64) -> None:
-        super().__init__(size, size, dtype=dtype)
-
-    def stats(self, x: Tensor) -> Tensor:
-        return x
-
-    def log_base(self, x: Tensor) -> Tensor:
-        return Poisson.log_base_measure(x).sum(-1)
-
-    def log_partition(self, natural: Tensor) -> Tensor:
-        return Poisson.log_partition(natural[..., None]).sum(-1)
-
-    def mean(self, natural: Tensor) -> Tensor:
-        return Poisson.mean_from_natural(natural)
-
-    def distribution(self, natural: Tensor) -> Poisson:
-        return Poisson(natural[..., None])
-
-    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.poisson(torch.exp(natural), generator=generator)
 
     def check(self, x: Tensor, name: str) -> None:
         _check_finite_shape(self, x, name)
         _first_bad((x < 0) | (x != torch.round(x)), x, name,
                    "nonnegative integer counts for Poisson units")
-
-    def base_rate_bias(self, data: Tensor) -> Tensor:
-        return Poisson.natural_from_mean((data.sum(0) + 0.5) / (data.shape[0] + 1.0))
 
 
 class GaussianLayer(Layer):
@@ -279,8 +280,10 @@ class GaussianLayer(Layer):
         """σ, (size,)."""
         return torch.exp(self.log_scale)
 
-    def _normal_natural(self, natural: Tensor) -> Tensor:
-        """The ``Normal`` natural parameters (η/σ, −1/(2σ²)) per unit. (*, S) → (*, S, 2)."""
+    def family_natural(self, natural: Tensor) -> Tensor:
+        """The ``Normal`` natural parameters (η/σ, −1/(2σ²)) per unit: the layer's η enters
+        only the first (its variance is the layer's σ², not an output of the other layer).
+        (*, S) → (*, S, 2)."""
         inv_var = torch.exp(-2 * self.log_scale)
         return torch.stack([natural * torch.exp(-self.log_scale),
                             (-0.5 * inv_var).expand_as(natural)], -1)
@@ -289,36 +292,31 @@ class GaussianLayer(Layer):
         return x * torch.exp(-self.log_scale)
 
     def log_base(self, x: Tensor) -> Tensor:
-        return (-0.5 * (x * torch.exp(-self.log_scale)).square() - 0.5 * LOG_TAU).sum(-1)
-
-    def log_partition(self, natural: Tensor) -> Tensor:
-        return Normal.log_partition(self._normal_natural(natural)).sum(-1)
-
-    def mean(self, natural: Tensor) -> Tensor:
-        # E[x/σ] = E[x]/σ, E[x] the first mean parameter of the Normal
-        return Normal.mean_from_natural(self._normal_natural(natural))[..., 0] \
-            * torch.exp(-self.log_scale)
-
-    def distribution(self, natural: Tensor) -> Normal:
-        return Normal(self._normal_natural(natural))
+        # the Normal's log h (−½ log 2π per unit) with the x²/(2σ²) that T(x) = x/σ leaves out
+        return gaussian_log_base(self.size) - 0.5 * self.stats(x).square().sum(-1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        sigma = self.scale
-        eps = torch.randn(natural.shape, generator=generator, dtype=natural.dtype,
-                          device=natural.device)
-        return sigma * (natural + eps)  # N(σ η, σ²)
+        # the Normal's sampler in scale-family form, N(σ η, σ²) (the η/σ, −1/(2σ²) of
+        # ``family_natural`` and back would cost three passes more)
+        return Normal.sample_scaled(natural, self.scale, generator)
+
+    def mean(self, natural: Tensor) -> Tensor:
+        # E[x/σ] = E[x]/σ, E[x] the Normal's mean value
+        return Normal.mean_value(self.family_natural(natural)) * torch.exp(-self.log_scale)
 
     def check(self, x: Tensor, name: str) -> None:
         _check_finite_shape(self, x, name)
 
     def base_rate_bias(self, data: Tensor) -> Tensor:
-        return self.stats(data).mean(0)  # E[x/σ] = η for the independent Gaussian
+        # maximum likelihood of η at the fixed σ: E[x/σ] = η for the independent Gaussian
+        return self.stats(data).mean(0)
 
 
 class SoftmaxLayer(Layer):
-    """G groups of K-way categorical units (softmax groups). A state holds one category
-    index per group, x ∈ {0, …, K − 1}^G; T(x) = one_hot(x) flattened to G·K statistics;
-    h = 1; A(η) = Σ_g log Σ_k e^{η_gk}; E[T] = softmax within each group."""
+    """G groups of K-way categorical units (softmax groups): the family ``Categorical`` per
+    group. A state holds one category index per group, x ∈ {0, …, K − 1}^G; T(x) = one_hot(x)
+    flattened to G·K statistics; h = 1; A(η) = Σ_g log Σ_k e^{η_gk}; E[T] = softmax within
+    each group."""
 
     kind = "softmax"
     family = Categorical
@@ -333,30 +331,11 @@ class SoftmaxLayer(Layer):
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "size": self.size, "categories": self.categories}
 
-    def _grouped(self, natural: Tensor) -> Tensor:
-        return natural.unflatten(-1, (self.size, self.categories))
-
     def stats(self, x: Tensor) -> Tensor:
         return one_hot(x, self.categories, self.bias.dtype).flatten(-2)
 
     def log_base(self, x: Tensor) -> Tensor:
-        return torch.zeros(x.shape[:-1], dtype=self.bias.dtype, device=x.device)
-
-    def log_partition(self, natural: Tensor) -> Tensor:
-        return Categorical.log_partition(self._grouped(natural)).sum(-1)
-
-    def mean(self, natural: Tensor) -> Tensor:
-        return Categorical.mean_from_natural(self._grouped(natural)).flatten(-2)
-
-    def distribution(self, natural: Tensor) -> Categorical:
-        return Categorical(self._grouped(natural))
-
-    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        p = torch.softmax(self._grouped(natural), -1)  # (*, G, K)
-        u = torch.rand((*p.shape[:-1], 1), generator=generator, dtype=p.dtype,
-                       device=p.device)
-        k = (p.cumsum(-1) < u).sum(-1)  # inverse CDF
-        return k.clamp_(max=self.categories - 1).to(natural.dtype)
+        return torch.zeros(x.shape[:-1], dtype=self.bias.dtype, device=x.device)  # h = 1
 
     def check(self, x: Tensor, name: str) -> None:
         _check_finite_shape(self, x, name)
@@ -371,11 +350,6 @@ class SoftmaxLayer(Layer):
         codes = torch.arange(start, stop, device=self.bias.device)
         powers = self.categories ** torch.arange(self.size, device=codes.device)
         return ((codes[:, None] // powers) % self.categories).to(self.bias.dtype)
-
-    def base_rate_bias(self, data: Tensor) -> Tensor:
-        counts = self.stats(data).sum(0).unflatten(-1, (self.size, self.categories)) + 0.5
-        return torch.log(counts / counts.sum(-1, keepdim=True)).flatten()
-
 
 _LAYERS: dict[str, type[Layer]] = {
     "bernoulli": BernoulliLayer, "gaussian": GaussianLayer, "poisson": PoissonLayer,
@@ -577,18 +551,27 @@ class Harmonium(SavableModule):
         return -self.free_energy(y) - lz
 
 
-class BernoulliRBM(Harmonium):
-    """The binary RBM (CATALOGUE C2): Bernoulli hidden and visible units,
-    p̂(x_j = 1 | y) = σ(b_x + W y)_j, p̂(y_i = 1 | x) = σ(b_y + Wᵀ x)_i,
-    F(y) = −b_yᵀ y − Σ_j softplus((b_x + W y)_j)."""
+class _BinaryHiddenRBM(Harmonium):
+    """A named RBM with binary hiddens and ``visible_kind`` visibles, configured by
+    (n_visible, n_hidden) (what ``BernoulliRBM`` and ``PoissonBernoulliRBM`` share)."""
+
+    visible_kind: ClassVar[str]
 
     def __init__(self, n_visible: int, n_hidden: int, *, seed: int = 0,
                  init_scale: float = 0.01, dtype: torch.dtype | str = torch.float64) -> None:
-        super().__init__(("bernoulli", n_hidden), ("bernoulli", n_visible), seed=seed,
+        super().__init__(("bernoulli", n_hidden), (self.visible_kind, n_visible), seed=seed,
                          init_scale=init_scale, dtype=dtype)
         self.config = {"n_visible": int(n_visible), "n_hidden": int(n_hidden),
                        "seed": int(seed), "init_scale": float(init_scale),
                        "dtype": self.config["dtype"]}
+
+
+class BernoulliRBM(_BinaryHiddenRBM):
+    """The binary RBM (CATALOGUE C2): Bernoulli hidden and visible units,
+    p̂(x_j = 1 | y) = σ(b_x + W y)_j, p̂(y_i = 1 | x) = σ(b_y + Wᵀ x)_i,
+    F(y) = −b_yᵀ y − Σ_j softplus((b_x + W y)_j)."""
+
+    visible_kind = "bernoulli"
 
 
 class GaussianBernoulliRBM(Harmonium):
@@ -609,15 +592,9 @@ class GaussianBernoulliRBM(Harmonium):
                        "init_scale": float(init_scale), "dtype": self.config["dtype"]}
 
 
-class PoissonBernoulliRBM(Harmonium):
+class PoissonBernoulliRBM(_BinaryHiddenRBM):
     """Count visibles, binary hiddens: y_i | x ~ Poisson(exp((b_y + Wᵀx)_i)),
     F(y) = −b_yᵀ y + Σ_i log y_i! − Σ_j softplus((b_x + W y)_j). Normalisable for any W
     (the hidden layer is finite: Z = Σ_x exp{b_xᵀx + Σ_i exp ζ_i(x)})."""
 
-    def __init__(self, n_visible: int, n_hidden: int, *, seed: int = 0,
-                 init_scale: float = 0.01, dtype: torch.dtype | str = torch.float64) -> None:
-        super().__init__(("bernoulli", n_hidden), ("poisson", n_visible), seed=seed,
-                         init_scale=init_scale, dtype=dtype)
-        self.config = {"n_visible": int(n_visible), "n_hidden": int(n_hidden),
-                       "seed": int(seed), "init_scale": float(init_scale),
-                       "dtype": self.config["dtype"]}
+    visible_kind = "poisson"
