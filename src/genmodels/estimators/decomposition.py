@@ -51,7 +51,7 @@ from genmodels.estimators._base import (
 )
 from genmodels.learning.em import run_em
 from genmodels.linalg import psd_inverse
-from genmodels.models.factor_analysis import FactorAnalyzer, pca
+from genmodels.models.factor_analysis import FactorAnalyzer, ScatterEM, pca
 from genmodels.models.linear_gaussian import (
     DenseCovariance,
     DiagonalCovariance,
@@ -123,9 +123,11 @@ class FactorAnalysis(_DecompositionBase):
         model.to(t.device)
         mean, moments = centred_moments(t)
         model.initialize(moments, make_generator(self.random_state, t.device))
+        # EM with c frozen at the sample mean, on the scatter alone (same iterates as
+        # run_em(model, [moments], frozen={"mean"}), fewer tensor operations per iteration)
         with work_threads(2.0 * d * d * k):  # each EM iteration: D × D by D × K products
-            result = run_em(model, [moments], max_iter=max_iter, tol=tol, per_datum=False,
-                            frozen={"mean"})
+            result = run_em(ScatterEM(model, moments.outer, moments.n), [None],
+                            max_iter=max_iter, tol=tol, per_datum=False)
         model.mean = mean
         self.model_ = model
         self.components_ = to_numpy(model.loadings.mT)
