@@ -546,12 +546,14 @@ def _flip_signs(components: Tensor) -> Tensor:
     return components * torch.where(components.gather(-1, idx) < 0, -1.0, 1.0)
 
 
-def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
+def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False) -> PCAResult:
     """Principal components analysis in closed form.
 
     y: (N, D), N ≥ 2. solver: ``"svd"`` (thin SVD of the centred data, O(N D min(N, D))),
     ``"covariance"`` (eigendecomposition of the D × D scatter matrix, O(N D² + D³); used by
-    ``"auto"`` when N ≥ 10 D).
+    ``"auto"`` when N ≥ 10 D). overwrite: y may be centred in place (for a caller whose y is
+    a private copy; it is then left holding y − mean, or as it was when the scatter is summed
+    in blocks), saving an (N, D) copy.
     """
     solver = check_choice(solver, "solver", ("auto", "svd", "covariance"))
     n, d = y.shape
@@ -561,10 +563,11 @@ def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
         solver = "covariance" if n >= 10 * d else "svd"
     if solver == "svd":
         mean = y.mean(0)
-        _, s, Vt = torch.linalg.svd(y - mean, full_matrices=False)
+        _, s, Vt = torch.linalg.svd(y.sub_(mean) if overwrite else y - mean,
+                                    full_matrices=False)
         components = Vt
-    else:
-        mean, moments = centred_moments(y)  # the scatter without a centred copy of y
+    else:  # the scatter without a centred copy of y
+        mean, moments = centred_moments(y, overwrite=overwrite)
         evals, evecs = torch.linalg.eigh(moments.outer)
         r = min(n, d)
         evals = evals.flip(-1)[:r].clamp_min_(0.0)
