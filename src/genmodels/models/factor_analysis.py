@@ -49,7 +49,7 @@ from genmodels.models.linear_gaussian import (
     GaussianPosterior,
     LinearGaussian,
     as_moments,
-    centred_moments,
+    centred_scatter,
     linear_gaussian_log_marginal,
     linear_gaussian_posterior,
 )
@@ -566,9 +566,9 @@ def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False) -> PCAResul
         _, s, Vt = torch.linalg.svd(y.sub_(mean) if overwrite else y - mean,
                                     full_matrices=False)
         components = Vt
-    else:  # the scatter without a centred copy of y
-        mean, moments = centred_moments(y, overwrite=overwrite)
-        evals, evecs = torch.linalg.eigh(moments.outer)
+    else:  # the scatter without a centred copy of y; eigh reads its lower triangle only
+        mean, scatter = centred_scatter(y, overwrite=overwrite)
+        evals, evecs = torch.linalg.eigh(scatter)
         r = min(n, d)
         evals = evals.flip(-1)[:r].clamp_min_(0.0)
         s, components = evals.sqrt(), evecs.mT.flip(0)[:r]
