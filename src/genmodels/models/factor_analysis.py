@@ -34,6 +34,7 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,7 +50,7 @@ from genmodels.models.linear_gaussian import (
     GaussianPosterior,
     LinearGaussian,
     as_moments,
-    centred_moments,
+    centred_scatter,
     linear_gaussian_log_marginal,
     linear_gaussian_posterior,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "IsotropicNoise",
     "PCAResult",
     "ProbabilisticPCA",
+    "ScatterEM",
     "fit_ppca",
     "pca",
 ]
@@ -298,15 +300,11 @@ class FactorAnalyzer(SavableModule):
         lemma and Woodbury's identity, so no D × D factorisation is needed.
         """
         m = as_moments(batch)
-        c, C, psi = self.mean, self.loadings, self.noise_variance
+        c = self.mean
         n = m.n
         Sc = m.scatter(c)  # (D, D)
         sy_c = m.sum - n * c
-        W = C / psi[:, None]  # Ψ⁻¹ C, (D, K)
-        L_M = self._posterior_precision_cholesky(W)
-        gain = torch.cholesky_solve(W.mT, L_M)  # K = M⁻¹ CᵀΨ⁻¹, (K, D), Eq. 7.3
-        post_cov = torch.cholesky_inverse(L_M)  # (CᵀΨ⁻¹C + I)⁻¹, Eq. 7.3
-        Sc_gT = Sc @ gain.mT  # (D, K)
+        gain, post_cov, Sc_gT, ll = self._posterior_terms(Sc, n)
         # Σ y (y − c)ᵀ Kᵀ = S_c Kᵀ + c (Σ (y − c))ᵀ Kᵀ: one D × D product per iteration
         sum_y_ex = torch.addr(Sc_gT, c, gain @ sy_c) if m.centred else (
             (m.outer - torch.outer(m.sum, c)) @ gain.mT)
@@ -319,11 +317,25 @@ class FactorAnalyzer(SavableModule):
             "sum_y_ex": sum_y_ex,
             "sum_exx": symmetrize(torch.addmm(post_cov, gain, Sc_gT, beta=n)),
         }
-        # tr(Σ_y⁻¹ S_c) = tr(Ψ⁻¹ S_c) − tr(K S_c Ψ⁻¹ C), the last as Σ (S_c Kᵀ) ∘ (Ψ⁻¹ C)
+        return EStep(stats, ll, n)
+
+    def _posterior_terms(self, Sc: Tensor, n: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The parts of the E step (Eq. 7.3) that depend on the data only through the scatter
+        S_c = Σ (y − c)(y − c)ᵀ about the offset, (D, D), of n data: the gain
+        K = M⁻¹ CᵀΨ⁻¹ (K, D), the posterior covariance M⁻¹ (K, K), S_c Kᵀ (D, K) and the
+        log-likelihood −n/2 (D log τ + log|Σ_y|) − ½ tr(Σ_y⁻¹ S_c) (0-d), with
+        log|Σ_y| = log|Ψ| + log|M| (determinant lemma) and, by Woodbury,
+        tr(Σ_y⁻¹ S_c) = tr(Ψ⁻¹ S_c) − tr(K S_c Ψ⁻¹ C), the last as Σ (S_c Kᵀ) ∘ (Ψ⁻¹ C)."""
+        psi = self.noise_variance
+        W = self.loadings / psi[:, None]  # Ψ⁻¹ C, (D, K)
+        L_M = self._posterior_precision_cholesky(W)
+        gain = torch.cholesky_solve(W.mT, L_M)  # K = M⁻¹ CᵀΨ⁻¹, (K, D), Eq. 7.3
+        post_cov = torch.cholesky_inverse(L_M)  # (CᵀΨ⁻¹C + I)⁻¹, Eq. 7.3
+        Sc_gT = Sc @ gain.mT  # (D, K)
         trace = (Sc.diagonal() / psi).sum() - (Sc_gT * W).sum()
         logdet = psi.log().sum() + cholesky_logdet(L_M)  # log|Σ_y|
         ll = -0.5 * (n * (self.n_features * LOG_TAU + logdet) + trace)
-        return EStep(stats, ll, n)
+        return gain, post_cov, Sc_gT, ll
 
     def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
         """M step (§7.3): regression for C and c, then Ψ = diag⟨(y − Cx − c)(y − Cx − c)ᵀ⟩
@@ -333,16 +345,25 @@ class FactorAnalyzer(SavableModule):
         # rest of an M step at D = 64 (the names are registered buffers already)
         self._buffers["loadings"], self._buffers["mean"] = C, c
         if "noise_variance" not in frozen:
-            psi = self.noise_model.maximize(_residual_variances(stats, C, c))
-            self._buffers["noise_variance"] = self._apply_floor(psi)
+            self._set_noise(_residual_variances(stats, C, c))
+
+    def _set_noise(self, residual_variances: Tensor) -> None:
+        """Ψ from the expected squared residuals per variable (the noise model's M step),
+        floored at ``noise_floor``."""
+        psi = self.noise_model.maximize(residual_variances)
+        self._buffers["noise_variance"] = self._apply_floor(psi)
 
     def _apply_floor(self, psi: Tensor) -> Tensor:
         floor = self.noise_floor
         floored = psi.clamp_min(floor)
         low = psi < floor
-        if not torch.equal(floored, psi) and bool(low.any()):
+        if bool(low.any()):
+            last = getattr(self, "_floored_mask", None)  # the features floored last iteration
+            if last is not None and torch.equal(low, last):  # warned about already
+                return floored
+            self._floored_mask: Tensor | None = low
             idx = torch.nonzero(low).flatten().tolist()
-            if idx == getattr(self, "_floored", None):  # as last iteration: warned already
+            if idx == getattr(self, "_floored", None):  # as last warned: warned already
                 return floored
             self._floored: list[int] = idx
             shown = idx[:10] + (["..."] if len(idx) > 10 else [])
@@ -352,7 +373,7 @@ class FactorAnalyzer(SavableModule):
                 "it was floored at that value. Remove constant features or set "
                 "min_noise_variance.",
                 DegenerateFitWarning,
-                stacklevel=3,
+                stacklevel=4,  # _apply_floor, _set_noise, maximize, its caller
             )
         return floored
 
@@ -362,6 +383,7 @@ class FactorAnalyzer(SavableModule):
         m = as_moments(data)
         d, k = self.n_features, self.n_components
         self._floored = []  # the features whose floor was last warned about
+        self._floored_mask = None
         if m.sum.shape != (d,):
             raise ValueError(f"data have {m.sum.shape[-1]} features, the model {d}.")
         S = m.scatter() / m.n
@@ -387,6 +409,51 @@ class FactorAnalyzer(SavableModule):
             if self.noise_model.name == "isotropic":
                 psi = torch.full_like(variances, float(sigma2))
         self.noise_variance = psi.clamp_min(self.noise_floor).clone()
+
+
+class ScatterEM:
+    """EM for a ``FactorAnalyzer`` (or ``ProbabilisticPCA``) whose offset c is held at the
+    sample mean, run on the scatter S = Σ_n (y_n − c)(y_n − c)ᵀ (D, D) of n data alone — what
+    ``FactorAnalysis.fit`` does. The model's ``mean`` is not used (c is implicit).
+
+    With c the sample mean, Σ (y − c) = 0, so every offset term of ``expected_stats`` and of
+    ``maximize(frozen={"mean"})`` vanishes and one iteration is (Eq. 7.3, §7.3)
+
+        E:  K = M⁻¹ CᵀΨ⁻¹,   Σ (y − c) E[x]ᵀ = S Kᵀ,   Σ E[xxᵀ] = n M⁻¹ + K S Kᵀ
+        M:  C ← S Kᵀ (Σ E[xxᵀ])⁻¹,   Ψ ← diag(S − C (S Kᵀ)ᵀ) / n
+
+    (the M step's residual variances, ``_residual_variances``, with C Σ E[xxᵀ] = S Kᵀ). These
+    are the iterates of the general steps, in about a third of the tensor operations: at
+    D = 64, K = 10 an iteration costs per-operation overhead, not arithmetic.
+
+    Use: ``run_em(ScatterEM(model, S, n), [None], per_datum=False, tol=...)``. The batch
+    passed to ``expected_stats`` is ignored; nothing can be frozen (``frozen`` must be empty).
+    """
+
+    def __init__(self, model: FactorAnalyzer, scatter: Tensor, n: float) -> None:
+        self.model = model
+        self.scatter = scatter
+        self.n = float(n)
+        self.scatter_diag = scatter.diagonal()
+
+    def expected_stats(self, batch: object = None) -> EStep:
+        n = self.n
+        gain, post_cov, Sc_gT, ll = self.model._posterior_terms(self.scatter, n)
+        # Σ E[xxᵀ] is only factorised (its lower triangle), so it is not symmetrised
+        stats = {"sum_y_ex": Sc_gT, "sum_exx": torch.addmm(post_cov, gain, Sc_gT, beta=n)}
+        return EStep(stats, ll, n)
+
+    def maximize(self, stats: Stats, frozen: frozenset[str] = frozenset()) -> None:
+        if frozen:
+            raise ValueError(f"ScatterEM updates every parameter; cannot freeze {sorted(frozen)}.")
+        model = self.model
+        Syx, Sxx = stats["sum_y_ex"], stats["sum_exx"]
+        # Σ E[xxᵀ] ⪰ n M⁻¹ ≻ 0: the plain factorisation, jitter on failure (as ``_regress``)
+        L, info = torch.linalg.cholesky_ex(Sxx)
+        L = L if int(info) == 0 else safe_cholesky(Sxx)
+        C = torch.cholesky_solve(Syx.mT, L).mT.contiguous()
+        model._buffers["loadings"] = C
+        model._set_noise((self.scatter_diag - (C * Syx).sum(1)) / self.n)
 
 
 def _loadings_given_noise(S: Tensor, psi: Tensor, k: int) -> Tensor:
@@ -475,17 +542,28 @@ class PCAResult(NamedTuple):
 
 
 def _flip_signs(components: Tensor) -> Tensor:
-    """Make the largest-|·| entry of each row positive (a deterministic sign)."""
+    """Make the largest-|·| entry of each row positive (a deterministic sign). (*, R, D)."""
+    if components.dim() == 2 and components.device.type == "cpu" and not (
+            components.requires_grad):  # in NumPy: a few us instead of six tensor calls
+        return torch.from_numpy(_flip_signs_array(components.numpy()))
     idx = components.abs().argmax(-1, keepdim=True)
     return components * torch.where(components.gather(-1, idx) < 0, -1.0, 1.0)
 
 
-def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
+def _flip_signs_array(a: np.ndarray) -> np.ndarray:
+    """``_flip_signs`` of an (R, D) array, as a new C-contiguous array."""
+    flip = a[np.arange(a.shape[0]), np.abs(a).argmax(-1)] < 0
+    return np.ascontiguousarray(a * np.where(flip, -1.0, 1.0).astype(a.dtype)[:, None])
+
+
+def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False) -> PCAResult:
     """Principal components analysis in closed form.
 
     y: (N, D), N ≥ 2. solver: ``"svd"`` (thin SVD of the centred data, O(N D min(N, D))),
     ``"covariance"`` (eigendecomposition of the D × D scatter matrix, O(N D² + D³); used by
-    ``"auto"`` when N ≥ 10 D).
+    ``"auto"`` when N ≥ 10 D). overwrite: y may be centred in place (for a caller whose y is
+    a private copy; it is then left holding y − mean, or as it was when the scatter is summed
+    in blocks), saving an (N, D) copy.
     """
     solver = check_choice(solver, "solver", ("auto", "svd", "covariance"))
     n, d = y.shape
@@ -495,12 +573,18 @@ def pca(y: Tensor, *, solver: str = "auto") -> PCAResult:
         solver = "covariance" if n >= 10 * d else "svd"
     if solver == "svd":
         mean = y.mean(0)
-        _, s, Vt = torch.linalg.svd(y - mean, full_matrices=False)
+        _, s, Vt = torch.linalg.svd(y.sub_(mean) if overwrite else y - mean,
+                                    full_matrices=False)
         components = Vt
-    else:
-        mean, moments = centred_moments(y)  # the scatter without a centred copy of y
-        evals, evecs = torch.linalg.eigh(moments.outer)
+    else:  # the scatter without a centred copy of y; eigh reads its lower triangle only
+        mean, scatter = centred_scatter(y, overwrite=overwrite)
+        evals, evecs = torch.linalg.eigh(scatter)
         r = min(n, d)
+        if evals.device.type == "cpu" and not evals.requires_grad:  # (R,) and (R, D) in NumPy
+            w = evals.numpy()[::-1][:r].clip(min=0.0)
+            V = _flip_signs_array(evecs.numpy()[:, ::-1].T[:r])
+            return PCAResult(mean, torch.from_numpy(V), torch.from_numpy(w / (n - 1)),
+                             torch.from_numpy(np.sqrt(w)), n)
         evals = evals.flip(-1)[:r].clamp_min_(0.0)
         s, components = evals.sqrt(), evecs.mT.flip(0)[:r]
         return PCAResult(mean, _flip_signs(components), evals / (n - 1), s, n)
