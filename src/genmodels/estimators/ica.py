@@ -131,10 +131,11 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         if self.whiten is False:
             mean = Xt.new_zeros(D)
             V = torch.eye(D, dtype=dt, device=dev)
+            lam = Xt.new_ones(D)
             Z = Xt
         else:
             wh = whiten(Xt, K)
-            mean, V = wh.mean, wh.matrix
+            mean, V, lam = wh.mean, wh.matrix, wh.variances
             Z = (Xt - mean) @ V.mT  # (N, K), identity covariance
         latent = "switching" if self.extended else "logistic"
         model = ICAModel(K, latent, dtype=dt, device=dev)
@@ -150,7 +151,8 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         unmix = W @ V  # (K, D): the maximum-likelihood unmixing of the centred data
         S = (Xt - mean) @ unmix.mT
         if self.whiten == "unit-variance":
-            std = S.std(0, correction=0)
+            m = S.mean(0)  # ~0 (centred data): the one-pass form loses nothing, and torch's
+            std = (S.square().mean(0) - m * m).clamp_min_(0.0).sqrt_()  # std(0) is 5x slower
             unmix = unmix / std[:, None]
             S = S / std
         self.components_ = to_numpy(unmix)
@@ -162,7 +164,8 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         self.converged_ = result.converged
         curve = np.asarray(result.log_likelihood)
         if K == D:
-            curve = curve + float(torch.linalg.slogdet(V).logabsdet)  # back to data space
+            # back to data space: log|det V| = −½ Σ log λ (V = Λ^{-1/2} Eᵀ, E orthogonal)
+            curve = curve - 0.5 * float(lam.log().sum())
             data_model = ICAModel(D, latent, dtype=dt, device=dev)
             with torch.no_grad():
                 data_model.unmixing.copy_(W @ V)

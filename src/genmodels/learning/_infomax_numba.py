@@ -1,10 +1,11 @@
 """The Numba kernel behind the full-batch InfoMax fit on CPU float64 data
 (``genmodels.learning.infomax``), imported lazily (importing genmodels does not import Numba).
 
-One call is one pass over the (whitened) data y (K, N) at an unmixing W (K, K): it forms the
-latents x = W y block by block (never the whole (K, N) array) and accumulates, for the logistic
-latent (ψ = σ, ``models.ica.LogisticLatent``), everything an iteration of the natural-gradient
-or relative-Newton solver needs:
+One call is one pass over the latents x = W y (K, N) of the (whitened) data at an unmixing W
+(the product itself is BLAS's: a loop here, K² passes over a block, was half the kernel's time
+at K = 8), block by block, accumulating for the logistic latent (ψ = σ,
+``models.ica.LogisticLatent``) everything an iteration of the natural-gradient or
+relative-Newton solver needs:
 
 * Σ_n Σ_k −log ψ′(x_kn) = Σ |x| + 2 log(1 + e), e = exp(−|x|) — the loss of Eq. 9.5 up to the
   log-determinant; the logarithm is taken once per component and block, of the product of the
@@ -14,7 +15,7 @@ or relative-Newton solver needs:
   block-diagonal Hessian approximation (``relative_newton_direction``).
 
 The same formulas as ``LogisticLatent.terms`` (one exponential per entry), fused: per sample
-2K² multiply–adds and one exponential per component, against the dozen full passes over
+K² multiply–adds and one exponential per component, against the dozen full passes over
 (K, N) arrays of the tensor form. The exponential is :func:`exp_neg`, a polynomial that the
 compiler vectorises (libm's ``exp`` is a scalar call: measured 2× slower than this whole
 kernel's remaining arithmetic at K = 3).
@@ -42,7 +43,8 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMAT
 _jit_exact = numba.njit(cache=True, nogil=True, error_model="numpy",
                         fastmath={"contract", "nsz", "arcp"})
 
-#: Samples per block: the block's latents and scores (2 · K · BLOCK doubles) stay in L1/L2.
+#: Samples per block: the block's latents and scores (2 · K · BLOCK doubles) stay in L1/L2;
+#: the product of 256 factors (1 + e) ≤ 2 is at most 2²⁵⁶.
 BLOCK = 256
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k · _LN2_HI is exact for k < 2¹¹
@@ -101,13 +103,12 @@ def two_sum(a: float, b: float) -> tuple[float, float]:
 
 
 @_jit
-def logistic_pass(W: Any, y: Any, lo: int, hi: int, phi_x: Any, moments: Any) -> float:
-    """One pass over the samples lo:hi of y (K, N) at x = W y, logistic latent.
+def logistic_pass(x: Any, lo: int, hi: int, phi_x: Any, moments: Any) -> float:
+    """One pass over the latents lo:hi of x = W y (K, N), logistic latent.
 
     Writes phi_x (K, K) = Σ_n φ(x_n) x_nᵀ and moments (3, K) = [Σ φ′(x), Σ x², Σ φ′(x) x²];
     returns Σ_n Σ_k −log ψ′(x_kn). (Sums, not means: the caller divides by N.)"""
-    K = y.shape[0]
-    x = np.empty((K, BLOCK))
+    K = x.shape[0]
     phi = np.empty((K, BLOCK))
     for i in range(K):
         for j in range(K):
@@ -118,19 +119,8 @@ def logistic_pass(W: Any, y: Any, lo: int, hi: int, phi_x: Any, moments: Any) ->
     carry = 0.0  # Neumaier's compensation of total: the loss's rounding stays at ~1 ulp
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
-        for i in range(K):  # x = W y on the block
-            xi = x[i]
-            w = W[i, 0]
-            y0 = y[0]
-            for b in range(m):
-                xi[b] = w * y0[start + b]
-            for j in range(1, K):
-                w = W[i, j]
-                yj = y[j]
-                for b in range(m):
-                    xi[b] += w * yj[start + b]
         for i in range(K):
-            xi = x[i]
+            xi = x[i, start:start + m]
             ph = phi[i]
             abs_sum = 0.0
             prod = 1.0
@@ -158,7 +148,7 @@ def logistic_pass(W: Any, y: Any, lo: int, hi: int, phi_x: Any, moments: Any) ->
         for i in range(K):  # Σ φ(x) xᵀ on the block
             ph = phi[i]
             for j in range(K):
-                xj = x[j]
+                xj = x[j, start:start + m]
                 acc = 0.0
                 for b in range(m):
                     acc += ph[b] * xj[b]

@@ -164,23 +164,30 @@ def _newton_direction_T(latent: AnyLatent, xT: Tensor, G: Tensor,
                         ) -> Tensor:
     phi_prime = latent.score_derivative(xT) if score_derivative is None else score_derivative
     x2 = xT * xT
-    return _newton_direction(G, phi_prime.mean(1), x2.mean(1), (phi_prime * x2).mean(1),
-                             min_eigenvalue)
+    moments = torch.stack([phi_prime.mean(1), x2.mean(1), (phi_prime * x2).mean(1)])
+    m = _as_numpy(moments)
+    E = _newton_direction(_as_numpy(G), m[0], m[1], m[2], min_eigenvalue)
+    return torch.from_numpy(E).to(G)
 
 
-def _newton_direction(G: Tensor, phi_prime: Tensor, x2: Tensor, phi_prime_x2: Tensor,
-                      min_eigenvalue: float) -> Tensor:
+def _as_numpy(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _newton_direction(G: np.ndarray, phi_prime: np.ndarray, x2: np.ndarray,
+                      phi_prime_x2: np.ndarray, min_eigenvalue: float) -> np.ndarray:
     """E = −H̃⁻¹Γ (:func:`relative_newton_direction`) from G (K, K) and the moments
-    ⟨φ′(x_i)⟩, ⟨x_i²⟩, ⟨φ′(x_i) x_i²⟩ (K,) each (ψ′ = −φ′)."""
+    ⟨φ′(x_i)⟩, ⟨x_i²⟩, ⟨φ′(x_i) x_i²⟩ (K,) each (ψ′ = −φ′). In NumPy, float64: (K, K)
+    arithmetic, where torch's per-operation overhead was ~1/3 of a K = 3 fit."""
     gamma = -G  # Γ = ⟨ψ(x)xᵀ⟩ − I, the gradient of L in E
     a = (-phi_prime)[:, None] * x2[None, :]  # h_ij = ⟨ψ′(x_i)⟩⟨x_j²⟩
-    b = a.mT  # h_ji
-    smallest = 0.5 * (a + b) - torch.sqrt(0.25 * (a - b) ** 2 + 1.0)
-    shift = (min_eigenvalue - smallest).clamp_min(0.0)
+    b = a.T  # h_ji
+    smallest = 0.5 * (a + b) - np.sqrt(0.25 * (a - b) ** 2 + 1.0)
+    shift = np.maximum(min_eigenvalue - smallest, 0.0)
     a, b = a + shift, b + shift
-    E = -(b * gamma - gamma.mT) / (a * b - 1.0)  # [[a, 1], [1, b]] [E_ij, E_ji] = −[Γ_ij, Γ_ji]
-    h_diag = (1.0 - phi_prime_x2).clamp_min(min_eigenvalue)
-    E.diagonal().copy_(-gamma.diagonal() / h_diag)
+    E = -(b * gamma - gamma.T) / (a * b - 1.0)  # [[a, 1], [1, b]] [E_ij, E_ji] = −[Γ_ij, Γ_ji]
+    h_diag = np.maximum(1.0 - phi_prime_x2, min_eigenvalue)
+    np.fill_diagonal(E, -np.diag(gamma) / h_diag)
     return E
 
 
@@ -264,16 +271,17 @@ class _CompiledObjective:
 
     def __init__(self, kernels: Any, yT: Tensor) -> None:
         self.kernel = kernels.logistic_pass
-        self.y = yT.numpy()
-        K, self.N = self.y.shape
+        self.yT = yT
+        K, self.N = yT.shape
+        self.x = torch.empty_like(yT)  # the trial's latents; the sums alone are kept
         self.slots = [(np.empty((K, K)), np.empty((3, K))) for _ in range(2)]
         self.cur = 0
 
     def evaluate(self, W: Tensor) -> float:
         phi_x, moments = self.slots[1 - self.cur]
-        Wn = W.detach().numpy()
-        total = self.kernel(Wn, self.y, 0, self.N, phi_x, moments)
-        return float(total / self.N - np.linalg.slogdet(Wn)[1])
+        torch.mm(W, self.yT, out=self.x)
+        total = self.kernel(self.x.numpy(), 0, self.N, phi_x, moments)
+        return float(total / self.N - np.linalg.slogdet(W.detach().numpy())[1])
 
     def accept(self) -> None:
         self.cur = 1 - self.cur
@@ -284,8 +292,8 @@ class _CompiledObjective:
         return G
 
     def newton_direction(self, G: Tensor, min_eigenvalue: float) -> Tensor:
-        m = torch.from_numpy(self.slots[self.cur][1] / self.N)
-        return _newton_direction(G, m[0], m[1], m[2], min_eigenvalue)
+        m = self.slots[self.cur][1] / self.N
+        return torch.from_numpy(_newton_direction(G.numpy(), m[0], m[1], m[2], min_eigenvalue))
 
 
 #: A relative-Newton trial whose loss exceeds the current one by less than this many units of
