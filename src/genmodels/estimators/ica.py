@@ -28,7 +28,7 @@ from genmodels._validation import (
     make_generator,
 )
 from genmodels.estimators._base import TorchEstimatorMixin, check_fitted, to_numpy
-from genmodels.learning.infomax import fit_infomax, whiten
+from genmodels.learning.infomax import fit_infomax, whiten_centred
 from genmodels.models.ica import ICAModel
 
 
@@ -132,11 +132,13 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
             mean = Xt.new_zeros(D)
             V = torch.eye(D, dtype=dt, device=dev)
             lam = Xt.new_ones(D)
-            Z = Xt
+            Xc = Z = Xt
         else:
-            wh = whiten(Xt, K)
-            mean, V, lam = wh.mean, wh.matrix, wh.variances
-            Z = (Xt - mean) @ V.mT  # (N, K), identity covariance
+            mean = Xt.mean(0)
+            Xc = Xt - mean
+            wh = whiten_centred(Xc, mean, K)
+            V, lam = wh.matrix, wh.variances
+            Z = (V @ Xc.mT).mT  # (N, K), identity covariance; stored (K, N), the fit's layout
         latent = "switching" if self.extended else "logistic"
         model = ICAModel(K, latent, dtype=dt, device=dev)
         with torch.no_grad():  # a random rotation to start (the likelihood is rotation-sensitive)
@@ -149,12 +151,14 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         )
         W = model.unmixing.detach()
         unmix = W @ V  # (K, D): the maximum-likelihood unmixing of the centred data
-        S = (Xt - mean) @ unmix.mT
+        S = Xc @ unmix.mT
         if self.whiten == "unit-variance":
-            m = S.mean(0)  # ~0 (centred data): the one-pass form loses nothing, and torch's
-            std = (S.square().mean(0) - m * m).clamp_min_(0.0).sqrt_()  # std(0) is 5x slower
+            # mean ~0 (centred data): the moment form loses nothing, and torch's S.std(0) was
+            # 5x slower than it (and SᵀS needs no (N, K) temporary)
+            m = S.mean(0)
+            std = ((S.mT @ S).diagonal() / S.shape[0] - m * m).clamp_min_(0.0).sqrt_()
             unmix = unmix / std[:, None]
-            S = S / std
+            S.div_(std)
         self.components_ = to_numpy(unmix)
         self.mixing_ = np.linalg.pinv(self.components_)
         self.mean_ = to_numpy(mean)
