@@ -170,12 +170,17 @@ def _loss_T(latent: AnyLatent, xT: Tensor, W: Tensor) -> float:
 def _newton_direction_T(latent: AnyLatent, xT: Tensor, G: Tensor,
                         min_eigenvalue: float, score_derivative: Tensor | None = None
                         ) -> Tensor:
-    phi_prime = latent.score_derivative(xT) if score_derivative is None else score_derivative
-    x2 = xT * xT
-    moments = torch.stack([phi_prime.mean(1), x2.mean(1), (phi_prime * x2).mean(1)])
-    m = _as_numpy(moments)
+    m = _newton_moments_T(latent, xT, score_derivative)
     E = _newton_direction(_as_numpy(G), m[0], m[1], m[2], min_eigenvalue)
     return torch.from_numpy(E).to(G)
+
+
+def _newton_moments_T(latent: AnyLatent, xT: Tensor, score_derivative: Tensor | None = None
+                      ) -> np.ndarray:
+    """(3, K) float64: ⟨φ′(x_i)⟩, ⟨x_i²⟩, ⟨φ′(x_i) x_i²⟩ from xT (K, N)."""
+    phi_prime = latent.score_derivative(xT) if score_derivative is None else score_derivative
+    x2 = xT * xT
+    return _as_numpy(torch.stack([phi_prime.mean(1), x2.mean(1), (phi_prime * x2).mean(1)]))
 
 
 def _as_numpy(t: Tensor) -> np.ndarray:
@@ -229,7 +234,10 @@ class _TensorObjective:
     """The full-batch loss and its derivatives by tensor operations (any latent, dtype and
     device). Two slots of (x, φ, φ′) buffers, the current point's and a trial's, swapped when
     a step is accepted, and one temporary: the loop allocates no (K, N) array. (Fresh
-    multi-megabyte temporaries cost page faults comparable to the arithmetic.)"""
+    multi-megabyte temporaries cost page faults comparable to the arithmetic.)
+
+    The (K, K) quantities (W, G, the direction) are NumPy float64 arrays, as the fit's loop
+    keeps them; W is cast to the data's dtype and device for each evaluation."""
 
     def __init__(self, latent: AnyLatent, yT: Tensor, *, derivative: bool) -> None:
         self.latent, self.yT, self.derivative = latent, yT, derivative
@@ -241,11 +249,12 @@ class _TensorObjective:
         self.terms: LatentTerms | None = None
         self.trial_terms: LatentTerms | None = None
 
-    def evaluate(self, W: Tensor) -> float:
+    def evaluate(self, W: np.ndarray) -> float:
         """The loss L at W (a trial point, kept until :meth:`accept` or the next trial)."""
         x, score, deriv = self.slots[1 - self.cur]
-        x = torch.mm(W, self.yT, out=x)
-        loss, self.trial_terms = _evaluate_T(self.latent, x, W, derivative=self.derivative,
+        Wt = torch.from_numpy(W).to(self.yT)
+        x = torch.mm(Wt, self.yT, out=x)
+        loss, self.trial_terms = _evaluate_T(self.latent, x, Wt, derivative=self.derivative,
                                              out=(score, deriv, self.tmp))
         self.trial_x = x
         return loss
@@ -255,22 +264,23 @@ class _TensorObjective:
         self.cur = 1 - self.cur
         self.x, self.terms = self.trial_x, self.trial_terms
 
-    def refresh(self, W: Tensor) -> float:
+    def refresh(self, W: np.ndarray) -> float:
         """The loss at the current point again (after the latent changed: extended signs)."""
         _, score, deriv = self.slots[self.cur]
-        loss, self.terms = _evaluate_T(self.latent, self.x, W, derivative=self.derivative,
+        loss, self.terms = _evaluate_T(self.latent, self.x, torch.from_numpy(W).to(self.yT),
+                                       derivative=self.derivative,
                                        out=(score, deriv, self.tmp))
         return loss
 
-    def gradient(self) -> Tensor:
+    def gradient(self) -> np.ndarray:
         """G = I + ⟨φ(x)xᵀ⟩ (K, K) at the current point."""
         assert self.terms is not None, "evaluate and accept a point first"
-        return _gradient_from_score(self.terms.score, self.x)
+        return _as_numpy(_gradient_from_score(self.terms.score, self.x))
 
-    def newton_direction(self, G: Tensor, min_eigenvalue: float) -> Tensor:
+    def newton_direction(self, G: np.ndarray, min_eigenvalue: float) -> np.ndarray:
         assert self.terms is not None, "evaluate and accept a point first"
-        return _newton_direction_T(self.latent, self.x, G, min_eigenvalue,
-                                   self.terms.score_derivative)
+        m = _newton_moments_T(self.latent, self.x, self.terms.score_derivative)
+        return _newton_direction(G, m[0], m[1], m[2], min_eigenvalue)
 
 
 class _CompiledObjective:
@@ -281,29 +291,31 @@ class _CompiledObjective:
         self.kernel = kernels.logistic_pass
         self.yT = yT
         K, self.N = yT.shape
+        # the trial's latents, in reused memory (only the sums are kept; a fresh (K, N) array
+        # per fit costs its page faults, ~1 ms at 50,000 x 8 on a busy machine). A nested
+        # fit (the warm start) may share it: its contents never outlive one evaluation.
+        self.x = scratch("infomax_latents", (K, self.N), yT.dtype)
+        self.x_np = self.x.numpy()
         self.slots = [(np.empty((K, K)), np.empty((3, K))) for _ in range(2)]
         self.cur = 0
 
-    def evaluate(self, W: Tensor) -> float:
+    def evaluate(self, W: np.ndarray) -> float:
         phi_x, moments = self.slots[1 - self.cur]
-        # the trial's latents, in reused memory (only the sums are kept; a fresh (K, N) array
-        # per fit costs its page faults, ~1 ms at 50,000 x 8 on a busy machine)
-        x = torch.mm(W, self.yT, out=scratch("infomax_latents", tuple(self.yT.shape),
-                                             self.yT.dtype))
-        total = self.kernel(x.numpy(), 0, self.N, phi_x, moments)
-        return float(total / self.N - np.linalg.slogdet(W.detach().numpy())[1])
+        torch.mm(torch.from_numpy(W), self.yT, out=self.x)  # BLAS, under the thread policy
+        total = self.kernel(self.x_np, 0, self.N, phi_x, moments)
+        return float(total / self.N - np.linalg.slogdet(W)[1])
 
     def accept(self) -> None:
         self.cur = 1 - self.cur
 
-    def gradient(self) -> Tensor:
-        G = torch.from_numpy(self.slots[self.cur][0] / self.N)
-        G.diagonal().add_(1.0)
+    def gradient(self) -> np.ndarray:
+        G = self.slots[self.cur][0] / self.N
+        G.flat[:: G.shape[0] + 1] += 1.0
         return G
 
-    def newton_direction(self, G: Tensor, min_eigenvalue: float) -> Tensor:
+    def newton_direction(self, G: np.ndarray, min_eigenvalue: float) -> np.ndarray:
         m = self.slots[self.cur][1] / self.N
-        return torch.from_numpy(_newton_direction(G.numpy(), m[0], m[1], m[2], min_eigenvalue))
+        return _newton_direction(G, m[0], m[1], m[2], min_eigenvalue)
 
 
 #: A relative-Newton trial whose loss exceeds the current one by less than this many units of
@@ -374,19 +386,21 @@ def fit_infomax(
     if solver == "newton" and batch_size is not None:
         raise ValueError("solver='newton' works on the full batch only (batch_size=None).")
     newton = solver == "newton"
-    W = model.unmixing
     lat = _latent_T(model)
     # (K, N); no copy when y is already the transpose of a (K, N) array and the mean is zero
     yT = (y - model.mean if bool(model.mean.any()) else y).mT.contiguous()
     N = yT.shape[1]
     if batch_size is not None:
-        return _fit_minibatch(model, lat, W, yT, max_iter=max_iter, tol=tol,
+        return _fit_minibatch(model, lat, model.unmixing, yT, max_iter=max_iter, tol=tol,
                               learning_rate=learning_rate, batch_size=batch_size,
                               extended=extended, generator=generator)
     obj = _objective(lat, yT, derivative=newton)
     slack = LOSS_ROUNDING * eps(yT.dtype) if newton else 0.0
+    # The (K, K) arithmetic runs in NumPy float64 (torch's per-operation overhead on 3 x 3
+    # matrices was a third of a small fit); the model's unmixing is written at the end.
+    W = _as_numpy(model.unmixing).copy()
     if extended:
-        model.signs.copy_(extended_signs(yT.mT @ W.mT))
+        model.signs.copy_(extended_signs(yT.mT @ model.unmixing.mT))
     loss = obj.evaluate(W)
     obj.accept()
     history = [-loss]
@@ -397,39 +411,35 @@ def fit_infomax(
         # Warm start: the same solver on every (N // n)-th sample, to a tolerance that the
         # subsample can resolve; kept only if the full-data loss improved (so the recorded
         # log-likelihood still never decreases). It counts as one iteration.
-        W_start = W.detach().clone()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             fit_infomax(model, y[:: N // WARM_START_SAMPLES], max_iter=max_iter,
                         tol=max(tol, WARM_START_TOL), solver="newton")
-        new = obj.evaluate(W)
+        W_warm = _as_numpy(model.unmixing).copy()
+        new = obj.evaluate(W_warm)
         if _not_worse(new, loss, slack):
-            loss = new
+            W, loss = W_warm, new
             obj.accept()
-        else:
-            W.copy_(W_start)
         history.append(-loss)
         n_iter = 1
     start = n_iter
     for it in range(start + 1, max_iter + 1):
         n_iter = it
         G = obj.gradient()
-        if float(G.abs().max()) < tol:
+        if float(np.abs(G).max()) < tol:
             converged = True
             n_iter = it - 1
             break
-        W0 = W.detach().clone()
         direction = obj.newton_direction(G, 1e-2) if newton else G
         if newton:
             eta = 1.0  # a Newton step has its own scale
         accepted = False
         for _ in range(60):  # backtracking: at most 60 halvings (η·2⁻⁶⁰ is below rounding)
-            W_try = W0 + eta * (direction @ W0)  # ΔW = η (I + ⟨φ(x)xᵀ⟩) W (natural)
+            W_try = W + eta * (direction @ W)  # ΔW = η (I + ⟨φ(x)xᵀ⟩) W (natural)
             new = obj.evaluate(W_try)
             if _not_worse(new, loss, slack):
                 accepted = True
-                W.copy_(W_try)
-                loss = new
+                W, loss = W_try, new
                 obj.accept()
                 eta *= 1.25
                 break
@@ -443,8 +453,9 @@ def fit_infomax(
             model.signs.copy_(extended_signs(obj.x.mT))
             loss = obj.refresh(W)
         history.append(-loss)
+    model.unmixing.copy_(torch.from_numpy(W))
     if not converged:
-        _warn_not_converged(float(obj.gradient().abs().max()), max_iter, tol, 3)
+        _warn_not_converged(float(np.abs(obj.gradient()).max()), max_iter, tol, 3)
     return InfomaxResult(n_iter, converged, history, model.signs.clone() if extended else None)
 
 
