@@ -74,3 +74,18 @@ def test_compiled_kernels_can_be_cached_on_disk() -> None:
     for k in kernels:
         assert k.py_func.__closure__ is None, k.py_func.__name__
         assert type(k._cache).__name__ == "FunctionCache", k.py_func.__name__  # cache=True
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"n_components": 2}, {"whiten": "arbitrary-variance"},
+                                    {"whiten": False}, {"solver": "newton"}])
+def test_estimator_mixing_is_the_pseudo_inverse(kwargs: dict) -> None:
+    """mixing_ (computed in closed form from the whitening) = pinv(components_)."""
+    from genmodels.estimators.ica import InfomaxICA
+
+    X = _white(2000, 3, seed=4).numpy() @ np.array([[2.0, 0.5, 0.0], [0.3, 1.0, -0.4],
+                                                    [0.0, 0.2, 3.0]]) + 1.5
+    est = InfomaxICA(random_state=0, **kwargs).fit(X)
+    np.testing.assert_allclose(est.mixing_, np.linalg.pinv(est.components_), rtol=1e-9,
+                               atol=1e-12)
+    if kwargs.get("whiten", "unit-variance") == "unit-variance":
+        np.testing.assert_allclose(est.transform(X).std(0), 1.0, rtol=1e-12)

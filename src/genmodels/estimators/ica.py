@@ -130,14 +130,14 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         gen = make_generator(self.random_state, device=dev)
         if self.whiten is False:
             mean = Xt.new_zeros(D)
-            V = torch.eye(D, dtype=dt, device=dev)
+            V = dewhiten = torch.eye(D, dtype=dt, device=dev)
             lam = Xt.new_ones(D)
             Xc = Z = Xt
         else:
             mean = Xt.mean(0)
             Xc = Xt - mean
             wh = whiten_centred(Xc, mean, K)
-            V, lam = wh.matrix, wh.variances
+            V, dewhiten, lam = wh.matrix, wh.dewhitening, wh.variances
             Z = (V @ Xc.mT).mT  # (N, K), identity covariance; stored (K, N), the fit's layout
         latent = "switching" if self.extended else "logistic"
         model = ICAModel(K, latent, dtype=dt, device=dev)
@@ -149,18 +149,21 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
             batch_size=self.batch_size, extended=self.extended, generator=gen,
             solver=self.solver,
         )
-        W = model.unmixing.detach()
+        W = model.unmixing.detach().clone()
         unmix = W @ V  # (K, D): the maximum-likelihood unmixing of the centred data
         S = Xc @ unmix.mT
+        # pinv(unmix) in closed form: V = Λ^{-1/2} Eᵀ has full row rank, so
+        # pinv(W V) = pinv(V) W⁻¹ = E Λ^{1/2} W⁻¹ (the dewhitening; no SVD)
+        mixing = dewhiten @ torch.linalg.inv(W)
         if self.whiten == "unit-variance":
-            # mean ~0 (centred data): the moment form loses nothing, and torch's S.std(0) was
-            # 5x slower than it (and SᵀS needs no (N, K) temporary)
-            m = S.mean(0)
-            std = ((S.mT @ S).diagonal() / S.shape[0] - m * m).clamp_min_(0.0).sqrt_()
+            # the centred data's sources have mean ~0 (to rounding), so std² = diag(SᵀS)/N:
+            # torch's S.std(0) was 5x slower (and SᵀS needs no (N, K) temporary)
+            std = ((S.mT @ S).diagonal() / S.shape[0]).sqrt_()
             unmix = unmix / std[:, None]
+            mixing = mixing * std
             S.div_(std)
         self.components_ = to_numpy(unmix)
-        self.mixing_ = np.linalg.pinv(self.components_)
+        self.mixing_ = to_numpy(mixing)
         self.mean_ = to_numpy(mean)
         if self.whiten is not False:
             self.whitening_ = to_numpy(V)
@@ -170,12 +173,10 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         if K == D:
             # back to data space: log|det V| = −½ Σ log λ (V = Λ^{-1/2} Eᵀ, E orthogonal)
             curve = curve - 0.5 * float(lam.log().sum())
-            data_model = ICAModel(D, latent, dtype=dt, device=dev)
-            with torch.no_grad():
-                data_model.unmixing.copy_(W @ V)
-                data_model.mean.copy_(mean)
-                data_model.signs.copy_(model.signs)
-            self.model_ = data_model
+            with torch.no_grad():  # the fitted model, moved to data space
+                model.unmixing.copy_(W @ V)
+                model.mean.copy_(mean)
+            self.model_ = model
         self.log_likelihood_curve_ = curve
         if self.extended:
             self.signs_ = to_numpy(model.signs)
