@@ -192,10 +192,16 @@ class CovarianceStructure(ABC):
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         """Weighted second-order statistic Σ_n r_nk (·) — additive over data."""
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
-        """log N(y_n; μ_k, Σ_k) = −½D log τ + log|U_k| − ½ maha (Eq. 2.8 without π): (N, K)."""
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """log N(y_n; μ_k, Σ_k) = −½D log τ + log|U_k| − ½ maha (Eq. 2.8 without π): (N, K).
+
+        bias: optional (K,) added to every row (a mixture's log π_k, giving Eq. 2.6's ẑ);
+        out: an (N, K) tensor a structure may write into (use the returned tensor)."""
         k, d = means.shape
         logdet = self.log_det_precision_cholesky(prec_chol, k, d)
+        if bias is not None:
+            logdet = logdet + bias
         return (-0.5 * d * LOG_TAU) + logdet - 0.5 * self.mahalanobis(y, feats, means, prec_chol)
 
     def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -295,19 +301,26 @@ class Full(_MatrixStructure):
         # yᵀP_k y − 2 yᵀP_k μ_k + μ_kᵀP_k μ_k as ONE product with the quadratic features
         return (feats @ self._quadratic_weights(means, prec_chol).T).clamp_min_(0.0)  # (N, K)
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         memo = getattr(self, "_memo", None)  # the weights change only when the parameters do
-        if memo is not None and memo[0] is means and memo[1] is prec_chol:
-            w, top = memo[2], memo[3]
+        if memo is not None and memo[0] is means and memo[1] is prec_chol and memo[2] is bias:
+            w = memo[3]
         else:
             k, d = means.shape
             top = (-0.5 * d * LOG_TAU) + self.log_det_precision_cholesky(prec_chol, k, d)  # (K,)
+            if bias is not None:
+                top = top + bias  # e.g. log π_k: the product then gives Eq. 2.6's ẑ directly
             w = -0.5 * self._quadratic_weights(means, prec_chol)
             w[:, -1] += top  # the constant column carries the normaliser
             w = w.T.contiguous()  # (T + D + 1, K)
-            self._memo = (means, prec_chol, w, top)
+            self._memo = (means, prec_chol, bias, w)
         # one product (rounding in the expansion is ~eps·‖f(y)‖·‖P‖ about the center, far below
         # the density's own scale; ``mahalanobis`` clamps at 0 for callers who need the sign)
+        if out is not None and out.shape == (feats.shape[0], w.shape[1]) \
+                and out.dtype == w.dtype and out.device == w.device and not feats.requires_grad \
+                and not w.requires_grad:
+            return torch.matmul(feats, w, out=out)  # (N, K) into the caller's buffer
         return feats @ w  # (N, K)
 
     def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -420,16 +433,19 @@ class Diagonal(CovarianceStructure):
         maha = sq @ prec.T - 2.0 * (y @ (means * prec).T) + (means.square() * prec).sum(-1)
         return maha.clamp_min(0.0)
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """Eq. 2.8 as ONE matrix product: with λ = 1/σ², log N(y; μ_k, Σ_k) =
         [y², y] · [−½λ_k; λ_k μ_k] + (log|U_k| − ½D log τ − ½ Σ_d λ_kd μ_kd²), so the (N, K)
         table is written once (``addmm``) instead of by several elementwise passes."""
         d = means.shape[1]
         prec = prec_chol.square()  # (K, D)
-        bias = (torch.log(prec_chol).sum(-1) - 0.5 * d * LOG_TAU
-                - 0.5 * (means.square() * prec).sum(-1))  # (K,)
+        const = (torch.log(prec_chol).sum(-1) - 0.5 * d * LOG_TAU
+                 - 0.5 * (means.square() * prec).sum(-1))  # (K,)
+        if bias is not None:
+            const = const + bias
         weight = torch.cat([-0.5 * prec, means * prec], -1).T  # (2D, K)
-        return torch.addmm(bias, feats, weight)
+        return torch.addmm(const, feats, weight)
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         return weights.T @ feats[:, :y.shape[-1]]  # (K, D)
@@ -730,23 +746,30 @@ class GaussianEmission(SavableModule):
         return self.structure.mahalanobis(yc, feats, self.means - self.center,
                                           self.precisions_cholesky)
 
-    def log_likelihood(self, y: Tensor, *, out: Tensor | None = None) -> Tensor:
+    #: ``log_likelihood`` takes ``bias`` and ``out`` (``MixtureModel``'s E step uses them).
+    fuses_log_prior: bool = True
+
+    def log_likelihood(self, y: Tensor, *, out: Tensor | None = None,
+                       bias: Tensor | None = None) -> Tensor:
         """log N(y_n; μ_k, Σ_k) (Eq. 2.8 without the prior). y: (N, D) → (N, K). ``out``: an
-        (N, K) tensor the compiled form may write into (use the returned tensor, which is
-        ``out`` only when it did)."""
-        direct = self._compiled_log_likelihood(y, out)
+        (N, K) tensor the compiled form or the full structure's product may write into (use
+        the returned tensor, which is ``out`` only when it did). ``bias``: an optional (K,)
+        added to every row, folded into the product where it can be (a mixture's log π_k, so
+        that the table is Eq. 2.6's ẑ without another pass over it)."""
+        direct = self._compiled_log_likelihood(y, out, bias)
         if direct is not None:
             return direct
         yc, feats = self._prepared(y)
         return self.structure.log_density(yc, feats, self._centered_means(),
-                                          self.precisions_cholesky)
+                                          self.precisions_cholesky, bias=bias, out=out)
 
     #: The compiled density serves dimensions up to this (measured faster than the features
     #: and one matrix product up to D = 16 at least, 4× there; the product's BLAS takes over
     #: for wide data).
     compiled_max_dim: int = 16
 
-    def _compiled_log_likelihood(self, y: Tensor, out: Tensor | None = None) -> Tensor | None:
+    def _compiled_log_likelihood(self, y: Tensor, out: Tensor | None = None,
+                                 extra: Tensor | None = None) -> Tensor | None:
         """Diagonal and spherical Σ on the CPU without gradients: the compiled one-pass
         density (``_gaussian_numba``), or None where it does not apply."""
         if self.structure.name not in ("diag", "spherical") or self.dim > self.compiled_max_dim:
@@ -768,6 +791,8 @@ class GaussianEmission(SavableModule):
         if prec.dim() == 1:  # spherical: one precision per component
             prec = prec[:, None].expand(k, d)
         bias = self.structure.log_det_precision_cholesky(prec_chol, k, d) - 0.5 * d * LOG_TAU
+        if extra is not None:  # e.g. a mixture's log π_k
+            bias = bias + extra
         if out is None or out.shape != (y.shape[0], k) or out.dtype != y.dtype \
                 or not out.is_contiguous():
             out = y.new_empty(y.shape[0], k)
