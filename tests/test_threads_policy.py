@@ -256,3 +256,27 @@ def test_the_users_ceiling_is_honoured_by_every_entry_point(
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert set(json.loads(out.stdout.strip().splitlines()[-1]).values()) == {1}
+
+
+def test_numpy_blas_follows_torchs_count() -> None:
+    # NumPy's own BLAS pool (the GLM's Gram products) runs at torch's count inside a region
+    from threadpoolctl import threadpool_info
+
+    from genmodels._threads import numpy_blas_threads
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    if not blas():
+        pytest.skip("NumPy has no BLAS that threadpoolctl can see")
+    before = torch.get_num_threads()
+    outside = blas()
+    torch.set_num_threads(1)
+    try:
+        with numpy_blas_threads(1e12):
+            assert blas() == {1}
+        with numpy_blas_threads(0.0):  # small work: left alone
+            assert blas() == outside
+    finally:
+        torch.set_num_threads(before)
+    assert blas() == outside

@@ -52,6 +52,7 @@ __all__ = [
     "idle_cores",
     "last_dim",
     "numel",
+    "numpy_blas_threads",
     "single_threaded",
     "thread_ceiling",
     "work_sized",
@@ -231,3 +232,29 @@ def last_dim(x: Any) -> int:
     """The trailing size of an array-like (1 when it has no shape)."""
     shape = getattr(x, "shape", None)
     return int(shape[-1]) if shape else 1
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController  # (scikit-learn's dependency)
+
+    return ThreadpoolController()
+
+
+@contextmanager
+def numpy_blas_threads(flops: float = math.inf) -> Iterator[None]:
+    """Run NumPy's BLAS (OpenBLAS in NumPy's wheels, a thread pool of its own that neither
+    ``torch.set_num_threads`` nor the policy reaches) at torch's current thread count: inside
+    a region, the policy's decision; outside, the user's ceiling. ``flops``: the work of the
+    enclosed products; below ``MIN_FLOPS_PER_THREAD / 100`` nothing is changed (about 10 µs
+    saved; BLAS runs such products on one thread by itself)."""
+    if flops < MIN_FLOPS_PER_THREAD / 100:
+        yield
+        return
+    try:
+        limiter = _blas_controller().limit(limits=torch.get_num_threads(), user_api="blas")
+    except Exception:  # threadpoolctl missing or failing: leave NumPy as it is
+        yield
+        return
+    with limiter:
+        yield

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genmodels._threads import gemm_work, last_dim, work_sized
+from genmodels._threads import gemm_work, last_dim, numpy_blas_threads, work_sized
 from genmodels.exceptions import ConvergenceWarning
 
 
@@ -112,10 +112,11 @@ def weighted_gram(X: Tensor, w: Tensor) -> Tensor:
         Z = X * sw[:, None]
         return Z.mT @ Z
     G = np.zeros((X.shape[1], X.shape[1]), dtype=np.dtype(str(X.dtype).removeprefix("torch.")))
-    for start in range(0, X.shape[0], GRAM_BLOCK_ROWS):
-        block = (X[start: start + GRAM_BLOCK_ROWS] * sw[start: start + GRAM_BLOCK_ROWS, None])
-        Zb = block.numpy()
-        G += Zb.T @ Zb
+    with numpy_blas_threads(gemm_work(X, X.shape[1]) / 2):  # NumPy's BLAS: the policy's count
+        for start in range(0, X.shape[0], GRAM_BLOCK_ROWS):
+            block = (X[start: start + GRAM_BLOCK_ROWS] * sw[start: start + GRAM_BLOCK_ROWS, None])
+            Zb = block.numpy()
+            G += Zb.T @ Zb
     return torch.from_numpy(G)
 
 
