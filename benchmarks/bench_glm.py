@@ -37,7 +37,13 @@ def main() -> None:
     p.add_argument("--d", type=int, default=50)
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--no-statsmodels", action="store_true")
+    p.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = p.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     n = args.n or (100_000 if args.quick else 1_000_000)
     d = args.d
     rounds = args.rounds or (2 if args.quick else 3)

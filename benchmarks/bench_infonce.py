@@ -73,7 +73,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024])
+    p.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = p.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, load average {os.getloadavg()}")
     print("| B | D | genmodels (ms) | hand-written (ms) | ratio |\n|---:|---:|---:|---:|---:|")

@@ -130,7 +130,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: small networks; fair on a shared machine)")
+    ap.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = ap.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (5 if args.quick else 15)
     X = _digits()

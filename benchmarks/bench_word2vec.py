@@ -70,7 +70,13 @@ def main() -> None:
     p.add_argument("--corpus", default="enwiki")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--busy", action="store_true",
+                    help="run beside one CPU-bound competing process (a user's second job)")
     args = p.parse_args()
+    if args.busy:
+        from run_all import start_competitor
+
+        start_competitor()
     logging.getLogger("gensim").setLevel(logging.WARNING)
     corpus = load_corpus(args.corpus)
     sentences = [list(s[i:i + 10_000]) for s in corpus.sentences

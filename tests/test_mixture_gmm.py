@@ -148,6 +148,43 @@ def test_one_hot_m_step_equals_per_class_statistics(kind):
 
 
 @pytest.mark.parametrize("kind", TYPES)
+def test_fused_e_step_equals_the_table_plus_log_prior(kind, monkeypatch):
+    # the E step folds log π into the emission's product and writes every chunk's ẑ into one
+    # transposed buffer; it equals ẑ = log p̂(y | k) + log π computed afresh per chunk, over
+    # several chunks and a partial last one, float64 and float32
+    w, m, covs = random_params(5, 4, seed=11, offset=3.0)
+    monkeypatch.setattr(MixtureModel, "_chunk_rows", lambda self, y: 700)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        model = MixtureModel(w.to(dtype), GaussianEmission.from_parameters(
+            m.to(dtype), covs[kind].to(dtype), kind))
+        _, y = model.sample(2500, torch.Generator().manual_seed(3))
+        fused = model.expected_stats(y)
+        with monkeypatch.context() as mp:
+            mp.setattr(GaussianEmission, "fuses_log_prior", False)
+            plain = model.expected_stats(y)
+        for key in plain.stats:
+            torch.testing.assert_close(fused.stats[key], plain.stats[key], rtol=tol, atol=tol)
+        torch.testing.assert_close(fused.log_likelihood, plain.log_likelihood, rtol=tol, atol=0)
+        torch.testing.assert_close(fused.log_likelihood,
+                                   model.log_marginal(y).sum().to(dtype), rtol=tol, atol=0)
+
+
+def test_fit_equals_fit_predict_without_the_labels_pass():
+    # fit skips fit_predict's final E step (its labels); the fitted parameters are the same
+    from genmodels.estimators.mixture import GaussianMixture
+
+    X = np.random.default_rng(4).normal(size=(600, 3)) + np.repeat(np.eye(3) * 6, 200, 0)
+    a = GaussianMixture(3, random_state=0, max_iter=4, tol=0.0).fit(X)
+    b = GaussianMixture(3, random_state=0, max_iter=4, tol=0.0)
+    labels = b.fit_predict(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.lower_bound_ == b.lower_bound_
+    assert not a.model_.emission._cache  # the training data's features are released
+    np.testing.assert_array_equal(labels, a.predict(X))
+
+
+@pytest.mark.parametrize("kind", TYPES)
 def test_statistics_of_two_halves_add_to_the_whole(kind):
     w, m, covs = random_params(4, 3, seed=8)
     model = MixtureModel(w, GaussianEmission.from_parameters(m, covs[kind], kind))

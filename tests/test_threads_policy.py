@@ -175,3 +175,108 @@ def test_work_estimates_accept_any_input() -> None:
 
     for bad in ("a", float("inf"), float("nan"), None):  # the function reports, not the policy
         assert fit(bad) is bad or bad != bad
+
+
+def _policy_probe() -> dict[str, int]:
+    """The thread counts seen inside IRLS, the trainer and InfoNCE, small and large work."""
+    from torch import nn
+
+    from genmodels.learning import irls as irls_module
+    from genmodels.learning.nce import InfoNCE
+    from genmodels.learning.trainer import Trainer
+    from genmodels.models.glm_families import Binomial, Logit
+
+    seen: dict[str, int] = {}
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    y = (torch.rand(200, generator=g, dtype=torch.float64) < torch.sigmoid(X[:, 0])).double()
+    original = irls_module.weighted_gram
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["irls"] = torch.get_num_threads()
+        return original(*args, **kwargs)
+
+    irls_module.weighted_gram = spy
+    try:
+        irls_module.irls(X, y, Binomial(), Logit(), warn=False)
+    finally:
+        irls_module.weighted_gram = original
+
+    class Net(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.layer = nn.Linear(width, width)
+
+        def loss(self, batch, generator=None):  # type: ignore[no-untyped-def]
+            return self.layer(batch).square().mean()
+
+    for name, width in (("trainer_small", 8), ("trainer_large", 1200)):
+        data = torch.randn(128, width, generator=g)
+        Trainer(Net(width), epochs=1, batch_size=128, progress=False,
+                callback=lambda *a, key=name: seen.__setitem__(key, torch.get_num_threads())
+                ).fit(data)
+
+    def critic(yb, zb):  # type: ignore[no-untyped-def]
+        seen["infonce"] = torch.get_num_threads()
+        return zb @ yb.T
+
+    InfoNCE(critic, 4).loss(torch.randn(64, 8, generator=g))
+    seen["after"] = torch.get_num_threads()
+    return seen
+
+
+def test_glm_trainer_and_infonce_use_the_policy(two_threads: None) -> None:
+    # small work single-threaded inside, large layers on the ceiling, the setting restored
+    seen = _policy_probe()
+    assert seen == {"irls": 1, "trainer_small": 1, "trainer_large": 2, "infonce": 1,
+                    "after": 2}
+
+
+def test_the_users_ceiling_is_honoured_by_every_entry_point(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.set_num_threads(1) caps even the large layer; OMP_NUM_THREADS=1 (which sets
+    # torch's count at start-up) does the same in a fresh process
+    import json
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("GENMODELS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "idle_cores", lambda *a, **k: 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert set(_policy_probe().values()) == {1}
+    finally:
+        torch.set_num_threads(before)
+    code = ("import json, tests.test_threads_policy as t, genmodels._threads as th; "
+            "th.idle_cores = lambda *a, **k: 8; print(json.dumps(t._policy_probe()))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("GENMODELS_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert set(json.loads(out.stdout.strip().splitlines()[-1]).values()) == {1}
+
+
+def test_numpy_blas_follows_torchs_count() -> None:
+    # NumPy's own BLAS pool (the GLM's Gram products) runs at torch's count inside a region
+    from threadpoolctl import threadpool_info
+
+    from genmodels._threads import numpy_blas_threads
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    if not blas():
+        pytest.skip("NumPy has no BLAS that threadpoolctl can see")
+    before = torch.get_num_threads()
+    outside = blas()
+    torch.set_num_threads(1)
+    try:
+        with numpy_blas_threads(1e12):
+            assert blas() == {1}
+        with numpy_blas_threads(0.0):  # small work: left alone
+            assert blas() == outside
+    finally:
+        torch.set_num_threads(before)
+    assert blas() == outside

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genmodels._threads import gemm_work, last_dim, numpy_blas_threads, work_sized
 from genmodels.exceptions import ConvergenceWarning
 
 
@@ -111,10 +112,11 @@ def weighted_gram(X: Tensor, w: Tensor) -> Tensor:
         Z = X * sw[:, None]
         return Z.mT @ Z
     G = np.zeros((X.shape[1], X.shape[1]), dtype=np.dtype(str(X.dtype).removeprefix("torch.")))
-    for start in range(0, X.shape[0], GRAM_BLOCK_ROWS):
-        block = (X[start: start + GRAM_BLOCK_ROWS] * sw[start: start + GRAM_BLOCK_ROWS, None])
-        Zb = block.numpy()
-        G += Zb.T @ Zb
+    with numpy_blas_threads(gemm_work(X, X.shape[1]) / 2):  # NumPy's BLAS: the policy's count
+        for start in range(0, X.shape[0], GRAM_BLOCK_ROWS):
+            block = (X[start: start + GRAM_BLOCK_ROWS] * sw[start: start + GRAM_BLOCK_ROWS, None])
+            Zb = block.numpy()
+            G += Zb.T @ Zb
     return torch.from_numpy(G)
 
 
@@ -197,6 +199,18 @@ def has_recession_direction(X: Tensor, signs: Tensor, *, tol: float = 1e-7) -> b
     return bool(res.status == 0 and -res.fun > tol)
 
 
+def _gram_work(X: Tensor, *args: object, **kwargs: object) -> float:
+    """One Newton step's weighted Gram matrix XᵀWX (Eq. 5.14): 2 N D² flops."""
+    return gemm_work(X, last_dim(X))
+
+
+def _multinomial_work(X: Tensor, Y: Tensor, *args: object, **kwargs: object) -> float:
+    """The softmax Hessian's Gram matrix over rows (Qᵀp_n) ⊗ x_n: 2 N ((K − 1) D)² flops."""
+    width = max(1, last_dim(Y) - 1) * last_dim(X)
+    return gemm_work(X, width * width / max(1, last_dim(X)))
+
+
+@work_sized(_gram_work)
 def irls(
     X: Tensor,
     y: Tensor,
@@ -422,6 +436,7 @@ class MultinomialResult:
     history: list[float] = field(default_factory=list)
 
 
+@work_sized(_multinomial_work)
 def multinomial_newton(
     X: Tensor,
     Y: Tensor,
@@ -535,6 +550,7 @@ class GammaShapeResult:
     converged: bool
 
 
+@work_sized(_gram_work)
 def gamma_shape_regression(
     X: Tensor,
     x: Tensor,

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genmodels._threads import work_sized
 from genmodels._validation import as_tensor, check_data_matrix, check_nonnegative_float
 
 __all__ = [
@@ -507,9 +508,21 @@ class InfoNCE(nn.Module):
             raise ValueError(f"y and z must pair up: {y.shape[0]} rows of y, {z.shape[0]} of z.")
         return self._scores(y, z)
 
+    def flops_per_operation(self, batch_size: int, datum_shape: tuple[int, ...]) -> float:
+        """The (B, B) score matrix of a batch, 2 B² dim_z flops (for the thread policy; the
+        critic's own layers, when larger, through their parameters)."""
+        width = int(datum_shape[-1]) if datum_shape else 1
+        dim_z = max(1, width - self.dim_y)
+        largest = max((p.numel() for p in self.parameters()), default=0)
+        return 2.0 * batch_size * max(batch_size * dim_z, largest)
+
+    @work_sized(lambda self, batch, *a, **k: self.flops_per_operation(
+        batch.shape[0], tuple(batch.shape[1:])))
     def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return in_batch_info_nce_loss(self.scores(*self.split(batch)))
 
+    @work_sized(lambda self, data, batch_size: self.flops_per_operation(
+        batch_size, tuple(data.shape[1:])))
     @torch.no_grad()
     def mutual_information(self, data: Tensor, batch_size: int) -> InfoNCEEstimate:
         """log K − L over consecutive batches of K = ``batch_size`` pairs of ``data``

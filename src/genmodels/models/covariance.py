@@ -203,13 +203,18 @@ class CovarianceStructure(ABC):
         """Weighted second-order statistic Σ_n r_nk (·) — additive over data."""
 
     @abstractmethod
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """log N(y_n; μ_k, Σ_k) = log h(y) + ηₖᵀ t(y) − A(ηₖ) (S0:27; Eq. 2.8), as one matrix
         product of the features against the components' natural parameters: (N, K).
 
         h and A are the families' (``gaussian_log_base``, ``DiagonalNormal`` /
         ``gaussian_log_partition``); what a structure adds is only how its natural parameters
-        are tied, which sets its statistics (see each structure)."""
+        are tied, which sets its statistics (see each structure).
+
+        bias: optional (K,) added to every row, folded into the normaliser (a mixture's log π_k,
+        giving Eq. 2.6's ẑ without another pass over the table); out: an (N, K) tensor a
+        structure may write into (use the returned tensor)."""
 
     def log_partition(self, means: Tensor, prec_chol: Tensor) -> Tensor:
         """A(η_k) = ½ ‖U_kᵀμ_k‖² − log|U_k| (``gaussian_log_partition``): (K,)."""
@@ -220,6 +225,11 @@ class CovarianceStructure(ABC):
     @abstractmethod
     def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
         """U_kᵀ μ_k for every component: (K, D)."""
+
+    def normaliser(self, means: Tensor, prec_chol: Tensor, bias: Tensor | None) -> Tensor:
+        """A(η_k) − bias_k, the (K,) term ``log_density`` subtracts from every row."""
+        a = self.log_partition(means, prec_chol)
+        return a if bias is None else a - bias
 
     def moments(self, y: Tensor, feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Σ_n r_nk, Σ_n r_nk y_n and ``second_moment``: the statistics of the M step."""
@@ -318,24 +328,29 @@ class Full(_MatrixStructure):
         # yᵀP_k y − 2 yᵀP_k μ_k + μ_kᵀP_k μ_k as ONE product with the quadratic features
         return (feats @ self._quadratic_weights(means, prec_chol).T).clamp_min_(0.0)  # (N, K)
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """log h(y) + ηₖᵀ t(y) − A(ηₖ) with ``FullNormal``'s η = (P_kμ_k, −½P_k) and
         t(y) = (y, y yᵀ) packed by symmetry: ⟨η₂, y yᵀ⟩ = Σ_{i≤j} c_ij η₂,ij y_i y_j (c = 1 on,
         2 off the diagonal), so the features [y_i y_j (i ≤ j), y, 1] meet
         [packed η₂; η₁; log h − A] in ONE product (the constant column carries the
         normaliser)."""
         memo = getattr(self, "_memo", None)  # the weights change only when the parameters do
-        if memo is not None and memo[0] is means and memo[1] is prec_chol:
-            w = memo[2]
+        if memo is not None and memo[0] is means and memo[1] is prec_chol and memo[2] is bias:
+            w = memo[3]
         else:
             d = means.shape[1]
             eta1, eta2 = FullNormal.natural_from_loc_precision(means, prec_chol @ prec_chol.mT)
-            norm = gaussian_log_base(d) - self.log_partition(means, prec_chol)  # (K,)
+            norm = gaussian_log_base(d) - self.normaliser(means, prec_chol, bias)  # (K,)
             w = torch.cat([_pack(eta2, 2.0), eta1, norm[:, None]], 1)
             w = w.T.contiguous()  # (T + D + 1, K)
-            self._memo = (means, prec_chol, w)
+            self._memo = (means, prec_chol, bias, w)
         # one product (rounding in the expansion is ~eps·‖f(y)‖·‖P‖ about the center, far below
         # the density's own scale; ``mahalanobis`` clamps at 0 for callers who need the sign)
+        if out is not None and out.shape == (feats.shape[0], w.shape[1]) \
+                and out.dtype == w.dtype and out.device == w.device and not feats.requires_grad \
+                and not w.requires_grad:
+            return torch.matmul(feats, w, out=out)  # (N, K) into the caller's buffer
         return feats @ w  # (N, K)
 
     def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
@@ -396,14 +411,15 @@ class Tied(_MatrixStructure):
     def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
         return means @ prec_chol  # (K, D) Uᵀ μ_k
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """η₂ = −½P is tied across components, so its term ⟨η₂, y yᵀ⟩ = −½‖Uᵀy‖² is the same
         for every k and joins log h per datum; the product is of t(y) = y with η₁,k = P μ_k
         alone, taken in whitened coordinates: yᵀη₁,k = (Uᵀy)ᵀ(Uᵀμ_k)."""
         z = y @ prec_chol  # (N, D) Uᵀ y
         m = self.whiten(means, prec_chol)  # (K, D) Uᵀ μ_k
         log_h = gaussian_log_base(y.shape[-1]) - 0.5 * z.square().sum(-1)  # (N,)
-        return affine_log_prob_table(z, m, self.log_partition(means, prec_chol), log_h)
+        return affine_log_prob_table(z, m, self.normaliser(means, prec_chol, bias), log_h)
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         w = weights.sum(-1)  # (N,) Σ_k r_nk
@@ -472,13 +488,17 @@ class Diagonal(_VarianceStructure):
     def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
         return means * prec_chol
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """Each component is a ``DiagonalNormal`` member, η_k = (λ_kμ_k, −½λ_k) with
         λ = 1/σ², and the (N, K) table is the family's ``log_prob_table``: ONE product of
         t(y) = [y, y²] with the η_k (``addmm``, the normaliser as its bias)."""
         eta = DiagonalNormal.natural_from_loc_precision(means, prec_chol.square())  # (K, 2D)
-        return DiagonalNormal.log_prob_table(feats[:, None], eta[:, None],
-                                             gaussian_log_base(means.shape[1]))
+        if bias is None:
+            return DiagonalNormal.log_prob_table(feats[:, None], eta[:, None],
+                                                 gaussian_log_base(means.shape[1]))
+        a = DiagonalNormal.log_partition(eta[:, None]).sum(-1) - bias  # (K,)
+        return affine_log_prob_table(feats, eta, a, gaussian_log_base(means.shape[1]))
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
         return weights.T @ feats[:, y.shape[-1]:]  # (K, D)
@@ -532,11 +552,12 @@ class Spherical(_VarianceStructure):
     def whiten(self, means: Tensor, prec_chol: Tensor) -> Tensor:
         return means * prec_chol[:, None]
 
-    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    def log_density(self, y: Tensor, feats: Tensor, means: Tensor, prec_chol: Tensor, *,
+                    bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """ONE product of [y, ‖y‖²] with the tied natural parameters (λ_kμ_k, −½λ_k)."""
         prec = prec_chol.square()  # (K,)
         eta = torch.cat([means * prec[:, None], -0.5 * prec[:, None]], -1)  # (K, D + 1)
-        return affine_log_prob_table(feats, eta, self.log_partition(means, prec_chol),
+        return affine_log_prob_table(feats, eta, self.normaliser(means, prec_chol, bias),
                                      gaussian_log_base(means.shape[1]))
 
     def second_moment(self, y: Tensor, feats: Tensor, weights: Tensor) -> Tensor:
@@ -794,23 +815,30 @@ class GaussianEmission(SavableModule):
         return self.structure.mahalanobis(yc, feats, self.means - self.center,
                                           self.precisions_cholesky)
 
-    def log_likelihood(self, y: Tensor, *, out: Tensor | None = None) -> Tensor:
+    #: ``log_likelihood`` takes ``bias`` and ``out`` (``MixtureModel``'s E step uses them).
+    fuses_log_prior: bool = True
+
+    def log_likelihood(self, y: Tensor, *, out: Tensor | None = None,
+                       bias: Tensor | None = None) -> Tensor:
         """log N(y_n; μ_k, Σ_k) (Eq. 2.8 without the prior). y: (N, D) → (N, K). ``out``: an
-        (N, K) tensor the compiled form may write into (use the returned tensor, which is
-        ``out`` only when it did)."""
-        direct = self._compiled_log_likelihood(y, out)
+        (N, K) tensor the compiled form or the full structure's product may write into (use
+        the returned tensor, which is ``out`` only when it did). ``bias``: an optional (K,)
+        added to every row, folded into the product where it can be (a mixture's log π_k, so
+        that the table is Eq. 2.6's ẑ without another pass over it)."""
+        direct = self._compiled_log_likelihood(y, out, bias)
         if direct is not None:
             return direct
         yc, feats = self._prepared(y)
         return self.structure.log_density(yc, feats, self._centered_means(),
-                                          self.precisions_cholesky)
+                                          self.precisions_cholesky, bias=bias, out=out)
 
     #: The compiled density serves dimensions up to this (measured faster than the features
     #: and one matrix product up to D = 16 at least, 4× there; the product's BLAS takes over
     #: for wide data).
     compiled_max_dim: int = 16
 
-    def _compiled_log_likelihood(self, y: Tensor, out: Tensor | None = None) -> Tensor | None:
+    def _compiled_log_likelihood(self, y: Tensor, out: Tensor | None = None,
+                                 extra: Tensor | None = None) -> Tensor | None:
         """Diagonal and spherical Σ on the CPU without gradients: the compiled one-pass
         density (``_gaussian_numba``), or None where it does not apply."""
         if self.structure.name not in ("diag", "spherical") or self.dim > self.compiled_max_dim:
@@ -832,6 +860,8 @@ class GaussianEmission(SavableModule):
         if prec.dim() == 1:  # spherical: one precision per component
             prec = prec[:, None].expand(k, d)
         bias = self.structure.log_det_precision_cholesky(prec_chol, k, d) + gaussian_log_base(d)
+        if extra is not None:  # e.g. a mixture's log π_k
+            bias = bias + extra
         if out is None or out.shape != (y.shape[0], k) or out.dtype != y.dtype \
                 or not out.is_contiguous():
             out = y.new_empty(y.shape[0], k)

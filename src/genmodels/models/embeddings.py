@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genmodels._threads import single_threaded
 from genmodels._validation import (
     check_choice,
     check_nonnegative_float,
@@ -192,6 +193,7 @@ class SkipGram(SavableModule):
         kept = torch.bincount(sentence[keep], minlength=lengths.shape[0])
         return tokens[keep], torch.cat([torch.zeros(1, dtype=torch.int64), kept.cumsum(0)])
 
+    @single_threaded  # torch does only bookkeeping here; the pass runs on ``workers`` threads
     @torch.no_grad()
     def fit_corpus(self, tokens: Any, sentence_starts: Any, *, window: int = 5,
                    sample: float = 1e-3, epochs: int = 5, alpha: float = 0.025,
@@ -201,7 +203,10 @@ class SkipGram(SavableModule):
 
         tokens: (N,) word ids; sentence_starts: (S + 1,) offsets (``Vocabulary.encode``).
         window, sample, epochs, alpha → min_alpha (linear over all epochs), shrink_windows:
-        as word2vec. workers: threads updating the vectors in parallel without locks.
+        as word2vec. workers: threads updating the vectors in parallel without locks (the
+        user's count, as gensim's, not lowered by the thread policy: each worker's share is
+        whole chunks of ≥ 10,000 words with no barrier before the epoch's end, so a worker
+        that another process delays holds up no operation of the others).
         Returns the number of words trained on after subsampling, over all epochs."""
         if self.objective != "negative_sampling":
             raise ValueError("the compiled pass trains negative sampling; train "

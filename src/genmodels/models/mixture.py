@@ -171,8 +171,21 @@ class MixtureModel(SavableModule):
         log_pi = self.log_prior()
         total: Stats | None = None
         loglik = torch.zeros((), dtype=self.weights.dtype, device=self.weights.device)
-        for y in torch.split(batch, self._chunk_rows(batch)):
-            z = self.emission.log_likelihood(y) + log_pi  # (n, K) Eq. 2.6's ẑ
+        rows = self._chunk_rows(batch)
+        fused = bool(getattr(self.emission, "fuses_log_prior", False)) and batch.dim() == 2
+        if fused:
+            # one (K, rows) buffer for every chunk's ẑ, used through its (rows, K) transpose:
+            # no fresh (n, K) array per chunk (each cost a page-faulting allocation), log π
+            # folded into the emission's product (no separate pass), and the M step's
+            # product Rᵀ F then reads R's rows contiguously (measured at N = 200,000, D = 16,
+            # K = 32, full, 1 thread: the E + M step 18% faster than z = table + log π)
+            buf = batch.new_empty(self.num_states, min(rows, batch.shape[0]))
+        for y in torch.split(batch, rows):
+            if fused:  # (n, K) Eq. 2.6's ẑ
+                z = self.emission.log_likelihood(y, bias=log_pi,  # type: ignore[call-arg]
+                                                 out=buf[:, : y.shape[0]].T)
+            else:
+                z = self.emission.log_likelihood(y) + log_pi  # (n, K) Eq. 2.6's ẑ
             z_max = z.amax(-1, keepdim=True)
             if not bool(torch.isfinite(z_max).all()):
                 bad = int(torch.nonzero(~torch.isfinite(z_max))[0, 0])

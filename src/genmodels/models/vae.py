@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genmodels._threads import numel, work_sized
 from genmodels._validation import (
     as_tensor,
     check_choice,
@@ -65,7 +66,7 @@ from genmodels.learning.estimators import (
     gumbel_softmax_sample,
     sample_gumbel,
 )
-from genmodels.learning.trainer import per_sample_noise
+from genmodels.learning.trainer import per_sample_noise, step_work
 from genmodels.linalg import LOG_TAU
 from genmodels.models.networks import MLP
 
@@ -731,6 +732,8 @@ class VAE(SavableModule):
 
     # -- objectives ----------------------------------------------------------------------------
 
+    @work_sized(lambda self, y, n_samples=1, *a, **k: step_work(
+        self, numel(y) // max(1, self.data_dim) * int(n_samples), y))
     def elbo(self, y: Any, n_samples: int = 1, generator: torch.Generator | None = None,
              ) -> ELBO:
         """The ELBO of each datum (Eq. 8.20, S2:499): Monte Carlo E_q[log p̂(y|X̌)] with
