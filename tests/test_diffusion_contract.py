@@ -159,3 +159,12 @@ def test_bad_input() -> None:
         DiffusionLatentModel(torch.nn.Linear(2, 2), D)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k must be"):
         m.iwae_bound(torch.zeros(3, D, dtype=torch.float64), 0)
+
+
+def test_nan_data_raise() -> None:
+    m = _linear(torch.float64)
+    y = torch.tensor([[0.0, float("nan")]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"y contains 1 non-finite value\(s\); the first is NaN"):
+        m.iwae_bound(y, 3)
+    with pytest.raises(ValueError, match="y contains 1 non-finite"):
+        m.log_joint(torch.zeros(1, 1, L * D, dtype=torch.float64), y)

@@ -869,6 +869,7 @@ class DiffusionLatentModel(nn.Module):
     def log_joint(self, x: Tensor, y: Tensor) -> Tensor:
         """log p̂(x_{1:L}, x_0 = y): x (S, N, L·D), y (N, D) → (S, N)."""
         xs = self._unflatten(x)
+        check_finite(y, "y")
         s, n = xs.shape[:2]
         c0, cm, sd = self._reverse()
         chain = torch.cat([y.expand(s, n, self.dim)[:, :, None], xs], 2)  # (S, N, L+1, D)
@@ -907,6 +908,7 @@ class DiffusionLatentModel(nn.Module):
         """log (1/k) Σ_i p̂(x^i, y)/q(x^i | y), x^i ~ q(x_{1:L} | y): (N,), ≤ log p̂(y) in
         expectation and rising with k."""
         k = check_positive_int(k, "k")
+        check_finite(y, "y")
         x, log_q = self._recognise(y, k, generator)
         return torch.logsumexp(self.log_joint(x, y) - log_q, 0) - math.log(k)
 
