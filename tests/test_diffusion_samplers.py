@@ -76,3 +76,26 @@ def test_bad_sampler_arguments_raise() -> None:
         ddim_levels(10, 11)
     with pytest.raises(ValueError, match="step_size must be a finite number > 0"):
         langevin(lambda z: -z, x, 0.0, 10)
+
+
+def test_nan_starting_points_raise() -> None:
+    """NaN where a chain starts is named (what and where) instead of sampling NaN."""
+    from genmodels.inference.samplers import annealed_langevin
+    from genmodels.learning.score_matching import energy_distance, energy_test
+
+    s = GaussianSchedule.linear(10)
+    bad = torch.tensor([[0.0], [float("nan")]])
+    with pytest.raises(ValueError, match=r"xL contains 1 non-finite value\(s\); the first is NaN "
+                                         r"at index \(1, 0\)"):
+        ancestral_sample(lambda z, l: z, s, bad)
+    with pytest.raises(ValueError, match="xL contains 1 non-finite"):
+        ddim_sample(lambda z, l: z, s, bad, steps=5)
+    start = r"x \(the chains' starting points\) contains 1 non-finite"
+    with pytest.raises(ValueError, match=start):
+        langevin(lambda z: -z, bad, 0.1, 3)
+    with pytest.raises(ValueError, match=start):
+        annealed_langevin(lambda z, sg: -z, bad, [1.0, 0.5], 0.1, 2)
+    with pytest.raises(ValueError, match="y contains 1 non-finite"):
+        energy_distance(torch.zeros(3, 1), bad)
+    with pytest.raises(ValueError, match="x contains 1 non-finite"):
+        energy_test(bad, torch.zeros(3, 1), n_permutations=5)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_nonnegative_float, check_positive_int
+from genmodels._validation import check_finite, check_nonnegative_float, check_positive_int
 from genmodels.models.diffusion import GaussianSchedule, reverse_variances
 
 __all__ = [
@@ -99,6 +99,7 @@ def ancestral_sample(predict_x0: PredictX0, schedule: GaussianSchedule, xL: Tens
     returns (x_0, levels, states): the states (S, N, *event) at levels every ``chain_every``
     steps (default L/10) and the last.
     """
+    check_finite(xL, "xL")  # the chain's start; the steps themselves are not re-checked
     x = xL
     L = schedule.L
     every = chain_every or max(L // 10, 1)
@@ -161,6 +162,7 @@ def ddim_sample(predict_x0: PredictX0, schedule: GaussianSchedule, xL: Tensor, *
     """DDIM sampling over ``ddim_levels(L, steps)`` from x_L (N, *event). With
     ``return_chain``: (x_0, levels, states (steps + 1, N, *event))."""
     lv = ddim_levels(schedule.L, steps)
+    check_finite(xL, "xL")
     x = xL
     states = [x]
     for l, lp in pairwise(lv):
@@ -195,6 +197,7 @@ def langevin(score: Callable[[Tensor], Tensor], x: Tensor, step_size: float, n_s
     """
     eps = check_nonnegative_float(step_size, "step_size", strictly=True)
     n_steps = check_positive_int(n_steps, "n_steps")
+    check_finite(x, "x (the chains' starting points)")
     states = [x] if return_chain else []
     noise_sd = (2 * eps) ** 0.5
     for _ in range(n_steps):
@@ -222,6 +225,7 @@ def annealed_langevin(score: Callable[[Tensor, float], Tensor], x: Tensor,
     if bool((s[1:] >= s[:-1]).any()):
         raise ValueError("sigmas must strictly decrease (annealing from coarse to fine).")
     check_nonnegative_float(step_size, "step_size", strictly=True)
+    check_finite(x, "x (the chains' starting points)")
     smin = float(s[-1])
     for sig in s.tolist():
         eps_i = step_size * sig**2 / smin**2

@@ -141,6 +141,8 @@ def energy_distance(x: Tensor, y: Tensor) -> Tensor:
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must be (N, D) and (M, D), got {tuple(x.shape)} and "
                          f"{tuple(y.shape)}.")
+    check_finite(x, "x")
+    check_finite(y, "y")
     return 2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()
 
 
@@ -148,6 +150,8 @@ def energy_test(x: Tensor, y: Tensor, *, n_permutations: int = 200,
                 generator: torch.Generator | None = None) -> tuple[float, float]:
     """Permutation two-sample test on the energy distance: (statistic, p-value)."""
     n_permutations = check_positive_int(n_permutations, "n_permutations")
+    check_finite(x, "x")
+    check_finite(y, "y")
     z = torch.cat([x, y])
     d = torch.cdist(z, z)
     n, m = x.shape[0], y.shape[0]

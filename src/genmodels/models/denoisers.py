@@ -4,6 +4,9 @@
   (Vaswani et al. 2017, as in Ho et al. 2020) added to every hidden layer.
 * ``ConvDenoiser``: small images (N, H·W) such as digits' 8×8, a few 3×3 convolutions with
   residual connections and the same time embedding per channel.
+* ``LinearDenoiser``: one affine map per level, out = W_l x + b_l — the form of the optimal
+  denoiser of Gaussian data, under which the generative chain stays linear-Gaussian and its
+  marginal p̂(x_0) is exact (the oracle of the bound contract).
 
 Any ``nn.Module`` with this call signature works as a denoiser; these two are savable.
 """
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 from genmodels._validation import check_positive_int
 from genmodels.io import SavableModule
 
-__all__ = ["ConvDenoiser", "MLPDenoiser", "sinusoidal_embedding"]
+__all__ = ["ConvDenoiser", "LinearDenoiser", "MLPDenoiser", "sinusoidal_embedding"]
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -110,3 +113,28 @@ class ConvDenoiser(SavableModule):
         for k, (norm, conv) in enumerate(zip(self.norms, self.convs, strict=True)):
             h = h + conv(nn.functional.silu(norm(h) + temb[:, k]))
         return self.out(nn.functional.silu(h)).reshape(x.shape)
+
+
+class LinearDenoiser(SavableModule):
+    """out = W_l x + b_l at level l = round(t·L): one affine map per level of an L-level chain.
+
+    dim: D; levels: L. weight (L, D, D), bias (L, D), drawn N(0, ``init_scale``²) (0: start at
+    zero). For vector data (N, D); the level is read off t, which must be on the grid l/L.
+    """
+
+    def __init__(self, dim: int, levels: int, *, init_scale: float = 0.0,
+                 dtype: Any = torch.float32, seed: int | None = None) -> None:
+        super().__init__()
+        dim, levels = check_positive_int(dim, "dim"), check_positive_int(levels, "levels")
+        dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.weight = nn.Parameter(init_scale * torch.randn(levels, dim, dim, generator=g,
+                                                            dtype=dt))
+        self.bias = nn.Parameter(init_scale * torch.randn(levels, dim, generator=g, dtype=dt))
+        self.levels = levels
+        self.config = {"dim": dim, "levels": levels, "init_scale": init_scale,
+                       "dtype": str(dt).removeprefix("torch."), "seed": seed}
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        l = (t * self.levels).round().long().clamp(1, self.levels) - 1  # (N,) indices 0..L−1
+        return torch.einsum("nij,nj->ni", self.weight[l], x) + self.bias[l]

@@ -44,6 +44,7 @@ __all__ = [
     "X0",
     "CosineLogSNR",
     "DiffusionELBO",
+    "DiffusionLatentModel",
     "Eps",
     "GaussianDiffusion",
     "GaussianSchedule",
@@ -816,6 +817,131 @@ class GaussianDiffusion(nn.Module):
         return diffusion_elbo(self.denoiser, x0, self.schedule, self.parameterisation,
                               reverse_variance=self.reverse_variance,
                               levels_of_data=levels_of_data, chunk=chunk, generator=generator)
+
+
+class DiffusionLatentModel(nn.Module):
+    """A ``GaussianDiffusion`` on vector data seen as a latent-variable model (the face that
+    ``genmodels.testing.check_bound_model`` checks): latents x = (x_1, ..., x_L), observations
+    y = x_0, joint p̂(x_{0:L}) = N(x_L; 0, I) Π_l p̂(x_{l−1} | x_l) (Eqs 8.30, 8.33) with the
+    decoder p̂(x_0 | x_1) = N(m̂(x_1), σ_1² I), and recognition the forward process
+    q(x_{1:L} | x_0) = Π_l p̌(x_l | x_{l−1}) (Eq. 8.37).
+
+    model: the diffusion model (its denoiser, schedule, parameterisation, reverse variances);
+    dim: D. Latent codes are flattened: x (S, N, L·D), levels 1..L in order.
+
+    ``elbo`` is the model's own (Rao–Blackwellised) ``GaussianDiffusion.elbo``;
+    ``iwae_bound(y, k)`` the importance-weighted bound with q as the proposal (Burda et al.
+    2016), so its k = 1 mean is the same ELBO by a different estimator. ``sample_joint`` draws
+    the whole chain including the decoder's noise (the ancestral sampler returns the decoder's
+    mean at the last step, which is not a draw from p̂(x_0)).
+    """
+
+    def __init__(self, model: GaussianDiffusion, dim: int) -> None:
+        super().__init__()
+        if not isinstance(model, GaussianDiffusion):
+            raise ValueError(f"model must be a GaussianDiffusion, got {type(model).__name__}.")
+        self.model = model
+        self.dim = check_positive_int(dim, "dim")
+
+    @property
+    def L(self) -> int:
+        return self.model.schedule.L
+
+    def _reverse(self) -> tuple[list[float], list[float], list[float]]:
+        """Per level l (index l, 1..L): μ_l = c0 m̂(x_l) + cm x_l and σ_l (σ_1 the decoder's)."""
+        from genmodels.inference.samplers import _step_coefficients
+
+        return _step_coefficients(self.model.schedule, self.model.reverse_variance)
+
+    def _unflatten(self, x: Tensor) -> Tensor:
+        """(S, N, L·D) → (S, N, L, D), checked."""
+        if x.dim() != 3 or x.shape[-1] != self.L * self.dim:
+            raise ValueError(f"latents must be (S, N, L·D) = (S, N, {self.L * self.dim}), got "
+                             f"{tuple(x.shape)}.")
+        return x.reshape(*x.shape[:2], self.L, self.dim)
+
+    @staticmethod
+    def _log_normal(x: Tensor, mean: Tensor, std: float) -> Tensor:
+        d = x.shape[-1]
+        return -0.5 * ((x - mean) ** 2).sum(-1) / std**2 - d * (math.log(std)
+                                                                + 0.5 * math.log(2 * math.pi))
+
+    def log_joint(self, x: Tensor, y: Tensor) -> Tensor:
+        """log p̂(x_{1:L}, x_0 = y): x (S, N, L·D), y (N, D) → (S, N)."""
+        xs = self._unflatten(x)
+        check_finite(y, "y")
+        s, n = xs.shape[:2]
+        c0, cm, sd = self._reverse()
+        chain = torch.cat([y.expand(s, n, self.dim)[:, :, None], xs], 2)  # (S, N, L+1, D)
+        out = self._log_normal(chain[:, :, self.L], torch.zeros((), dtype=y.dtype), 1.0)
+        for l in range(self.L, 0, -1):
+            xl = chain[:, :, l].reshape(s * n, self.dim)
+            mean = c0[l] * self.model.predict_x0(xl, l) + cm[l] * xl
+            out = out + self._log_normal(chain[:, :, l - 1], mean.reshape(s, n, self.dim),
+                                         sd[l])
+        return out
+
+    def _recognise(self, y: Tensor, k: int, generator: torch.Generator | None
+                   ) -> tuple[Tensor, Tensor]:
+        """k draws of the forward chain from y (N, D): (x (k, N, L·D), log q (k, N))."""
+        sched = self.model.schedule
+        x, log_q, states = y.expand(k, *y.shape), torch.zeros(k, y.shape[0], dtype=y.dtype), []
+        for l in range(1, self.L + 1):
+            beta, gamma = (float(v) for v in sched.q_transition(l, l - 1))
+            nxt = beta * x + gamma * torch.randn(x.shape, generator=generator, dtype=y.dtype)
+            log_q = log_q + self._log_normal(nxt, beta * x, gamma)
+            states.append(nxt)
+            x = nxt
+        return torch.stack(states, 2).reshape(k, y.shape[0], self.L * self.dim), log_q
+
+    def elbo(self, y: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
+             ) -> Tensor:
+        """The model's ELBO per datum (N,) (``GaussianDiffusion.elbo``; one draw per level,
+        the KLs in closed form), averaged over ``n_samples`` repetitions."""
+        n_samples = check_positive_int(n_samples, "n_samples")
+        return torch.stack([self.model.elbo(y, generator=generator).elbo
+                            for _ in range(n_samples)]).mean(0)
+
+    @torch.no_grad()
+    def iwae_bound(self, y: Tensor, k: int, *, generator: torch.Generator | None = None
+                   ) -> Tensor:
+        """log (1/k) Σ_i p̂(x^i, y)/q(x^i | y), x^i ~ q(x_{1:L} | y): (N,), ≤ log p̂(y) in
+        expectation and rising with k."""
+        k = check_positive_int(k, "k")
+        check_finite(y, "y")
+        x, log_q = self._recognise(y, k, generator)
+        return torch.logsumexp(self.log_joint(x, y) - log_q, 0) - math.log(k)
+
+    @torch.no_grad()
+    def sample_joint(self, n: int, *, generator: torch.Generator | None = None
+                     ) -> tuple[Tensor, Tensor]:
+        """(x_{1:L} (n, L·D), x_0 (n, D)) from p̂, the decoder's noise included."""
+        c0, cm, sd = self._reverse()
+        p = next(self.model.parameters(), None)
+        dt = p.dtype if p is not None else torch.float32
+        x = torch.randn(check_positive_int(n, "n"), self.dim, generator=generator, dtype=dt)
+        states = [x]
+        for l in range(self.L, 0, -1):
+            mean = c0[l] * self.model.predict_x0(x, l) + cm[l] * x
+            x = mean + sd[l] * torch.randn(x.shape, generator=generator, dtype=dt)
+            states.append(x)
+        latents = torch.stack(states[:-1][::-1], 1)  # x_1..x_L: (n, L, D)
+        return latents.reshape(n, self.L * self.dim), x
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        return self.sample_joint(n, generator=generator)[1]
+
+    # -- saving (genmodels.io)
+    def get_config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "model": self.model.get_config()}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return self.model.state_tensors()
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]
+                   ) -> DiffusionLatentModel:
+        return cls(GaussianDiffusion.from_saved(config["model"], tensors), config["dim"])
 
 
 def _device_of(module: Any) -> torch.device:

@@ -2,7 +2,8 @@
 mixture or a file.
 
     genmodels fit diffusion --data digits --epochs 300 --out report/
-    genmodels fit diffusion --data pinwheel --epochs 200       # a 2-D toy mixture
+    genmodels fit diffusion --data pinwheel --epochs 200       # a 2-D toy (also moons,
+                                                               # checkerboard)
     genmodels fit diffusion --data digits --schedule cosine --weighting elbo --network conv
 
 On integer data (digits' 17 grey levels) the images are scaled to [−1, 1] and the model is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,10 +31,8 @@ from genmodels.cli import Recipe
 from genmodels.data import density_split, load_dataset
 from genmodels.reports import Report
 
-__all__ = ["DIFFUSION_RECIPE", "PreparedData", "default_args", "fit_diffusion", "pinwheel",
-           "prepare_data", "scale_data"]
-
-TOYS = ("pinwheel",)
+__all__ = ["DIFFUSION_RECIPE", "TOYS", "PreparedData", "checkerboard", "default_args",
+           "fit_diffusion", "pinwheel", "prepare_data", "scale_data", "two_moons"]
 
 
 def pinwheel(n: int, *, arms: int = 5, radial_std: float = 0.3, tangential_std: float = 0.1,
@@ -48,6 +48,32 @@ def pinwheel(n: int, *, arms: int = 5, radial_std: float = 0.3, tangential_std: 
     c, s = torch.cos(angle), torch.sin(angle)
     x = torch.stack([c * feats[:, 0] - s * feats[:, 1], s * feats[:, 0] + c * feats[:, 1]], 1)
     return 2 * x
+
+
+def two_moons(n: int, *, noise: float = 0.05, seed: int = 0) -> Tensor:
+    """Two interleaved half circles of radius 1 (scikit-learn's ``make_moons`` layout), each
+    point on a uniformly drawn angle, plus N(0, noise²) per coordinate. (n, 2) float64."""
+    g = torch.Generator().manual_seed(seed)
+    upper = torch.rand(n, generator=g) < 0.5
+    theta = math.pi * torch.rand(n, generator=g, dtype=torch.float64)
+    x = torch.where(upper[:, None], torch.stack([theta.cos(), theta.sin()], 1),
+                    torch.stack([1 - theta.cos(), 0.5 - theta.sin()], 1))
+    return x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+
+def checkerboard(n: int, *, squares: int = 4, seed: int = 0) -> Tensor:
+    """Uniform on the dark squares of a ``squares`` × ``squares`` board of unit squares
+    centred at the origin (half the board's area): a density with edges no Gaussian mixture
+    has. (n, 2) float64."""
+    g = torch.Generator().manual_seed(seed)
+    dark = torch.tensor([(c, r) for c in range(squares) for r in range(squares)
+                         if (c + r) % 2 == 0], dtype=torch.float64)  # (squares²/2, 2)
+    corner = dark[torch.randint(0, dark.shape[0], (n,), generator=g)]
+    return corner + torch.rand(n, 2, generator=g, dtype=torch.float64) - squares / 2
+
+
+TOYS: dict[str, Callable[..., Tensor]] = {"pinwheel": pinwheel, "moons": two_moons,
+                                          "checkerboard": checkerboard}
 
 
 class PreparedData:
@@ -81,7 +107,7 @@ def prepare_data(name: str, *, test_fraction: float = 0.2, seed: int = 0,
         train, test = density_split("grey")
         return train, test, 17, (8, 8), "density_split('grey')"
     if name in TOYS:
-        X = pinwheel(5000, seed=seed)
+        X = TOYS[name](5000, seed=seed)
         image_shape = None
     else:
         ds = load_dataset(name)
