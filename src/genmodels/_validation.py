@@ -24,17 +24,22 @@ def as_tensor(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     allow_nan: bool = False,
+    detach: bool = True,
 ) -> Tensor:
     """Convert a NumPy array, pandas object, list or tensor to a floating tensor.
 
     Integer and boolean input becomes ``dtype`` (default float64; float tensors keep their dtype
-    unless ``dtype`` is given). Raises ``ValueError`` for object/string data and, unless
-    ``allow_nan``, for NaN or infinite entries (reporting the first offending index).
+    unless ``dtype`` is given). Raises ``ValueError`` for object/string data and complex
+    numbers and, unless ``allow_nan``, for NaN or infinite entries (reporting the first
+    offending index). ``detach=False`` keeps a tensor's autograd graph (for differentiable
+    kernels).
     """
     if hasattr(x, "to_numpy") and not isinstance(x, Tensor):  # pandas DataFrame / Series
         x = x.to_numpy()
     if isinstance(x, Tensor):
-        t = x.detach()
+        t = x.detach() if detach else x
+        if t.is_complex():  # casting would drop the imaginary part without a word
+            raise ValueError(f"{name} must be real, got a complex tensor of dtype {t.dtype}.")
     else:
         arr = np.asarray(x)
         if arr.dtype.kind not in "biuf":

@@ -38,7 +38,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from genmodels._validation import check_nonnegative_float, check_positive_int
+from genmodels._validation import (
+    as_tensor,
+    check_bool,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from genmodels.io import atomic_torch_save
 
 __all__ = ["LossModel", "TrainResult", "Trainer", "fit", "init_distributed", "noise_shard",
@@ -198,21 +203,26 @@ class Trainer:
         self.make_optimizer = optimizer or (
             lambda p: torch.optim.Adam(p, lr=self.lr, foreach=True))
         self.make_scheduler = scheduler
-        self.seed = int(seed)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.resume = resume
+        self.resume = check_bool(resume, "resume")
         self.val_data = val_data
         self.val_metric = val_metric or _mean_loss
         self.patience = None if patience is None else check_positive_int(patience, "patience")
         self.min_delta = check_nonnegative_float(min_delta, "min_delta")
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
         self.callback = callback
         self.device = torch.device(device) if device is not None else _module_device(model)
 
     def fit(self, data: Tensor) -> TrainResult:
         """Train on ``data`` (N, ...) (rows are data) and return the ``TrainResult``."""
-        if not isinstance(data, Tensor) or data.dim() == 0 or data.shape[0] == 0:
-            raise ValueError("data must be a non-empty tensor with the data along dimension 0.")
+        if not isinstance(data, Tensor):  # NumPy arrays, lists: the shared conversion
+            data = as_tensor(data, name="data")
+        elif data.is_floating_point() or data.is_complex():
+            data = as_tensor(data, name="data")  # complex refused; NaN, ±inf, overflow named
+        if data.dim() == 0 or data.shape[0] == 0:
+            raise ValueError(f"data must be a non-empty tensor with the data along dimension "
+                             f"0, got shape {tuple(data.shape)}.")
         rank, world = _world()
         n = data.shape[0]
         if self.batch_size < world:
