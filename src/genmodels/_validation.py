@@ -59,13 +59,19 @@ def as_tensor(
     return t
 
 
-def check_finite(t: Tensor, name: str = "X") -> None:
+def check_finite(t: Tensor, name: str = "X", *, overflow: bool = True) -> None:
     """Raise ``ValueError`` naming the first NaN/inf entry of ``t``, or, when every entry is
     finite but the sum of their squares overflows ``t``'s dtype (entries near 1e154 in float64,
     1e19 in float32), naming the largest: distances, variances and exponentials of such data
-    overflow, so every model would return NaN or ±inf on it instead of a number."""
+    overflow, so every model would return NaN or ±inf on it instead of a number.
+    ``overflow=False`` checks the entries only (for callers whose own guard reports what the
+    overflow breaks, as the trainer's non-finite-loss check does)."""
     if not t.is_floating_point() or t.numel() == 0:
         return
+    if not overflow:
+        bad_only = ~torch.isfinite(t)
+        if not bool(bad_only.any()):
+            return
     flat = t.reshape(-1)
     if t.dtype in (torch.float32, torch.float64):
         total = torch.dot(flat, flat)  # one BLAS pass: NaN, ±inf and overflow all end non-finite

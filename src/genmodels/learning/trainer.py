@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from genmodels._validation import (
     as_tensor,
     check_bool,
+    check_finite,
     check_nonnegative_float,
     check_positive_int,
 )
@@ -216,10 +217,11 @@ class Trainer:
 
     def fit(self, data: Tensor) -> TrainResult:
         """Train on ``data`` (N, ...) (rows are data) and return the ``TrainResult``."""
-        if not isinstance(data, Tensor):  # NumPy arrays, lists: the shared conversion
-            data = as_tensor(data, name="data")
-        elif data.is_floating_point() or data.is_complex():
-            data = as_tensor(data, name="data")  # complex refused; NaN, ±inf, overflow named
+        if not isinstance(data, Tensor) or data.is_floating_point() or data.is_complex():
+            # NumPy arrays and lists converted; strings, objects, complex, NaN and ±inf refused
+            # by name (magnitudes that overflow the loss are the loss guard's to report)
+            data = as_tensor(data, name="data", allow_nan=True)
+            check_finite(data, "data", overflow=False)
         if data.dim() == 0 or data.shape[0] == 0:
             raise ValueError(f"data must be a non-empty tensor with the data along dimension "
                              f"0, got shape {tuple(data.shape)}.")

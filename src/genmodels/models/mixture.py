@@ -231,13 +231,13 @@ class MixtureModel(SavableModule):
         return torch.nn.functional.one_hot(labels, k).to(data.dtype)
 
     def check_data(self, data: Any, name: str = "data") -> Tensor:
-        """``data`` through the shared validation: a NumPy array or list as a tensor in the
-        model's dtype; floating data finite; (N, D) with the emission's D where it has one."""
+        """``data`` through the shared validation: a NumPy array or list as a tensor (floating
+        data keep their dtype, integers become float64); finite; (N, D) with the emission's D
+        where it has one."""
         dim = getattr(self.emission, "dim", None)
         if isinstance(dim, int):
-            return check_data_matrix(data, name=name, n_features=dim, dtype=self.weights.dtype,
-                                     device=self.weights.device)
-        return as_tensor(data, name=name, dtype=self.weights.dtype, device=self.weights.device)
+            return check_data_matrix(data, name=name, n_features=dim)
+        return as_tensor(data, name=name)
 
     def initialize(self, data: Tensor, generator: torch.Generator) -> None:
         """Start EM: ``initializer`` if set, else ``default_initialize``."""
