@@ -101,10 +101,6 @@ def _expected_failures(est):
                 "the check's design has more features than (weighted) samples; scikit-learn "
                 "returns the minimum-norm solution, genmodels raises 'rank deficient' by design "
                 "(use Ridge)"}
-    if type(est) is gm.GammaRegressor:
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "weighted and repeated-row fits agree only to ~1e-6 relative on this check's "
-                "data (rtol 1e-7 required); not yet diagnosed"}
     return {}
 
 

@@ -227,9 +227,10 @@ def irls(
     hessian: "fisher" — the expected information XᵀWX (classical IRLS / Fisher scoring) — or
     "observed" — Newton's method with the observed information, whose weights are
     W_n [1 + (y_n − μ_n)(V′(μ_n)/V(μ_n) + g″(μ_n)/g′(μ_n))]; identical under a canonical link,
-    quadratically convergent under others (falls back to Fisher in a step where any observed
-    weight is ≤ 0). Both have the same fixed point; the returned ``working_weights`` are the
-    Fisher weights (for standard errors).
+    quadratically convergent under others (falls back to Fisher in a step where the observed
+    information is not positive definite; single observed weights may be negative). Both have
+    the same fixed point; the returned ``working_weights`` are the Fisher weights (for
+    standard errors).
     tol: stop when the Newton decrement ΔᵀHΔ/2 (the predicted decrease of the objective) is
     ≤ tol · (1 + |objective|); the final step is still taken, so the error in d is O(tol).
     """
@@ -252,15 +253,18 @@ def irls(
     if hessian not in ("fisher", "observed"):
         raise ValueError(f"hessian must be 'fisher' or 'observed', got {hessian!r}.")
 
-    def newton_weights(mu: Tensor, w: Tensor, gp: Tensor) -> Tensor:
+    def observed_weights(mu: Tensor, w: Tensor, gp: Tensor) -> Tensor | None:
         if hessian == "fisher":
-            return w
+            return None
         try:
             c = family.variance_deriv(mu) / family.variance(mu) + link.deriv2(mu) / gp
         except NotImplementedError:
-            return w
-        wo = w * (1.0 + (y - mu) * c)
-        return wo if bool((wo > 0).all()) else w
+            return None
+        return w * (1.0 + (y - mu) * c)
+
+    def penalised_gram(weights: Tensor) -> Tensor:
+        G = weighted_gram(X, weights)
+        return G + torch.diag(lam * P) if lam > 0 else G
 
     history: list[float] = []
     if start is None:
@@ -299,14 +303,17 @@ def irls(
     stalled = False
     while n_iter < max_iter:
         w, gp = working(mu)
-        G = weighted_gram(X, newton_weights(mu, w, gp))
-        if lam > 0:
-            G = G + torch.diag(lam * P)
+        G = penalised_gram(w)
         if not checked_rank:
             check_full_rank(G, column_names)
             checked_rank = True
         score = X.mT @ (w * (y - mu) * gp) - lam * P * beta  # −½ ∂(penalised deviance)/∂d
-        L, s = equilibrated_cholesky(G)
+        wo = observed_weights(mu, w, gp)
+        L = None
+        if wo is not None:  # Newton's Hessian where it is positive definite, else Fisher's
+            L, s = equilibrated_cholesky(penalised_gram(wo))
+        if L is None:
+            L, s = equilibrated_cholesky(G)
         if L is None:
             singular = True  # weights underflowed: separation (checked below)
             break

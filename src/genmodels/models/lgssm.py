@@ -117,6 +117,9 @@ def _blank_padding(y: Tensor, lengths: Any) -> Tensor:
     return out
 
 
+_TV_PREFIX = "time_varying."
+
+
 class LinearGaussianSSM(SavableModule):
     """Linear-Gaussian state-space model with EM over any subset of its parameters.
 
@@ -171,7 +174,8 @@ class LinearGaussianSSM(SavableModule):
         self.register_buffer("emission_offset", torch.zeros(M, **kw))
         self.register_buffer("dynamics_input", torch.zeros(K, U, **kw))
         self.register_buffer("emission_input", torch.zeros(M, U, **kw))
-        #: Known time-varying parameters (``set_time_varying``), time axis first; not saved.
+        #: Known time-varying parameters (``set_time_varying``), time axis first; saved beside
+        #: the buffers as ``time_varying.NAME`` (files without them load as time-invariant).
         self.time_varying: dict[str, Tensor] = {}
 
     # ---------------------------------------------------------------- parameters
@@ -213,6 +217,21 @@ class LinearGaussianSSM(SavableModule):
             self.time_varying[name] = t.clone()
         check_params(self.params())
         return self
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """The buffers and the known time-varying parameters (``time_varying.NAME``)."""
+        tensors = super().state_tensors()
+        tensors.update({f"{_TV_PREFIX}{k}": v.detach().contiguous()
+                        for k, v in self.time_varying.items()})
+        return tensors
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> Any:
+        varying = {k.removeprefix(_TV_PREFIX): v for k, v in tensors.items()
+                   if k.startswith(_TV_PREFIX)}
+        obj = super().from_saved(config, {k: v for k, v in tensors.items()
+                                          if not k.startswith(_TV_PREFIX)})
+        return obj.set_time_varying(**varying) if varying else obj
 
     def params(self) -> LGSSMParams:
         """The parameters as the kernels take them (input matrices None when U = 0)."""
