@@ -1053,6 +1053,10 @@ def sample_lgssm(
     x = _affine_scan(E, g) if T > 1 else g
     yv = _mv(_lift_param(params, "emission", nb, T), x) + yoff + _mv(
         lift(_noise_factor(params.emission_covariance), nb, 2, "emission_covariance"), zm)
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(yv).all())):
+        raise ValueError("the draw overflowed: the states grow without bound under these "
+                         "parameters (an explosive dynamics A, or dynamics/emission scaled too "
+                         "large); rescale them or draw fewer steps.")
     return x.movedim(0, -2), yv.movedim(0, -2)
 
 
