@@ -24,17 +24,22 @@ def as_tensor(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     allow_nan: bool = False,
+    detach: bool = True,
 ) -> Tensor:
     """Convert a NumPy array, pandas object, list or tensor to a floating tensor.
 
     Integer and boolean input becomes ``dtype`` (default float64; float tensors keep their dtype
-    unless ``dtype`` is given). Raises ``ValueError`` for object/string data and, unless
-    ``allow_nan``, for NaN or infinite entries (reporting the first offending index).
+    unless ``dtype`` is given). Raises ``ValueError`` for object/string data and complex
+    numbers and, unless ``allow_nan``, for NaN or infinite entries (reporting the first
+    offending index). ``detach=False`` keeps a tensor's autograd graph (for differentiable
+    kernels).
     """
     if hasattr(x, "to_numpy") and not isinstance(x, Tensor):  # pandas DataFrame / Series
         x = x.to_numpy()
     if isinstance(x, Tensor):
-        t = x.detach()
+        t = x.detach() if detach else x
+        if t.is_complex():  # casting would drop the imaginary part without a word
+            raise ValueError(f"{name} must be real, got a complex tensor of dtype {t.dtype}.")
     else:
         arr = np.asarray(x)
         if arr.dtype.kind not in "biuf":
@@ -54,13 +59,19 @@ def as_tensor(
     return t
 
 
-def check_finite(t: Tensor, name: str = "X") -> None:
+def check_finite(t: Tensor, name: str = "X", *, overflow: bool = True) -> None:
     """Raise ``ValueError`` naming the first NaN/inf entry of ``t``, or, when every entry is
     finite but the sum of their squares overflows ``t``'s dtype (entries near 1e154 in float64,
     1e19 in float32), naming the largest: distances, variances and exponentials of such data
-    overflow, so every model would return NaN or ±inf on it instead of a number."""
+    overflow, so every model would return NaN or ±inf on it instead of a number.
+    ``overflow=False`` checks the entries only (for callers whose own guard reports what the
+    overflow breaks, as the trainer's non-finite-loss check does)."""
     if not t.is_floating_point() or t.numel() == 0:
         return
+    if not overflow:
+        bad_only = ~torch.isfinite(t)
+        if not bool(bad_only.any()):
+            return
     flat = t.reshape(-1)
     if t.dtype in (torch.float32, torch.float64):
         total = torch.dot(flat, flat)  # one BLAS pass: NaN, ±inf and overflow all end non-finite

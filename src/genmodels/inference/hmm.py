@@ -61,6 +61,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
+from genmodels._validation import as_tensor, check_positive_int
 from genmodels.inference import _hmm_compiled
 from genmodels.inference.scan import associative_scan
 from genmodels.linalg import eps, logmatmulexp
@@ -225,12 +226,14 @@ def _stochastic_tol(dtype: torch.dtype) -> float:
 
 def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
                  lengths: Any = None) -> _Chain:
-    log_lik = torch.as_tensor(log_lik)
-    if not log_lik.is_floating_point():
-        log_lik = log_lik.to(torch.get_default_dtype())
+    # the shared conversion: NumPy arrays and lists as tensors; strings, objects and complex
+    # numbers refused by name; −inf is a legitimate log-probability, NaN/+inf checked below
+    log_lik = as_tensor(log_lik, name="log_lik", allow_nan=True, detach=False)
     dtype, device = log_lik.dtype, log_lik.device
-    log_init = torch.as_tensor(log_init, dtype=dtype, device=device)
-    log_trans = torch.as_tensor(log_trans, dtype=dtype, device=device)
+    log_init = as_tensor(log_init, name="log_init", dtype=dtype, device=device, allow_nan=True,
+                         detach=False)
+    log_trans = as_tensor(log_trans, name="log_trans", dtype=dtype, device=device,
+                          allow_nan=True, detach=False)
     if log_lik.dim() < 2:
         raise ValueError(f"log_lik must have shape (*batch, T, K), got {tuple(log_lik.shape)}.")
     T, K = log_lik.shape[-2], log_lik.shape[-1]
@@ -240,11 +243,13 @@ def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
         raise ValueError("log_lik has K = 0 states.")
     batch_shape = log_lik.shape[:-2]
     if log_init.shape[-1:] != (K,) or log_init.dim() > 1 + len(batch_shape):
-        raise ValueError(f"log_init must have shape (K,) = ({K},) or (*batch, K), got "
+        raise ValueError(f"log_init must have shape (K,) = ({K},) or (*batch, K) (K states "
+                         f"from log_lik of shape {tuple(log_lik.shape)}), got "
                          f"{tuple(log_init.shape)}.")
     if log_trans.shape not in ((K, K), (T - 1, K, K)):
         raise ValueError(f"log_trans must have shape (K, K) = ({K}, {K}) or (T-1, K, K) = "
-                         f"({T - 1}, {K}, {K}), got {tuple(log_trans.shape)}.")
+                         f"({T - 1}, {K}, {K}) (T steps and K states from log_lik of shape "
+                         f"{tuple(log_lik.shape)}), got {tuple(log_trans.shape)}.")
     tol = _stochastic_tol(dtype)
     if bool(torch.isnan(log_init).any()) or bool((log_init == math.inf).any()):
         raise ValueError("log_init contains NaN or +inf.")
@@ -259,14 +264,15 @@ def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
     if bool(bad.any()):
         idx = tuple(int(i) for i in torch.nonzero(bad)[0])
         raise ValueError(
-            f"the transition matrix must be row-stochastic (rows: the state left, columns: the "
-            f"state entered; each row sums to 1); row {idx} sums to {row_sums[idx].item():.6g}. "
+            f"log_trans: the transition matrix must be row-stochastic (rows: the state left, "
+            f"columns: the state entered; each row sums to 1); row {idx} sums to "
+            f"{row_sums[idx].item():.6g}. "
             "If you hold the book's column-stochastic A, pass its transpose.")
     B = int(torch.Size(batch_shape).numel())
     ll = log_lik.reshape(B, T, K)
     observed = None
     if mask is not None:
-        m = torch.as_tensor(mask, device=device)
+        m = as_tensor(mask, name="mask", device=device, detach=False)
         if m.shape != log_lik.shape[:-1]:
             raise ValueError(f"mask must have shape (*batch, T) = {tuple(log_lik.shape[:-1])}, "
                              f"got {tuple(m.shape)}.")
@@ -274,7 +280,7 @@ def _check_chain(log_init: Any, log_trans: Any, log_lik: Any, mask: Any = None,
     valid = None
     lens = None
     if lengths is not None:
-        lens = torch.as_tensor(lengths, device=device)
+        lens = as_tensor(lengths, name="lengths", device=device, detach=False)
         if lens.shape != batch_shape:
             raise ValueError(f"lengths must have shape (*batch,) = {tuple(batch_shape)}, got "
                              f"{tuple(lens.shape)}.")
@@ -1241,10 +1247,9 @@ def sample_posterior(log_init: Any, log_trans: Any, log_lik: Any, *, num_samples
     x_T ~ p̂(x_T | y_1..T), then x_{t−1} ~ p̂(x_{t−1} | x_t, y_1..y_{t−1}) ∝ f_{t−1}(x_{t−1})
     P[x_{t−1}, x_t] (Eq. 2.38, future conditioning). Returns (num_samples, *batch, T) long
     (−1 at padded steps)."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    num_samples = check_positive_int(num_samples, "num_samples")
     c = _check_chain(log_init, log_trans, log_lik, mask, lengths)
-    filt = forward_filter(c.log_init.reshape(*c.batch_shape, -1), log_trans,
+    filt = forward_filter(c.log_init.reshape(*c.batch_shape, c.log_lik.shape[-1]), log_trans,
                           c.log_lik.reshape(*c.batch_shape, *c.log_lik.shape[1:]),
                           lengths=lengths, method=method).filtered_probs
     N, T, K = c.log_lik.shape

@@ -53,6 +53,7 @@ import torch
 from torch import Tensor
 
 from genmodels._threads import last_dim, numel, work_sized
+from genmodels._validation import as_tensor, check_finite, check_positive_int
 from genmodels.inference.scan import Elems, associative_scan, cat_broadcast
 from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky, symmetrize
 
@@ -153,8 +154,7 @@ class GaussianSmoothed(NamedTuple):
 
 
 def _check_psd(name: str, S: Tensor, *, strict: bool = False) -> None:
-    if not torch.isfinite(S).all():
-        raise ValueError(f"{name} contains NaN or infinite entries.")
+    check_finite(S, name)
     if (S - S.mT).abs().amax() > 1e-8 * (1.0 + S.abs().amax()):
         raise ValueError(f"{name} must be symmetric; got max |S − Sᵀ| = "
                          f"{float((S - S.mT).abs().amax()):.3g}.")
@@ -166,9 +166,28 @@ def _check_psd(name: str, S: Tensor, *, strict: bool = False) -> None:
                          f"{float(ev.min()):.3g}.")
 
 
+def as_params(params: LGSSMParams) -> LGSSMParams:
+    """The parameters with every field that is not a floating tensor (NumPy arrays, lists,
+    integer tensors) converted by the shared validation (``as_tensor``: strings, objects and
+    complex numbers refused by name), in the dynamics' dtype and device."""
+    ref = params.dynamics
+    dtype = ref.dtype if isinstance(ref, Tensor) and ref.is_floating_point() else None
+    device = ref.device if isinstance(ref, Tensor) else None
+    converted: dict[str, Any] = {}
+    for name in params._fields:
+        v = getattr(params, name)
+        if name == "time_varying" or v is None or (
+                isinstance(v, Tensor) and v.is_floating_point()):
+            continue
+        converted[name] = as_tensor(v, name=name, dtype=dtype, device=device, allow_nan=True,
+                                    detach=False)
+    return params._replace(**converted) if converted else params
+
+
 def check_params(params: LGSSMParams) -> LGSSMParams:
     """Validate shapes, finiteness and positive (semi-)definiteness; return the params with
     offsets filled in as zeros. Raises ``ValueError`` saying what is wrong."""
+    params = as_params(params)
     A, C = params.dynamics, params.emission
     if A.dim() < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"dynamics A must be (*, K, K), got shape {tuple(A.shape)}.")
@@ -177,7 +196,8 @@ def check_params(params: LGSSMParams) -> LGSSMParams:
         raise ValueError(f"emission C must be (*, M, K) with K={K}, got shape {tuple(C.shape)}.")
     M = C.shape[-2]
     if K == 0 or M == 0:
-        raise ValueError("the state and observation dimensions must be at least 1.")
+        raise ValueError(f"the state and observation dimensions must be at least 1; dynamics "
+                         f"{tuple(A.shape)} gives K = {K}, emission {tuple(C.shape)} M = {M}.")
     tv = frozenset(params.time_varying)
     if not tv <= set(TIME_VARYING):
         raise ValueError(f"time_varying may name only {sorted(TIME_VARYING)}, got "
@@ -204,8 +224,8 @@ def check_params(params: LGSSMParams) -> LGSSMParams:
     for name in ("dynamics", "emission", "initial_mean", "dynamics_offset", "emission_offset",
                  "dynamics_input", "emission_input"):
         v = getattr(params, name)
-        if v is not None and not torch.isfinite(v).all():
-            raise ValueError(f"{name} contains NaN or infinite entries.")
+        if v is not None:
+            check_finite(v, name)
     B, D = params.dynamics_input, params.emission_input
     if B is not None and (B.dim() < 2 or B.shape[-2] != K):
         raise ValueError(f"dynamics_input B must be (*, K, U) with K={K}, got {tuple(B.shape)}.")
@@ -247,22 +267,24 @@ def _lift_param(params: LGSSMParams, name: str, rank: int, T: int) -> Tensor:
     t = getattr(params, name)
     offset, trailing = TIME_VARYING.get(name, (0, 2 if t.dim() >= 2 else 1))
     if name not in params.time_varying:
-        return _expand_rank(t, rank, trailing)
+        return _expand_rank(t, rank, trailing, name)
     n = T + offset
     if t.shape[0] != n:
         raise ValueError(f"time-varying {name} must have {n} steps along its first axis for "
                          f"T={T} observations, got shape {tuple(t.shape)}.")
     lead = t.dim() - 1 - trailing
     if lead > rank:
-        raise ValueError(f"a parameter has {lead} batch dims but the data only {rank}.")
+        raise ValueError(f"{name} has {lead} batch dims (shape {tuple(t.shape)}) but the data "
+                         f"only {rank}.")
     return t.reshape((n,) + (1,) * (rank - lead) + tuple(t.shape[1:]))
 
 
-def _expand_rank(t: Tensor, rank: int, trailing: int) -> Tensor:
+def _expand_rank(t: Tensor, rank: int, trailing: int, name: str = "a parameter") -> Tensor:
     """Prepend singleton dims so that t has ``rank`` leading (batch) dims."""
     lead = t.dim() - trailing
     if lead > rank:
-        raise ValueError(f"a parameter has {lead} batch dims but the data only {rank}.")
+        raise ValueError(f"{name} has {lead} batch dims (shape {tuple(t.shape)}) but the data "
+                         f"only {rank}.")
     return t.reshape((1,) * (rank - lead) + tuple(t.shape))
 
 
@@ -273,8 +295,11 @@ def _prepare(
         params = check_params(params)
     elif params.dynamics_offset is None or params.emission_offset is None:
         params = check_params(params)
+    else:
+        params = as_params(params)
     K, M = params.state_dim, params.obs_dim
-    y = torch.as_tensor(y, dtype=params.dynamics.dtype, device=params.dynamics.device)
+    y = as_tensor(y, name="y", dtype=params.dynamics.dtype, device=params.dynamics.device,
+                  allow_nan=True, detach=False)  # NaN marks a missing entry
     if y.dim() < 2 or y.shape[-1] != M:
         raise ValueError(f"observations y must be (*batch, T, M) with M={M}, got shape "
                          f"{tuple(y.shape)}.")
@@ -284,7 +309,7 @@ def _prepare(
     batch = tuple(y.shape[:-2])
     nb = len(batch)
     if mask is not None:
-        mask = torch.as_tensor(mask, dtype=torch.bool, device=y.device)
+        mask = as_tensor(mask, name="mask", device=y.device, detach=False).to(torch.bool)
         if mask.shape != y.shape:
             raise ValueError(f"mask must have the shape of y {tuple(y.shape)}, got "
                              f"{tuple(mask.shape)}.")
@@ -299,16 +324,18 @@ def _prepare(
             idx = tuple(int(i) for i in torch.nonzero(torch.isinf(y))[0])
             raise ValueError(f"y has an infinite entry at index {idx}; use NaN for missing.")
         observed = ~torch.isnan(y)
+    # the observed entries must not overflow either (1e300-scaled data: every quadratic is inf)
+    check_finite(torch.where(observed, y, torch.zeros((), dtype=y.dtype, device=y.device)), "y")
     any_missing = not bool(observed.all())
 
-    def lift(t: Tensor, trailing: int) -> Tensor:
-        return _expand_rank(t, nb, trailing)
+    def lift(t: Tensor, trailing: int, name: str) -> Tensor:
+        return _expand_rank(t, nb, trailing, name)
 
     assert params.dynamics_offset is not None and params.emission_offset is not None
     tv = params.time_varying
     A = _lift_param(params, "dynamics", nb, T)
     C0 = _lift_param(params, "emission", nb, T)  # (*b, M, K) or (T, *b, M, K)
-    R0 = lift(params.emission_covariance, 2)
+    R0 = lift(params.emission_covariance, 2, "emission_covariance")
     yt = y.movedim(-2, 0)  # (T, *batch, M)
     obs_t = observed.movedim(-2, 0)
     resid = yt - _lift_param(params, "emission_offset", nb, T)
@@ -318,17 +345,17 @@ def _prepare(
     else:
         u = a.expand(*batch, K)[None].expand(T, *batch, K)
     if inputs is not None:
-        inputs = torch.as_tensor(inputs, dtype=y.dtype, device=y.device)
+        inputs = as_tensor(inputs, name="inputs", dtype=y.dtype, device=y.device, detach=False)
         if inputs.shape[:-1] != y.shape[:-1] or inputs.dim() != y.dim():
             raise ValueError(f"inputs must be (*batch, T, U) with (*batch, T) = "
                              f"{tuple(y.shape[:-1])}, got {tuple(inputs.shape)}.")
-        if not torch.isfinite(inputs).all():
-            raise ValueError("inputs contain NaN or infinite entries.")
         ut = inputs.movedim(-2, 0)  # (T, *batch, U)
         if params.emission_input is not None:
-            resid = resid - (lift(params.emission_input, 2) @ ut[..., None])[..., 0]
+            resid = resid - (lift(params.emission_input, 2, "emission_input")
+                             @ ut[..., None])[..., 0]
         if params.dynamics_input is not None:
-            Bu = (lift(params.dynamics_input, 2) @ ut[..., None])[..., 0]  # B u_t
+            Bu = (lift(params.dynamics_input, 2, "dynamics_input")
+                  @ ut[..., None])[..., 0]  # B u_t
             u = u + torch.cat([torch.zeros_like(Bu[:1]), Bu[:-1]], 0)  # row t uses u_{t−1}
     elif params.dynamics_input is not None or params.emission_input is not None:
         raise ValueError("the model has input matrices B/D but no inputs were given.")
@@ -341,8 +368,10 @@ def _prepare(
     else:
         C = C0 if "emission" in tv else C0[None]
         R, n_missing = R0[None], None
-    return _Prepared(resid, C, R, n_missing, u, A, lift(params.dynamics_covariance, 2),
-                     lift(params.initial_mean, 1), lift(params.initial_covariance, 2), batch,
+    return _Prepared(resid, C, R, n_missing, u, A,
+                     lift(params.dynamics_covariance, 2, "dynamics_covariance"),
+                     lift(params.initial_mean, 1, "initial_mean"),
+                     lift(params.initial_covariance, 2, "initial_covariance"), batch,
                      "dynamics" in tv, bool(tv))
 
 
@@ -368,11 +397,23 @@ class _Update(NamedTuple):
     log_norm: Tensor
 
 
+def _innovation_cholesky(S: Tensor) -> Tensor:
+    """The Cholesky factor of an innovation covariance, or a refusal naming the parameters
+    that made it: legal but extreme ones (e.g. dynamics scaled by 1e150) overflow it."""
+    try:
+        return safe_cholesky(S)
+    except ValueError as e:
+        raise ValueError(
+            "the innovation covariance C Υ Cᵀ + Σ_{y|x} (Eq. 2.47) is not positive definite: it "
+            "overflowed or is singular; rescale the parameters (dynamics, emission, "
+            f"dynamics_covariance, emission_covariance) or the data y. ({e})") from e
+
+
 def _measurement_update(m: Tensor, P: Tensor, y: Tensor, C: Tensor, R: Tensor) -> _Update:
     """Eq. 2.47: condition N(m, P) on y = C x + noise(R). Joseph-form covariance."""
     CP = C @ P  # (*, M, K)
     S = symmetrize(CP @ C.mT + R)  # innovation covariance C Υ Cᵀ + Σ_{y|x}
-    L = safe_cholesky(S)
+    L = _innovation_cholesky(S)
     gain = torch.cholesky_solve(CP, L).mT  # Eq. 2.47: K = Υ Cᵀ S⁻¹, (*, K, M)
     v = y - _mv(C, m)  # innovation y_t − (C x̄_{t|t−1} + c)
     mean = m + _mv(gain, v)  # Eq. 2.47
@@ -887,6 +928,7 @@ def rts_smoother(
     Needs only A and Σ_x from ``params`` (the offsets and inputs enter through the filter's
     predicted means).
     """
+    params = as_params(params)
     T = filtered.means.shape[-2]
     nb = filtered.means.dim() - 2
     A = _lift_param(params, "dynamics", nb, T)  # time-first (T−1, *b, K, K) if time-varying
@@ -971,9 +1013,7 @@ def sample_lgssm(
 ) -> tuple[Tensor, Tensor]:
     """Draw (states (*batch, T, K), observations (*batch, T, M)) from the model."""
     params = check_params(params)
-    T = int(num_timesteps)
-    if T < 1:
-        raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}.")
+    T = check_positive_int(num_timesteps, "num_timesteps")
     K, M = params.state_dim, params.obs_dim
     A = params.dynamics
     dtype, device = A.dtype, A.device
@@ -989,27 +1029,34 @@ def sample_lgssm(
     u = a.expand(T, *batch_shape, K)
     yoff = _lift_param(params, "emission_offset", nb, T).expand(T, *batch_shape, M)
     if inputs is not None:
-        ut = torch.as_tensor(inputs, dtype=dtype, device=device).movedim(-2, 0)
+        ut = as_tensor(inputs, name="inputs", dtype=dtype, device=device,
+                       detach=False).movedim(-2, 0)
         if ut.shape[0] != T:
             raise ValueError(f"inputs must have T={T} steps, got {ut.shape[0]}.")
         if params.dynamics_input is not None:
-            Bu = _mv(lift(params.dynamics_input, nb, 2), ut)
+            Bu = _mv(lift(params.dynamics_input, nb, 2, "dynamics_input"), ut)
             u = u + torch.cat([torch.zeros_like(Bu[:1]), Bu[:-1]], 0)
         if params.emission_input is not None:
-            yoff = yoff + _mv(lift(params.emission_input, nb, 2), ut)
-    x1 = lift(params.initial_mean, nb, 1) + _mv(
-        lift(_noise_factor(params.initial_covariance), nb, 2), zk[0])
+            yoff = yoff + _mv(lift(params.emission_input, nb, 2, "emission_input"), ut)
+    x1 = lift(params.initial_mean, nb, 1, "initial_mean") + _mv(
+        lift(_noise_factor(params.initial_covariance), nb, 2, "initial_covariance"), zk[0])
     g = torch.cat([x1.expand(1, *batch_shape, K),
-                   u[1:] + _mv(lift(_noise_factor(params.dynamics_covariance), nb, 2), zk[1:])],
+                   u[1:] + _mv(lift(_noise_factor(params.dynamics_covariance), nb, 2,
+                                    "dynamics_covariance"), zk[1:])],
                   0)
     if "dynamics" in tv:  # E_t = A_{t−1}; E_0 is ignored by the scan
         At = _lift_param(params, "dynamics", nb, T)
         E = torch.cat([torch.zeros_like(At[:1]), At], 0).expand(T, *batch_shape, K, K)
     else:
-        E = lift(A, nb, 2).expand(T, *batch_shape, K, K) if nb else A.expand(T, K, K)
+        E = (lift(A, nb, 2, "dynamics").expand(T, *batch_shape, K, K) if nb
+             else A.expand(T, K, K))
     x = _affine_scan(E, g) if T > 1 else g
     yv = _mv(_lift_param(params, "emission", nb, T), x) + yoff + _mv(
-        lift(_noise_factor(params.emission_covariance), nb, 2), zm)
+        lift(_noise_factor(params.emission_covariance), nb, 2, "emission_covariance"), zm)
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(yv).all())):
+        raise ValueError("the draw overflowed: the states grow without bound under these "
+                         "parameters (an explosive dynamics A, or dynamics/emission scaled too "
+                         "large); rescale them or draw fewer steps.")
     return x.movedim(0, -2), yv.movedim(0, -2)
 
 
@@ -1026,7 +1073,8 @@ def sample_posterior(
     """
     filt = (smoothed_or_filtered.filtered if isinstance(smoothed_or_filtered, GaussianSmoothed)
             else smoothed_or_filtered)
-    n = int(num_samples)
+    n = check_positive_int(num_samples, "num_samples")
+    params = as_params(params)
     T, K = filt.means.shape[-2:]
     batch = tuple(filt.means.shape[:-2])
     nb = len(batch)

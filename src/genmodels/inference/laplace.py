@@ -20,12 +20,17 @@ batch-summed gradient — one per latent dimension, none per datum).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_finite, check_positive_int
+from genmodels._validation import (
+    as_tensor,
+    check_finite,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from genmodels.linalg import LOG_TAU, cholesky_logdet, safe_cholesky
 
 __all__ = [
@@ -84,6 +89,14 @@ def energy_hessian(neg_log_joint: NegLogJoint, x: Tensor) -> Tensor:
     return 0.5 * (H + H.mT)
 
 
+def _check_start(x0: Any) -> Tensor:
+    """x0 (*batch, K), K >= 1, through the shared validation."""
+    x = as_tensor(x0, name="x0")
+    if x.dim() < 1 or x.shape[-1] == 0:
+        raise ValueError(f"x0 must have shape (*batch, K) with K >= 1, got {tuple(x.shape)}.")
+    return x
+
+
 def newton_mode(neg_log_joint: NegLogJoint, x0: Tensor, *,
                 hessian: Callable[[Tensor], Tensor] | None = None, tol: float = 1e-10,
                 max_iter: int = 100) -> Tensor:
@@ -96,7 +109,8 @@ def newton_mode(neg_log_joint: NegLogJoint, x0: Tensor, *,
     does not increase (at most 40 halvings). Stops when every datum has max|∇E| ≤ tol and a positive
     definite Hessian. x0: (*batch, K) → (*batch, K)."""
     max_iter = check_positive_int(max_iter, "max_iter")
-    x = x0.detach().clone()
+    tol = check_nonnegative_float(tol, "tol")
+    x = _check_start(x0).clone()
     hess = hessian if hessian is not None else (lambda z: energy_hessian(neg_log_joint, z))
     for _ in range(max_iter):
         e, g = energy_gradient(neg_log_joint, x)
@@ -161,7 +175,9 @@ def laplace_approximation(
     Returns a ``LaplaceApproximation``; raises ``ValueError`` where the Hessian at the mode is not
     positive definite (the expansion of Eq. 2.30 has no Gaussian there).
     """
-    check_finite(x0, "x0")
+    x0 = _check_start(x0)
+    check_nonnegative_float(tol, "tol")
+    check_positive_int(max_iter, "max_iter")
     if isinstance(mode, Tensor):
         xhat = mode.detach()
         if xhat.shape != x0.shape:

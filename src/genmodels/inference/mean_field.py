@@ -46,6 +46,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from genmodels._validation import (
+    as_tensor,
+    check_choice,
+    check_data_matrix,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from genmodels.linalg import eps
 from genmodels.models.covariance import CovarianceStructure, covariance_structure
 
@@ -235,6 +242,33 @@ class VBGMMFit(NamedTuple):
     converged: bool
 
 
+def _check_prior(prior: VBGMMPrior, D: int, structure: CovarianceStructure, like: Tensor
+                 ) -> VBGMMPrior:
+    """The prior's fields through the shared validation, tensors in ``like``'s dtype/device."""
+    check_choice(prior.weight_type, "weight_type", ("dirichlet_process", "dirichlet_distribution"))
+    alpha0 = check_nonnegative_float(prior.weight_concentration, "weight_concentration",
+                                     strictly=True)
+    beta0 = check_nonnegative_float(prior.mean_precision, "mean_precision", strictly=True)
+    nu0 = check_nonnegative_float(prior.degrees_of_freedom, "degrees_of_freedom")
+    if nu0 <= D - 1:
+        raise ValueError(f"degrees_of_freedom must be > D - 1 = {D - 1} (D: the features of "
+                         f"y), got {nu0!r}.")
+    m0 = as_tensor(prior.mean, name="mean", dtype=like.dtype, device=like.device)
+    if tuple(m0.shape) != (D,):
+        raise ValueError(f"the prior mean must have shape ({D},), got {tuple(m0.shape)}.")
+    cov = as_tensor(prior.covariance, name="covariance", dtype=like.dtype, device=like.device)
+    want = {"full": (D, D), "tied": (D, D), "diag": (D,), "spherical": ()}[structure.name]
+    if tuple(cov.shape) != want:
+        raise ValueError(f"the prior covariance must have shape {want} for the "
+                         f"{structure.name!r} structure, got {tuple(cov.shape)}.")
+    if structure.name in ("full", "tied"):
+        covariance_structure("tied").check(cov, 1, D, name="covariance")
+    elif bool((cov <= 0).any()):
+        raise ValueError("the prior covariance must be positive.")
+    return prior._replace(weight_concentration=alpha0, mean_precision=beta0, mean=m0,
+                          degrees_of_freedom=nu0, covariance=cov)
+
+
 def vbgmm_cavi(y: Tensor, prior: VBGMMPrior, covariance_type: str = "full", *,
                resp0: Tensor | None = None, posterior0: VBGMMPosterior | None = None,
                reg_covar: float = 1e-6, max_iter: int = 100, tol: float = 1e-3,
@@ -250,6 +284,18 @@ def vbgmm_cavi(y: Tensor, prior: VBGMMPrior, covariance_type: str = "full", *,
     if (resp0 is None) == (posterior0 is None):
         raise ValueError("give exactly one of resp0 and posterior0.")
     structure = covariance_structure(covariance_type)
+    y = check_data_matrix(y, name="y")
+    prior = _check_prior(prior, y.shape[1], structure, y)
+    reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    tol = check_nonnegative_float(tol, "tol")
+    if resp0 is not None:
+        resp0 = as_tensor(resp0, name="resp0", dtype=y.dtype, device=y.device)
+        if resp0.dim() != 2 or resp0.shape[0] != y.shape[0] or resp0.shape[1] == 0:
+            raise ValueError(f"resp0 must have shape (N, K) = ({y.shape[0]}, K >= 1), got "
+                             f"{tuple(resp0.shape)}.")
+        if bool((resp0 < 0).any()):
+            raise ValueError("resp0 must be non-negative (responsibilities).")
     yc = y - prior.mean  # statistics about m₀ (keeps the quadratic expansions small)
     centred = prior._replace(mean=torch.zeros_like(prior.mean))
     feats = structure.features(yc)
@@ -435,6 +481,16 @@ def _expected_log_gamma_prior(a0: float, b0: float, e_log: Tensor, e: Tensor) ->
     return a0 * math.log(b0) - math.lgamma(a0) + (a0 - 1) * e_log - b0 * e
 
 
+def _gamma_prior(value: Any, name: str) -> tuple[float, float]:
+    """A Gamma prior's (shape, rate), both finite and > 0, or a refusal naming ``name``."""
+    try:
+        a, b = (check_nonnegative_float(v, name, strictly=True) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: the Gamma priors' shapes and rates must be positive finite "
+                         f"numbers (shape, rate), got {value!r}.") from None
+    return a, b
+
+
 def bayesian_linear_regression(X: Tensor, y: Tensor, *, alpha_prior: tuple[float, float] = (
         1e-6, 1e-6), noise_prior: tuple[float, float] = (1e-6, 1e-6), max_iter: int = 200,
         tol: float = 1e-10) -> BayesianLinearRegressionFit:
@@ -446,14 +502,16 @@ def bayesian_linear_regression(X: Tensor, y: Tensor, *, alpha_prior: tuple[float
         a = a₀ + D/2,  b = b₀ + ½ (mᵀm + tr S)                      (Bishop 10.94–10.95)
         c = c₀ + N/2,  d = d₀ + ½ (‖y − X m‖² + tr(XᵀX S))
     """
-    if X.dim() != 2 or y.shape != X.shape[:1]:
+    X = check_data_matrix(X, name="X")
+    y = as_tensor(y, name="y", dtype=X.dtype, device=X.device)
+    if y.shape != X.shape[:1]:
         raise ValueError(f"expected X (N, D) and y (N,); got {tuple(X.shape)} and "
                          f"{tuple(y.shape)}.")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    tol = check_nonnegative_float(tol, "tol")
     n, d = X.shape
-    a0, b0 = (float(v) for v in alpha_prior)
-    c0, d0 = (float(v) for v in noise_prior)
-    if min(a0, b0, c0, d0) <= 0:
-        raise ValueError("the Gamma priors' shapes and rates must be positive.")
+    a0, b0 = _gamma_prior(alpha_prior, "alpha_prior")
+    c0, d0 = _gamma_prior(noise_prior, "noise_prior")
     xtx, xty = X.T @ X, X.T @ y
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
     a = torch.tensor(a0 + d / 2, dtype=X.dtype)
@@ -466,7 +524,11 @@ def bayesian_linear_regression(X: Tensor, y: Tensor, *, alpha_prior: tuple[float
     S = eye
     for _ in range(int(max_iter)):
         e_alpha, e_tau = a / b, c / dd
-        L = torch.linalg.cholesky(e_tau * xtx + e_alpha * eye)
+        L, info = torch.linalg.cholesky_ex(e_tau * xtx + e_alpha * eye)
+        if bool(info.any()):
+            raise ValueError("the posterior precision E[τ] XᵀX + E[α] I is not positive definite "
+                             "in floating point: X and y are too large or too small to compute "
+                             "with; rescale (standardise) them first.")
         S = torch.cholesky_inverse(L)
         m = e_tau * (S @ xty)
         ww = m @ m + S.trace()  # E[wᵀw]
@@ -481,6 +543,9 @@ def bayesian_linear_regression(X: Tensor, y: Tensor, *, alpha_prior: tuple[float
                 + _expected_log_gamma_prior(c0, d0, e_log_tau, e_tau)
                 + 0.5 * d * (1 + math.log(2 * math.pi)) - torch.log(L.diagonal()).sum()  # H[q(w)]
                 + _gamma_entropy(a, b) + _gamma_entropy(c, dd))
+        if not bool(torch.isfinite(elbo)):  # legal but extreme data (1e150-scaled X or y)
+            raise ValueError(f"the ELBO became {float(elbo)}: X and y are too large or too small "
+                             "to compute with; rescale (standardise) them first.")
         history.append(elbo)
         if float(elbo) - prev < tol:
             converged = True

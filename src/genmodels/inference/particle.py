@@ -30,13 +30,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from genmodels._validation import global_rng_from
+from genmodels._validation import (
+    as_tensor,
+    check_finite,
+    check_nonnegative_float,
+    check_positive_int,
+    global_rng_from,
+)
 from genmodels.linalg import log_normalize
 
 Resampler = Callable[[Tensor, int, torch.Generator | None], Tensor]
@@ -44,6 +50,20 @@ Resampler = Callable[[Tensor, int, torch.Generator | None], Tensor]
 
 def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _check_resampling(log_weights: Any, n: Any) -> tuple[Tensor, int]:
+    """log_weights as a 1-D floating tensor with a finite log-sum-exp (NaN and +inf refused,
+    −inf is a zero weight) and n a positive integer, by the shared validation."""
+    lw = as_tensor(log_weights, name="log_weights", allow_nan=True, detach=False)
+    if lw.dim() != 1 or lw.shape[0] == 0:
+        raise ValueError(f"log_weights must be a non-empty 1-D tensor (I,), got shape "
+                         f"{tuple(lw.shape)}.")
+    if bool(torch.isnan(lw).any()) or bool((lw == math.inf).any()):
+        raise ValueError("log_weights contains NaN or +inf.")
+    if not bool(torch.isfinite(torch.logsumexp(lw, 0))):
+        raise ValueError("log_weights are all -inf (or overflow): no particle has weight.")
+    return lw, check_positive_int(n, "n")
 
 
 def _inverse_cdf(log_weights: Tensor, u: Tensor) -> Tensor:
@@ -55,6 +75,7 @@ def _inverse_cdf(log_weights: Tensor, u: Tensor) -> Tensor:
 def multinomial_resample(log_weights: Tensor, n: int, generator: torch.Generator | None = None
                          ) -> Tensor:
     """n i.i.d. ancestors from Categ(α) (Eq. 2.57)."""
+    log_weights, n = _check_resampling(log_weights, n)
     u = _uniform((n,), log_weights, generator)
     return _inverse_cdf(log_weights, u.sort().values)
 
@@ -62,6 +83,7 @@ def multinomial_resample(log_weights: Tensor, n: int, generator: torch.Generator
 def stratified_resample(log_weights: Tensor, n: int, generator: torch.Generator | None = None
                         ) -> Tensor:
     """One uniform per stratum [(i)/n, (i+1)/n): lower variance than multinomial."""
+    log_weights, n = _check_resampling(log_weights, n)
     u = (torch.arange(n, dtype=log_weights.dtype, device=log_weights.device)
          + _uniform((n,), log_weights, generator)) / n
     return _inverse_cdf(log_weights, u)
@@ -70,6 +92,7 @@ def stratified_resample(log_weights: Tensor, n: int, generator: torch.Generator 
 def systematic_resample(log_weights: Tensor, n: int, generator: torch.Generator | None = None
                         ) -> Tensor:
     """One shared uniform offset for all strata."""
+    log_weights, n = _check_resampling(log_weights, n)
     u = (torch.arange(n, dtype=log_weights.dtype, device=log_weights.device)
          + _uniform((1,), log_weights, generator)) / n
     return _inverse_cdf(log_weights, u)
@@ -142,15 +165,16 @@ def particle_filter(
         resample = RESAMPLERS[resampling]
     else:
         resample = resampling
-    I = int(num_particles)
-    if I < 1:
-        raise ValueError(f"num_particles must be >= 1, got {num_particles}.")
-    if not 0.0 <= ess_threshold <= 1.0:
+    I = check_positive_int(num_particles, "num_particles")
+    if check_nonnegative_float(ess_threshold, "ess_threshold") > 1.0:
         raise ValueError(f"ess_threshold must be in [0, 1], got {ess_threshold}.")
+    y = as_tensor(y, name="y", allow_nan=True, detach=False)  # NaN marks a missing step
     if y.dim() < 1 or y.shape[0] == 0:
-        raise ValueError("the observation sequence is empty (T = 0).")
+        raise ValueError(f"y: the observation sequence is empty (T = 0), shape "
+                         f"{tuple(y.shape)}.")
     if bool(torch.isinf(y).any()):
         raise ValueError("y contains infinite values; use NaN for a missing step.")
+    check_finite(torch.nan_to_num(y, nan=0.0), "y")  # magnitudes that overflow
     T = y.shape[0]
     log_I = math.log(I)
 
@@ -159,7 +183,11 @@ def particle_filter(
             return log_prior_w, torch.zeros((), dtype=log_prior_w.dtype)
         if bool(torch.isnan(y[t]).any()):
             raise ValueError(f"y[{t}] is partly NaN; the particle filter skips whole steps only.")
-        log_lik = emission(x, t).log_prob(y[t])  # (I,): log p̂(y_t | x̂_t^{(j)})
+        try:
+            log_lik = emission(x, t).log_prob(y[t])  # (I,): log p̂(y_t | x̂_t^{(j)})
+        except (ValueError, RuntimeError) as e:  # torch.distributions' shape/support checks
+            raise ValueError(f"emission(x, {t}).log_prob(y[{t}]) refused y[{t}] of shape "
+                             f"{tuple(y[t].shape)} (y: {tuple(y.shape)}): {e}") from e
         if log_lik.shape != (I,):
             raise ValueError(f"emission(x, t).log_prob(y_t) must have shape ({I},), got "
                              f"{tuple(log_lik.shape)}.")

@@ -22,7 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_finite, check_nonnegative_float, check_positive_int
+from genmodels._validation import (
+    as_tensor,
+    check_finite,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from genmodels.models.diffusion import GaussianSchedule, reverse_variances
 
 __all__ = [
@@ -149,6 +154,7 @@ def ddim_step(x0_hat: Tensor, x: Tensor, l: int, l_prev: int, schedule: Gaussian
 
 def ddim_levels(L: int, steps: int) -> list[int]:
     """``steps`` levels from L down, evenly spaced, then 0: round(linspace(L, 0, steps + 1))."""
+    L = check_positive_int(L, "L")
     steps = check_positive_int(steps, "steps")
     if steps > L:
         raise ValueError(f"steps must be at most L = {L}, got {steps}.")
@@ -197,7 +203,7 @@ def langevin(score: Callable[[Tensor], Tensor], x: Tensor, step_size: float, n_s
     """
     eps = check_nonnegative_float(step_size, "step_size", strictly=True)
     n_steps = check_positive_int(n_steps, "n_steps")
-    check_finite(x, "x (the chains' starting points)")
+    x = as_tensor(x, name="x (the chains' starting points)", detach=False)
     states = [x] if return_chain else []
     noise_sd = (2 * eps) ** 0.5
     for _ in range(n_steps):
@@ -219,16 +225,17 @@ def annealed_langevin(score: Callable[[Tensor, float], Tensor], x: Tensor,
     sigmas: noise levels, strictly decreasing; at level i run ``n_steps_each`` steps of
     Eq. 8.44 with ε_i = step_size · σ_i²/σ_min².
     """
-    s = torch.as_tensor(sigmas, dtype=torch.float64)
+    s = as_tensor(sigmas, name="sigmas", dtype=torch.float64, detach=False)
     if s.dim() != 1 or s.numel() == 0 or bool((s <= 0).any()):
         raise ValueError("sigmas must be a non-empty 1-D sequence of positive noise levels.")
     if bool((s[1:] >= s[:-1]).any()):
         raise ValueError("sigmas must strictly decrease (annealing from coarse to fine).")
     check_nonnegative_float(step_size, "step_size", strictly=True)
-    check_finite(x, "x (the chains' starting points)")
+    check_positive_int(n_steps_each, "n_steps_each")
+    x = as_tensor(x, name="x (the chains' starting points)", detach=False)
     smin = float(s[-1])
     for sig in s.tolist():
-        eps_i = step_size * sig**2 / smin**2
+        eps_i = step_size * (sig / smin) ** 2  # the ratio first: σ of 1e±300 stay finite
 
         def force(y: Tensor, sig: float = sig) -> Tensor:
             return score(y, sig)

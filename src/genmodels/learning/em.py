@@ -26,10 +26,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_positive_int, make_generator
+from genmodels._validation import (
+    as_tensor,
+    check_bool,
+    check_nonnegative_float,
+    check_positive_int,
+    make_generator,
+)
 from genmodels.exceptions import ConvergenceWarning
 
 Stats = dict[str, Tensor]
@@ -151,6 +158,10 @@ def run_em(
     reduce: combines the E step across processes (see ``genmodels.distributed``).
     """
     max_iter = check_positive_int(max_iter, "max_iter")
+    tol = check_nonnegative_float(tol, "tol")
+    per_datum = check_bool(per_datum, "per_datum")
+    progress = check_bool(progress, "progress")
+    warn = check_bool(warn, "warn")
     frozen_set = check_frozen(model, frozen)
     result = EMResult()
     prev = -math.inf
@@ -205,7 +216,14 @@ def fit_em(
     log-likelihood. ``batches`` defaults to ``[data]``. Other arguments go to ``run_em``.
     """
     n_init = check_positive_int(n_init, "n_init")
-    generator = make_generator(seed)
+    warm_start = check_bool(warm_start, "warm_start")
+    generator = make_generator(seed, name="seed")
+    if isinstance(data, np.ndarray) or (hasattr(data, "to_numpy") and not isinstance(data,
+                                                                                     Tensor)):
+        # an array (not a model-specific container such as a list of sequences): the shared
+        # conversion, which refuses strings, objects and complex numbers by name; NaN is left
+        # to the model (missing entries are legal for some)
+        data = as_tensor(data, name="data", allow_nan=True)
     batches = [data] if batches is None else batches
     best: tuple[float, dict[str, Any], EMResult] | None = None
     caught_per_run: list[list[warnings.WarningMessage]] = []

@@ -39,7 +39,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from genmodels._threads import work_sized
-from genmodels._validation import check_nonnegative_float, check_positive_int
+from genmodels._validation import (
+    as_tensor,
+    check_bool,
+    check_finite,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from genmodels.io import atomic_torch_save
 
 __all__ = ["LossModel", "TrainResult", "Trainer", "fit", "init_distributed", "noise_shard",
@@ -220,14 +226,14 @@ class Trainer:
         self.make_optimizer = optimizer or (
             lambda p: torch.optim.Adam(p, lr=self.lr, foreach=True))
         self.make_scheduler = scheduler
-        self.seed = int(seed)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.resume = resume
+        self.resume = check_bool(resume, "resume")
         self.val_data = val_data
         self.val_metric = val_metric or _mean_loss
         self.patience = None if patience is None else check_positive_int(patience, "patience")
         self.min_delta = check_nonnegative_float(min_delta, "min_delta")
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
         self.callback = callback
         self.device = torch.device(device) if device is not None else _module_device(model)
 
@@ -237,8 +243,14 @@ class Trainer:
 
         Threads: as ``genmodels._threads`` decides for ``step_work`` (within the user's
         ``torch.set_num_threads``)."""
-        if not isinstance(data, Tensor) or data.dim() == 0 or data.shape[0] == 0:
-            raise ValueError("data must be a non-empty tensor with the data along dimension 0.")
+        if not isinstance(data, Tensor) or data.is_floating_point() or data.is_complex():
+            # NumPy arrays and lists converted; strings, objects, complex, NaN and ±inf refused
+            # by name (magnitudes that overflow the loss are the loss guard's to report)
+            data = as_tensor(data, name="data", allow_nan=True)
+            check_finite(data, "data", overflow=False)
+        if data.dim() == 0 or data.shape[0] == 0:
+            raise ValueError(f"data must be a non-empty tensor with the data along dimension "
+                             f"0, got shape {tuple(data.shape)}.")
         rank, world = _world()
         n = data.shape[0]
         if self.batch_size < world:

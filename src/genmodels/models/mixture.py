@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from genmodels._validation import as_tensor, check_data_matrix
 from genmodels.io import SavableModule, class_path, import_class
 from genmodels.learning.em import EStep
 from genmodels.linalg import eps, log_normalize
@@ -168,6 +169,8 @@ class MixtureModel(SavableModule):
 
     def expected_stats(self, batch: Tensor) -> EStep:
         """E step: Σ_n r_nk and the emission's weighted statistics; Σ_n log p̂(y_n)."""
+        if not isinstance(batch, Tensor):  # a NumPy array or list: the shared conversion
+            batch = self.check_data(batch)
         log_pi = self.log_prior()
         total: Stats | None = None
         loglik = torch.zeros((), dtype=self.weights.dtype, device=self.weights.device)
@@ -189,8 +192,8 @@ class MixtureModel(SavableModule):
             z_max = z.amax(-1, keepdim=True)
             if not bool(torch.isfinite(z_max).all()):
                 bad = int(torch.nonzero(~torch.isfinite(z_max))[0, 0])
-                raise ValueError(f"observation {bad} of the batch has zero (or NaN) probability "
-                                 "under every component.")
+                raise ValueError(f"observation {bad} of the batch (the data) has zero (or NaN) "
+                                 "probability under every component.")
             resp = _exp_shifted_(z.sub_(z_max))  # softmax in place (Eqs. 2.6–2.7)
             norm = resp.sum(-1, keepdim=True)
             resp = resp.mul_(norm.reciprocal())
@@ -225,7 +228,7 @@ class MixtureModel(SavableModule):
         k, n = self.num_states, data.shape[0]
         if n < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, "
-                             f"n_samples = {n}.")
+                             f"n_samples = {n} (the rows of data).")
         if self.init == "random":
             r = torch.rand(n, k, generator=generator, dtype=data.dtype).to(data.device)
             return r / r.sum(-1, keepdim=True)
@@ -240,8 +243,18 @@ class MixtureModel(SavableModule):
             labels, _ = assign(data, centers)
         return torch.nn.functional.one_hot(labels, k).to(data.dtype)
 
+    def check_data(self, data: Any, name: str = "data") -> Tensor:
+        """``data`` through the shared validation: a NumPy array or list as a tensor (floating
+        data keep their dtype, integers become float64); finite; (N, D) with the emission's D
+        where it has one."""
+        dim = getattr(self.emission, "dim", None)
+        if isinstance(dim, int):
+            return check_data_matrix(data, name=name, n_features=dim)
+        return as_tensor(data, name=name)
+
     def initialize(self, data: Tensor, generator: torch.Generator) -> None:
         """Start EM: ``initializer`` if set, else ``default_initialize``."""
+        data = self.check_data(data)
         if self.initializer is not None:
             self.initializer(self, data, generator)
         else:
