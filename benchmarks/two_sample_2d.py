@@ -237,8 +237,7 @@ def replicate(target: str, rep: int, *, n_train: int = 4000, n_samples: int = 40
                      "seconds": seconds}
     cap = n_train // MIN_POINTS if k_max is None else k_max
     ks = [2**i for i in range(int(math.log2(cap)) + 1)]
-    if cap not in ks:
-        ks.append(cap)
+    ks = sorted({*ks, cap, *(min(gmm_components(p), cap) for p in budgets.values())})
     gmms = {k: GaussianMixture(k, covariance_type="full", random_state=rep).fit(train)
             for k in ks}
     val_ll = {k: float(g.score(val)) for k, g in gmms.items()}
@@ -247,7 +246,6 @@ def replicate(target: str, rep: int, *, n_train: int = 4000, n_samples: int = 40
                            "parameters": PER_COMPONENT * k - 1, "validation_ll": val_ll[k]}
     for name, p in budgets.items():
         k_p = min(gmm_components(p), cap)
-        k_p = max(k for k in ks if k <= k_p)
         best = max((k for k in ks if k <= k_p), key=val_ll.__getitem__)
         out[f"gmm_same_budget_as_{name}"] = {**out[f"gmm_{k_p}"], "components": k_p}
         out[f"gmm_within_budget_of_{name}"] = {**out[f"gmm_{best}"], "components": best}
