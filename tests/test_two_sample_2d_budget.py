@@ -14,9 +14,9 @@ Gaussian mixture), trained for a few seconds on one core:
 * a mixture with the model's parameter budget (capped at N/10 = 200 components) is closer
   than the diffusion model: the negative result the benchmark reports, pinned at this scale.
 
-Over seeds 0–4 (``SEED``): diffusion 0.0016–0.0031, K = 2 0.0036–0.0055, the same-budget
-mixture −0.0002–0.0007, the untrained denoiser > 1000. Beating K = 4 (0.0014–0.0028) held at
-3 of 5 seeds, so it is not asserted.
+Over seeds 0–4 (``SEED``): diffusion 0.0016–0.0035, K = 2 0.0036–0.0061, the same-budget
+mixture −0.0002–0.0008, the untrained denoiser > 600. Beating K = 4 (0.0014–0.0028) held at
+2 of 5 seeds, so it is not asserted.
 """
 
 from __future__ import annotations
