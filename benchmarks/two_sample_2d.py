@@ -21,6 +21,20 @@ energy_distance``), 2E‖X − Y‖ − E‖X − X′‖ − E‖Y − Y′‖ 
 kernel −‖x − y‖ — between 4,000 model samples and 5,000 fresh draws from the truth (the
 V-statistic), as mean ± s.d. over 3 sampling seeds. Its floor is the same statistic between
 two independent truth samples of those sizes. Lower is better.
+
+    python benchmarks/two_sample_2d.py --replicated --reps 3     # moons, circles, swissroll
+    python benchmarks/two_sample_2d.py --replicated --target moons --diffusion '{"hidden": 16}'
+
+``--replicated`` is the comparison with standard errors, on ``TARGETS`` (two moons, two rings
+in scikit-learn's ``make_circles`` layout, scikit-learn's ``make_swiss_roll`` seen along its
+axis). Each of R replicates draws its own training, validation and truth samples and trains
+every model with its own seed; the distances are the **U-statistics** of the energy distance
+and of the Gaussian-kernel MMD² (bandwidth 0.1), unbiased for the population distances (the
+truth against itself is 0 in expectation), reported as mean ± s.e. over the replicates, and
+each row's paired difference to diffusion / NICE (same truth sample in every replicate) with
+its s.e. Mixtures: every K in powers of two up to N/10, the same-budget K = min(⌊(P + 1)/6⌋,
+N/10) and the best within it by validation log-likelihood. ``--diffusion`` / ``--nice`` take
+JSON overrides of the model settings (width, depth, levels, schedule, epochs, sample_kwargs).
 """
 
 from __future__ import annotations
