@@ -75,14 +75,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def competing_process(busy: bool) -> Iterator[None]:
-    """One CPU-bound process beside the block (when ``busy``)."""
+def competing_process(busy: bool) -> Iterator[subprocess.Popen[bytes] | None]:
+    """One CPU-bound process beside the block (when ``busy``; yields it, else None)."""
     if not busy:
-        yield
+        yield None
         return
     proc = _start_spinner()
     try:
-        yield
+        yield proc
     finally:
         _stop(proc)
 
