@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genmodels._threads import numpy_blas_threads
 from genmodels.exceptions import ConvergenceWarning
 from genmodels.inference._hmm_compiled import scratch
 from genmodels.linalg import eps
@@ -298,7 +299,9 @@ class _CompiledObjective:
 
     def __init__(self, kernels: Any, yT: Tensor) -> None:
         self.kernel = kernels.logistic_pass
+        self.loop: Any = getattr(kernels, "newton_loop", None)  # (None: the loop in Python)
         self.yT = yT
+        self.yT_np = yT.detach().numpy()
         K, self.N = yT.shape
         # the trial's latents, in reused memory (only the sums are kept; a fresh (K, N) array
         # per fit costs its page faults, ~1 ms at 50,000 x 8 on a busy machine). A nested
@@ -325,6 +328,22 @@ class _CompiledObjective:
     def newton_direction(self, G: np.ndarray, min_eigenvalue: float) -> np.ndarray:
         m = self.slots[self.cur][1] / self.N
         return _newton_direction(G, m[0], m[1], m[2], min_eigenvalue)
+
+    def newton_loop(self, W: np.ndarray, loss: float, *, tol: float, start: int,
+                    max_iter: int, slack: float, history: list[float]
+                    ) -> tuple[np.ndarray, float, int, bool]:
+        """``fit_infomax``'s relative-Newton iterations start + 1 .. max_iter from the current
+        point (W at ``loss``) in one compiled call (``_infomax_numba.newton_loop``); appends
+        to history; → (W, loss, n_iter, converged). The current point is the last accepted."""
+        phi_x, moments = self.slots[self.cur]
+        out = np.empty(max_iter - start)
+        K = W.shape[0]
+        with numpy_blas_threads(2.0 * K * K * self.N):  # its x = W y by NumPy's BLAS
+            W, loss, n_iter, converged, n_hist = self.loop(
+                self.yT_np, np.ascontiguousarray(W), self.x_np, loss, phi_x, moments, tol,
+                start, max_iter, NEWTON_MIN_EIGENVALUE, slack, out)
+        history.extend(out[:n_hist].tolist())
+        return W, float(loss), int(n_iter), bool(converged)
 
 
 #: The floor on the eigenvalues of the Hessian approximation's blocks in the solver (Ablin et
@@ -440,6 +459,14 @@ def fit_infomax(
         history.append(-loss)
         n_iter = 1
     start = n_iter
+    if newton and isinstance(obj, _CompiledObjective) and obj.loop is not None \
+            and start < max_iter:
+        # the whole loop compiled (the same steps; Python's per-iteration overhead was about
+        # half of a fit at N = 5,000, K = 3)
+        W, loss, n_iter, converged = obj.newton_loop(W, loss, tol=tol, start=start,
+                                                     max_iter=max_iter, slack=slack,
+                                                     history=history)
+        start = max_iter  # (the loop below is skipped)
     for it in range(start + 1, max_iter + 1):
         n_iter = it
         G = obj.gradient()
