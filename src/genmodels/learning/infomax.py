@@ -93,17 +93,36 @@ def whiten_centred(yc: Tensor, mean: Tensor, n_components: int) -> Whitening:
     N, D = yc.shape
     K = n_components
     cov = (yc.mT @ yc) / N
+    if cov.device.type == "cpu":  # the (D, D) arithmetic in NumPy (a dozen torch operations
+        return _whiten_from_cov_numpy(cov, mean, N, K)  # cost ~100 us inside a fit)
     lam, E = _small_eigh(0.5 * (cov + cov.mT))
     lam, E = lam.flip(-1)[:K], E.flip(-1)[:, :K]
     floor = max(N, D) * eps(yc.dtype) * float(lam[0].clamp_min(0))
     if float(lam[-1]) <= floor:
-        rank = int((lam > floor).sum())
-        raise ValueError(
-            f"X has numerical rank {rank} < n_components = {K} (constant or linearly dependent "
-            "features); reduce n_components or remove the redundant features."
-        )
+        _rank_error(int((lam > floor).sum()), K)
     V = E.mT / lam.sqrt()[:, None]
     return Whitening(mean, V, E * lam.sqrt(), lam)
+
+
+def _whiten_from_cov_numpy(cov: Tensor, mean: Tensor, N: int, K: int) -> Whitening:
+    """The rest of :func:`whiten_centred` from the covariance (D, D) on the CPU, in NumPy."""
+    D = cov.shape[0]
+    c = cov.detach().numpy()
+    lam, E = np.linalg.eigh(0.5 * (c + c.T))
+    lam, E = lam[::-1][:K].copy(), E[:, ::-1][:, :K]
+    floor = max(N, D) * float(np.finfo(c.dtype).eps) * max(float(lam[0]), 0.0)
+    if float(lam[-1]) <= floor:
+        _rank_error(int((lam > floor).sum()), K)
+    root = np.sqrt(lam)
+    return Whitening(mean, torch.from_numpy(np.ascontiguousarray(E.T / root[:, None])),
+                     torch.from_numpy(E * root), torch.from_numpy(lam))
+
+
+def _rank_error(rank: int, K: int) -> None:
+    raise ValueError(
+        f"X has numerical rank {rank} < n_components = {K} (constant or linearly dependent "
+        "features); reduce n_components or remove the redundant features."
+    )
 
 
 def _small_eigh(a: Tensor) -> tuple[Tensor, Tensor]:
