@@ -37,6 +37,7 @@ and converges in a handful of iterations. Everything is vectorised over samples.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -357,7 +358,11 @@ class _CompiledObjective:
         phi_x, moments = self.slots[self.cur]
         out = np.empty(max_iter - start)
         K = W.shape[0]
-        with numpy_blas_threads(2.0 * K * K * self.N):  # its x = W y by NumPy's BLAS
+        # its x = W y by NumPy's BLAS (OpenBLAS's pool, not torch's), at the policy's count:
+        # OpenBLAS splits a product of more than 2¹⁸ multiply-adds across all its threads
+        # by itself (at K = 8 from N ≈ 4,100), which on a busy machine waits for a paused one
+        blas_work = math.inf if K * K * self.N > 1 << 18 else 0.0
+        with numpy_blas_threads(blas_work):
             W, loss, n_iter, converged, n_hist = self.loop(
                 self.yT_np, np.ascontiguousarray(W), self.x_np, loss, phi_x, moments, tol,
                 start, max_iter, NEWTON_MIN_EIGENVALUE, slack, out)
