@@ -132,3 +132,54 @@ def test_pca_function_check_flag() -> None:
         pca(torch.from_numpy(X), solver="covariance", check=True)
     with pytest.raises(ValueError, match=r"the first is infinite at index \(9, 5\)"):
         pca(torch.from_numpy(X), solver="svd", check=True)
+
+
+# --- strided input read in place ---------------------------------------------------------------
+
+
+def strided_inputs() -> list[tuple[str, np.ndarray]]:
+    X = data(n=2000, d=7) + 3.0
+    wide = np.c_[X, np.zeros((2000, 2))]
+    return [("C", X), ("Fortran", np.asfortranarray(X)), ("column slice", wide[:, :7]),
+            ("float32 slice", wide.astype(np.float32)[:, :7]),
+            ("rows strided by 2", np.repeat(X, 2, axis=0)[::2]),
+            ("reversed columns", X[:, ::-1])]
+
+
+@pytest.mark.parametrize("case", strided_inputs(), ids=lambda c: c[0])
+@pytest.mark.parametrize("solver", ["covariance_eigh", "full"])
+def test_strided_input_fits_as_its_contiguous_copy(case: tuple[str, np.ndarray],
+                                                   solver: str) -> None:
+    _, X = case
+    before = X.copy()
+    est = PCA(3, svd_solver=solver).fit(X)
+    ref = PCA(3, svd_solver=solver).fit(np.ascontiguousarray(X, dtype=np.float64))
+    np.testing.assert_array_equal(X, before)
+    np.testing.assert_allclose(est.mean_, ref.mean_, rtol=1e-6)
+    np.testing.assert_allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-6)
+    np.testing.assert_allclose(est.components_, ref.components_, atol=1e-6)
+
+
+def test_blas_view_shares_memory_only_for_blas_layouts() -> None:
+    from genmodels.estimators.decomposition import _blas_view
+
+    wide = data(n=50, d=9)
+    for X in (wide, np.asfortranarray(wide), wide[:, :5], wide.astype(np.float32)[:, 2:6]):
+        t = _blas_view(X)
+        assert isinstance(t, torch.Tensor) and np.shares_memory(t.numpy(), X)
+    for X in (wide[::2, ::2], wide[:, ::-1], wide.astype(np.int64), wide.tolist()):
+        assert not isinstance(_blas_view(X), torch.Tensor)
+    frozen = wide.copy()
+    frozen.flags.writeable = False  # torch.from_numpy would warn; as_tensor copies instead
+    assert _blas_view(frozen) is frozen
+
+
+def test_frame_input_fits_as_its_array() -> None:
+    pd = pytest.importorskip("pandas")
+    X = data(n=500, d=5) + 2.0
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    est = PCA(2).fit(frame)
+    ref = PCA(2).fit(X)
+    np.testing.assert_allclose(est.components_, ref.components_, atol=1e-12)
+    np.testing.assert_array_equal(frame.to_numpy(), X)
+    assert list(est.feature_names_in_) == list("abcde")

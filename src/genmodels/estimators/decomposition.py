@@ -74,6 +74,25 @@ def _private(t: Tensor, X: Any) -> bool:
     return False
 
 
+def _blas_view(X: Any) -> Any:
+    """A floating 2-D array (or frame) whose layout BLAS reads as it is, rows or columns
+    contiguous with a leading-dimension stride (a C- or Fortran-ordered array, a column slice
+    of a wider one, a frame's values), as a tensor sharing its memory; anything else as it was.
+    Saves the C-ordered copy ``as_tensor`` makes (for digits' 1797 × 64 column slice, 45 us of a
+    0.7 ms PCA fit): the scatter's product and the column sums read the strided tensor alike."""
+    if hasattr(X, "to_numpy") and not isinstance(X, (Tensor, np.ndarray)):
+        X = X.to_numpy()
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind == "f"
+            and X.dtype.isnative and X.flags.writeable and X.flags.aligned):
+        return X
+    size = X.dtype.itemsize
+    (rows, cols), (s0, s1) = X.shape, X.strides
+    if (s1 == size and s0 >= cols * size and s0 % size == 0) or (
+            s0 == size and s1 >= rows * size and s1 % size == 0):
+        return torch.from_numpy(X)
+    return X
+
+
 class _DecompositionBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin,
                          BaseEstimator):
     components_: np.ndarray
@@ -228,8 +247,8 @@ class PCA(_DecompositionBase):
         check_common_hyperparameters(self)
         X = precheck_array(X)
         columns = _string_columns(X)
-        t = check_data_matrix(X, min_samples=2, dtype=self._torch_dtype, device=self.device,
-                              allow_nan=True)
+        t = check_data_matrix(_blas_view(X), min_samples=2, dtype=self._torch_dtype,
+                              device=self.device, allow_nan=True)
         self.n_features_in_ = int(t.shape[1])
         if columns is not None:
             self.feature_names_in_ = columns
