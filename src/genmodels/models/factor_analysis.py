@@ -553,8 +553,9 @@ def _flip_signs(components: Tensor) -> Tensor:
 
 def _flip_signs_array(a: np.ndarray) -> np.ndarray:
     """``_flip_signs`` of an (R, D) array, as a new C-contiguous array."""
-    flip = a[np.arange(a.shape[0]), np.abs(a).argmax(-1)] < 0
-    return np.ascontiguousarray(a * np.where(flip, -1.0, 1.0).astype(a.dtype)[:, None])
+    rows = np.arange(a.shape[0])
+    sign = np.where(a[rows, np.abs(a).argmax(-1)] < 0, a.dtype.type(-1), a.dtype.type(1))
+    return np.multiply(a, sign[:, None], out=np.empty(a.shape, a.dtype))  # C-ordered
 
 
 #: How large the squared mean of a column may be against its variance for ``pca`` to take the
@@ -573,17 +574,20 @@ def _gram_scatter(y: Tensor, *, check: bool) -> tuple[Tensor, Tensor] | None:
     exactly then) instead of a pass of its own."""
     n = y.shape[0]
     gram = y.mT @ y
-    g = gram.numpy()
-    if check and not math.isfinite(float(g.trace())):
+    g = gram.numpy()  # (D, D) bookkeeping in NumPy: a few us each instead of a torch call
+    diag = g.diagonal()  # Σ_n y_nd²
+    if check and not math.isfinite(float(diag.sum())):
         check_finite(y, "X")  # the message naming the entry; then the overflow of the product
         raise ValueError("X is too large to compute with: the sum of its squares overflows. "
                          "Rescale it (e.g. standardise the columns) first.")
-    sums = torch.mv(y.mT, y.new_ones(n))
-    s = sums.numpy()
-    mean_sq = s * s / n  # N m²
-    if not bool(np.all(mean_sq <= GRAM_CANCELLATION_LIMIT * (g.diagonal() - mean_sq))):
+    s = torch.mv(y.mT, y.new_ones(n)).numpy()  # Σ_n y_n
+    mean = s / n
+    mean_sq = s * mean  # N m²; the guard is N m² ≤ L (Σ y² − N m²)
+    limit = GRAM_CANCELLATION_LIMIT
+    if not (mean_sq * (1.0 + limit) <= limit * diag).all():
         return None
-    return sums / n, gram.addr_(sums, sums, alpha=-1.0 / n)
+    g -= np.multiply.outer(s, mean)  # Σ y yᵀ − N m mᵀ, in gram's memory
+    return torch.from_numpy(mean), gram
 
 
 def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False,
@@ -624,7 +628,7 @@ def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False,
         evals, evecs = torch.linalg.eigh(scatter)
         r = min(n, d)
         if evals.device.type == "cpu" and not evals.requires_grad:  # (R,) and (R, D) in NumPy
-            w = evals.numpy()[::-1][:r].clip(min=0.0)
+            w = np.maximum(evals.numpy()[::-1][:r], 0.0)
             V = _flip_signs_array(evecs.numpy()[:, ::-1].T[:r])
             return PCAResult(mean, torch.from_numpy(V), torch.from_numpy(w / (n - 1)),
                              torch.from_numpy(np.sqrt(w)), n)
