@@ -153,8 +153,12 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         ``strict`` — a likelihood — else in [0, 1])."""
         t = self._validate_X(X, reset=reset)
         if self.visible == "bernoulli" and not strict:
-            lo, hi = torch.aminmax(t)  # one pass; the entries are located only when needed
-            if float(lo) < 0 or float(hi) > 1:
+            if t.device.type == "cpu":  # one pass; the entries are located only when needed
+                a = t.numpy()
+                lo, hi = float(a.min()), float(a.max())
+            else:
+                lo, hi = (float(v) for v in torch.aminmax(t))
+            if lo < 0 or hi > 1:
                 bad = (t < 0) | (t > 1)
                 idx = tuple(int(i) for i in torch.nonzero(bad)[0])
                 raise ValueError(
