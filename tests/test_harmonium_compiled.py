@@ -50,6 +50,24 @@ def test_the_kernels_sgd_is_torchs_sgd_with_momentum_and_weight_decay() -> None:
     np.testing.assert_allclose(theta, p.detach().numpy(), rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_the_fused_step_is_the_reference_sgd_then_the_float32_copy(momentum: float) -> None:
+    """``_step`` (the epoch loop's update) = ``_sgd`` (the reference, checked against torch
+    above), then θ32 = float32(θ) and the statistics zeroed, over several steps."""
+    rng = np.random.default_rng(1)
+    theta = rng.normal(size=(5, 7))
+    ref, buf, buf_ref = theta.copy(), np.zeros_like(theta), np.zeros_like(theta)
+    theta32 = np.zeros(theta.shape, dtype=np.float32)
+    for i in range(4):
+        g = rng.normal(size=theta.shape).astype(np.float32)
+        norm_ref = kernel._sgd(ref, g.astype(np.float64), buf_ref, 0.1, momentum, 0.01, i == 0)
+        norm = kernel._step(theta, g, buf, theta32, 0.1, momentum, 0.01, i == 0)
+        np.testing.assert_allclose(theta, ref, rtol=1e-15, atol=1e-15)
+        np.testing.assert_array_equal(theta32, theta.astype(np.float32))
+        np.testing.assert_array_equal(g, 0.0)
+        assert norm == pytest.approx(norm_ref, rel=1e-12)
+
+
 def test_the_compiled_epochs_visit_the_trainers_batches() -> None:
     from genmodels.estimators.rbm import _epoch_order
     from genmodels.learning.trainer import sharded_batches

@@ -153,8 +153,13 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         ``strict`` — a likelihood — else in [0, 1])."""
         t = self._validate_X(X, reset=reset)
         if self.visible == "bernoulli" and not strict:
-            bad = (t < 0) | (t > 1)
-            if bool(bad.any()):
+            if t.device.type == "cpu":  # one pass; the entries are located only when needed
+                a = t.numpy()
+                lo, hi = float(a.min()), float(a.max())
+            else:
+                lo, hi = (float(v) for v in torch.aminmax(t))
+            if lo < 0 or hi > 1:
+                bad = (t < 0) | (t > 1)
                 idx = tuple(int(i) for i in torch.nonzero(bad)[0])
                 raise ValueError(
                     f"X must hold values in [0, 1] for Bernoulli visible units (binary data or "
@@ -182,8 +187,14 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
             self.model_.to(self.device)
         negative: NegativePhase
         if self.method == "pcd":
+            init = None
+            if self.visible == "bernoulli":  # the layer's draw Bernoulli(σ(b_y)), made directly
+                b_y = self.model_.b_y.detach()
+                u = torch.rand(int(self.batch_size), d, generator=make_generator(seed + 1,
+                               b_y.device), dtype=b_y.dtype, device=b_y.device)
+                init = (u < torch.sigmoid(b_y)).to(b_y.dtype)
             negative = PersistentNegative(self.model_, int(self.batch_size), int(self.k),
-                                          seed=seed + 1)
+                                          seed=seed + 1, init=init)
         elif self.method == "cd":
             negative = CDNegative(int(self.k))
         else:

@@ -231,6 +231,43 @@ def _sgd(theta: Any, grad_ascent: Any, buf: Any, lr: float, momentum: float,
     return total
 
 
+@_inline
+def _step(theta: Any, grad_ascent: Any, buf: Any, theta32: Any, lr: float, momentum: float,
+          weight_decay: float, first: bool) -> float:
+    """``_sgd`` fused with what follows it in the epoch loop, one pass over the parameters:
+    the same step on θ (float64), then θ32 ← float32(θ) (the copy the passes read) and
+    Δ ← 0 (the statistics of the next minibatch accumulate into it). Returns ‖Δ‖²."""
+    flat_t = theta.reshape(-1)
+    flat_g = grad_ascent.reshape(-1)
+    flat_b = buf.reshape(-1)
+    flat_32 = theta32.reshape(-1)
+    total = 0.0
+    if momentum == 0.0:  # the default: no buffer, a loop that vectorises
+        for i in range(flat_t.shape[0]):
+            g = np.float64(flat_g[i])
+            total += g * g
+            t = flat_t[i]
+            t -= lr * (-g + weight_decay * t)
+            flat_t[i] = t
+            flat_32[i] = t
+            flat_g[i] = 0.0
+        return total
+    for i in range(flat_t.shape[0]):
+        g = np.float64(flat_g[i])
+        total += g * g
+        t = flat_t[i]
+        d = -g + weight_decay * t
+        if first:
+            flat_b[i] = d
+        else:
+            flat_b[i] = momentum * flat_b[i] + d
+        t -= lr * flat_b[i]
+        flat_t[i] = t
+        flat_32[i] = t
+        flat_g[i] = 0.0
+    return total
+
+
 @_jit
 def cd_epochs(X: Any, orders: Any, batch: int, W: Any, bx: Any, by: Any, bufW: Any, bufx: Any,
               bufy: Any, chains: Any, k: int, persistent: bool, lr: float, momentum: float,
@@ -268,9 +305,9 @@ def cd_epochs(X: Any, orders: Any, batch: int, W: Any, bx: Any, by: Any, bufW: A
     p = np.empty((1, D), dtype=np.float32)
     bits = np.empty(max(H, D), dtype=np.int32)
     scale = bits.view(np.float32)
-    GT = np.empty((D, H), dtype=np.float32)
-    gx = np.empty(H)
-    gy = np.empty(D)
+    GT = np.zeros((D, H), dtype=np.float32)  # the statistics, zeroed again by each _step
+    gx = np.zeros(H)
+    gy = np.zeros(D)
     if persistent:
         v_val = np.empty((m, D), dtype=np.float32)
         _nonzeros(chains, np.arange(m), v_idx, v_val, v_cnt)
@@ -298,9 +335,6 @@ def cd_epochs(X: Any, orders: Any, batch: int, W: Any, bx: Any, by: Any, bufW: A
                     counter += np.uint64(H + D)
                     _gibbs_row(hn, i, W32, by32, vn, v_idx, v_cnt, on, u, p, bits, scale)
                     _hidden_row(v_idx, ones, v_cnt, i, WT32, bx32, hn, bits, scale)
-            GT[:, :] = 0.0
-            gx[:] = 0.0
-            gy[:] = 0.0
             pos = _F(1.0 / b)
             neg = _F(-1.0 / m)
             for i in range(b):
@@ -323,18 +357,11 @@ def cd_epochs(X: Any, orders: Any, batch: int, W: Any, bx: Any, by: Any, bufW: A
                 gx[j] /= m
             for d in range(D):
                 gy[d] /= m
-            total += _sgd(WT, GT, bufWT, lr, momentum, weight_decay, first)
-            _sgd(bx, gx, bufx, lr, momentum, weight_decay, first)
-            _sgd(by, gy, bufy, lr, momentum, weight_decay, first)
+            total += _step(WT, GT, bufWT, WT32, lr, momentum, weight_decay, first)
+            _step(bx, gx, bufx, bx32, lr, momentum, weight_decay, first)
+            _step(by, gy, bufy, by32, lr, momentum, weight_decay, first)
             first = False
-            for d in range(D):
-                for j in range(H):
-                    WT32[d, j] = WT[d, j]
-            _transpose_to(WT, W32)
-            for j in range(H):
-                bx32[j] = bx[j]
-            for d in range(D):
-                by32[d] = by[d]
+            _transpose_to(WT32, W32)
             nb += 1
         out[e] = total / max(nb, 1)
     W[:, :] = WT.T
