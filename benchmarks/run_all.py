@@ -126,10 +126,13 @@ def time_case(case: Case, quick: bool, threads: int) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         last["ours"], last["peer"] = prep.ours(), prep.peer()  # warm-up (compilation, caches)
         repeats = max(2, case.repeats - 1) if quick else case.repeats
-        for _ in range(repeats):
+        sides = (("ours", prep.ours), ("peer", prep.peer))
+        for r in range(repeats):
             for cond in ("quiet", "busy"):  # interleaved conditions within the same run
                 with competing_process(cond == "busy"):
-                    for side, fn in (("ours", prep.ours), ("peer", prep.peer)):
+                    # the two libraries take turns at going first after the competitor starts
+                    # (the one timed first must not carry alone whatever the start costs)
+                    for side, fn in (sides if r % 2 == 0 else sides[::-1]):
                         t0 = time.perf_counter()
                         last[side] = fn()
                         times[cond][side].append(time.perf_counter() - t0)
