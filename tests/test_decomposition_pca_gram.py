@@ -183,3 +183,12 @@ def test_frame_input_fits_as_its_array() -> None:
     np.testing.assert_allclose(est.components_, ref.components_, atol=1e-12)
     np.testing.assert_array_equal(frame.to_numpy(), X)
     assert list(est.feature_names_in_) == list("abcde")
+
+
+def test_float32_keeps_its_digits_with_a_mean() -> None:
+    X = data(n=20_000, d=8) + 20.0  # m²/var up to ≈ 400: Gram route in float64, not in float32
+    var, Vt = reference(X)
+    assert _gram_scatter(torch.from_numpy(X.astype(np.float32)), check=False) is None
+    est = PCA(3, dtype="float32").fit(X)
+    np.testing.assert_allclose(est.explained_variance_, var[:3], rtol=1e-5)
+    np.testing.assert_allclose(np.abs(est.components_), np.abs(Vt[:3]), atol=1e-5)

@@ -563,15 +563,17 @@ def _flip_signs_array(a: np.ndarray) -> np.ndarray:
 #: about log10 of the ratio in digits to cancellation (3 at most here), beyond which the
 #: scatter is summed about a shift instead (``centred_scatter``, one more pass).
 GRAM_CANCELLATION_LIMIT = 1e3
+#: The same for float32, whose 7 digits cannot spare 3: one digit (errors ≈ 1e-6, as centred).
+GRAM_CANCELLATION_LIMIT_FLOAT32 = 10.0
 
 
 def _gram_scatter(y: Tensor, *, check: bool) -> tuple[Tensor, Tensor] | None:
     """The mean m (D,) and scatter Σ (y − m)(y − m)ᵀ (D, D) of y (N, D) on the CPU, as
     s = Σ y (one matrix-vector product) and Σ y yᵀ − s sᵀ / N (one matrix product, no copy of
     y), or None when a column's mean is too large against its spread for that difference
-    (``GRAM_CANCELLATION_LIMIT``). check: raise as ``check_finite(y)`` when y has a
-    non-finite entry or its squares overflow, read off the trace of yᵀy (Σ y², non-finite
-    exactly then) instead of a pass of its own."""
+    (``GRAM_CANCELLATION_LIMIT``; ``GRAM_CANCELLATION_LIMIT_FLOAT32`` for float32). check:
+    raise as ``check_finite(y)`` when y has a non-finite entry or its squares overflow, read
+    off the trace of yᵀy (Σ y², non-finite exactly then) instead of a pass of its own."""
     n = y.shape[0]
     gram = y.mT @ y
     g = gram.numpy()  # (D, D) bookkeeping in NumPy: a few us each instead of a torch call
@@ -583,7 +585,8 @@ def _gram_scatter(y: Tensor, *, check: bool) -> tuple[Tensor, Tensor] | None:
     s = torch.mv(y.mT, y.new_ones(n)).numpy()  # Σ_n y_n
     mean = s / n
     mean_sq = s * mean  # N m²; the guard is N m² ≤ L (Σ y² − N m²)
-    limit = GRAM_CANCELLATION_LIMIT
+    limit = (GRAM_CANCELLATION_LIMIT if y.dtype == torch.float64
+             else GRAM_CANCELLATION_LIMIT_FLOAT32)
     if not (mean_sq * (1.0 + limit) <= limit * diag).all():
         return None
     g -= np.multiply.outer(s, mean)  # Σ y yᵀ − N m mᵀ, in gram's memory
@@ -605,7 +608,8 @@ def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False,
 
     On the CPU the covariance route takes the scatter from one product over the raw data,
     Σ y yᵀ − N m mᵀ, when no column's squared mean exceeds ``GRAM_CANCELLATION_LIMIT`` times its
-    variance (so at most three digits go to cancellation), else from ``centred_scatter``.
+    variance (so at most three digits go to cancellation; float32: one digit,
+    ``GRAM_CANCELLATION_LIMIT_FLOAT32``), else from ``centred_scatter``.
     """
     solver = check_choice(solver, "solver", ("auto", "svd", "covariance"))
     n, d = y.shape
