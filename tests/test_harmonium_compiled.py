@@ -101,6 +101,31 @@ def test_one_large_cd1_step_is_the_exact_cd1_gradient() -> None:
         np.testing.assert_allclose(new - old, -g.numpy(), rtol=0, atol=tol)
 
 
+def test_one_large_pcd1_step_from_the_model_is_the_exact_gradient() -> None:
+    """PCD-1 with 40,000 persistent chains drawn from the enumerated model p̂(v) ∝ e^(−F(v))
+    (a Gibbs sweep keeps them there), one minibatch of 40,000 rows (8 distinct), lr = 1: the
+    step is the exact log-likelihood gradient, −∇ of boltzmann_loss under p̂, within 5 s.e."""
+    model = _model(2)
+    ys, _ = visible_transition_matrix(model)
+    with torch.no_grad():
+        p_model = torch.softmax(-model.free_energy(ys), 0)
+    y = ys[[1, 2, 4, 7, 8, 11, 13, 14]]
+    X = y.repeat(5000, 1)
+    loss = boltzmann_loss(model, y, NegativeSamples("visible", ys, p_model))
+    exact = torch.autograd.grad(loss, [model.weight, model.b_x, model.b_y])
+    rng = np.random.default_rng(4)
+    chains = ys.numpy()[rng.choice(16, size=40_000, p=p_model.numpy())]
+    W, bx, by = _arrays(model)
+    before = [W.copy(), bx.copy(), by.copy()]
+    bufs = [np.zeros_like(a) for a in (W, bx, by)]
+    order = np.arange(X.shape[0], dtype=np.int64)[None]
+    kernel.cd_epochs(X.numpy(), order, X.shape[0], W, bx, by, *bufs, chains, 1, True, 1.0,
+                     0.0, 0.0, True, 7)
+    tol = 5 * 0.5 / math.sqrt(chains.shape[0])
+    for new, old, g in zip((W, bx, by), before, exact, strict=True):
+        np.testing.assert_allclose(new - old, -g.numpy(), rtol=0, atol=tol)
+
+
 def test_persistent_chains_sample_the_model_at_fixed_parameters() -> None:
     model = _model(1)
     W, bx, by = _arrays(model)
