@@ -11,8 +11,8 @@ checks that they agree (the "agreement" field). For each thread count (torch's
 policy chooses within that ceiling by itself) the repeats alternate between two conditions:
 
 * quiet: nothing else started by this script;
-* busy: one CPU-bound competing process (a Python spin loop) running beside the comparison,
-  as a user's second job would.
+* busy: one CPU-bound competing process (a Python spin loop in a fresh interpreter, not a
+  fork of this one) running beside the comparison, as a user's second job would.
 
 The ratio of a condition is peer median / genmodels median (> 1: genmodels faster); the
 busy ratio is reported beside the quiet one and as a fraction of it. The machine itself may
@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import multiprocessing as mp
 import os
 import platform
 import statistics
@@ -55,31 +54,37 @@ sys.path.insert(0, str(HERE))
 # ---------------------------------------------------------------------------------------------
 
 
-def _spin(stop: Any) -> None:
-    x = 0
-    while not stop.is_set():
-        for _ in range(200_000):
-            x += 1
+#: The competitor: a fresh interpreter running a spin loop, as a user's second job would be.
+#: (Not a fork of this process: a forked child shares this process's memory copy-on-write, so
+#: every page this process had written before the fork faults and is copied on its next
+#: write — measured 1,900 extra page faults and +80% time on one HMM posterior call, +70% on a
+#: GMM fit, with the child only sleeping. That charges the library that reuses its buffers
+#: for the benchmark's fork, not for a busy core.)
+_SPIN = "x = 0\nwhile True:\n    x += 1\n"
+
+
+def _start_spinner() -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _SPIN], stdin=subprocess.DEVNULL)
+    time.sleep(0.2)  # let it start and reach the scheduler
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(5)
 
 
 @contextlib.contextmanager
-def competing_process(busy: bool) -> Iterator[None]:
-    """One CPU-bound process beside the block (when ``busy``)."""
+def competing_process(busy: bool) -> Iterator[subprocess.Popen[bytes] | None]:
+    """One CPU-bound process beside the block (when ``busy``; yields it, else None)."""
     if not busy:
-        yield
+        yield None
         return
-    ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-    stop = ctx.Event()
-    proc = ctx.Process(target=_spin, args=(stop,), daemon=True)
-    proc.start()
-    time.sleep(0.2)  # let it reach the scheduler
+    proc = _start_spinner()
     try:
-        yield
+        yield proc
     finally:
-        stop.set()
-        proc.join(5)
-        if proc.is_alive():
-            proc.terminate()
+        _stop(proc)
 
 
 def start_competitor() -> None:
@@ -87,12 +92,8 @@ def start_competitor() -> None:
     one exits."""
     import atexit
 
-    ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-    stop = ctx.Event()
-    proc = ctx.Process(target=_spin, args=(stop,), daemon=True)
-    proc.start()
-    atexit.register(stop.set)
-    time.sleep(0.2)
+    proc = _start_spinner()
+    atexit.register(_stop, proc)
     print("busy mode: one CPU-bound process running beside this benchmark", flush=True)
 
 

@@ -21,6 +21,20 @@ energy_distance``), 2E‖X − Y‖ − E‖X − X′‖ − E‖Y − Y′‖ 
 kernel −‖x − y‖ — between 4,000 model samples and 5,000 fresh draws from the truth (the
 V-statistic), as mean ± s.d. over 3 sampling seeds. Its floor is the same statistic between
 two independent truth samples of those sizes. Lower is better.
+
+    python benchmarks/two_sample_2d.py --replicated --reps 3     # moons, circles, swissroll
+    python benchmarks/two_sample_2d.py --replicated --target moons --diffusion '{"hidden": 16}'
+
+``--replicated`` is the comparison with standard errors, on ``TARGETS`` (two moons, two rings
+in scikit-learn's ``make_circles`` layout, scikit-learn's ``make_swiss_roll`` seen along its
+axis). Each of R replicates draws its own training, validation and truth samples and trains
+every model with its own seed; the distances are the **U-statistics** of the energy distance
+and of the Gaussian-kernel MMD² (bandwidth 0.1), unbiased for the population distances (the
+truth against itself is 0 in expectation), reported as mean ± s.e. over the replicates, and
+each row's paired difference to diffusion / NICE (same truth sample in every replicate) with
+its s.e. Mixtures: every K in powers of two up to N/10, the same-budget K = min(⌊(P + 1)/6⌋,
+N/10) and the best within it by validation log-likelihood. ``--diffusion`` / ``--nice`` take
+JSON overrides of the model settings (width, depth, levels, schedule, epochs, sample_kwargs).
 """
 
 from __future__ import annotations
@@ -68,17 +82,21 @@ def _cosine(epochs: int) -> Callable[[torch.optim.Optimizer], Any]:
 
 
 def train_diffusion(train: Tensor, *, hidden: int, layers: int, levels: int, epochs: int,
-                    batch_size: int, lr: float, seed: int) -> tuple[Any, Callable[..., Tensor]]:
-    """A diffusion model on the standardised data; returns (model, draw(n, generator))."""
+                    batch_size: int, lr: float, seed: int, schedule: str = "linear",
+                    sample_kwargs: dict[str, Any] | None = None
+                    ) -> tuple[Any, Callable[..., Tensor]]:
+    """A diffusion model on the standardised data; returns (model, draw(n, generator)).
+    ``sample_kwargs`` go to ``GaussianDiffusion.sample`` (e.g. the DDIM sampler)."""
     mu, sd = train.mean(0), train.std(0)
     net = MLPDenoiser(2, hidden, layers, 16, seed=seed)
-    model = GaussianDiffusion(net, GaussianSchedule.linear(levels), "eps",
+    sched = getattr(GaussianSchedule, schedule)(levels)
+    model = GaussianDiffusion(net, sched, "eps",
                               reverse_variance="transition")
     Trainer(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
             scheduler=_cosine(epochs), progress=False).fit(((train - mu) / sd).float())
 
     def draw(n: int, g: torch.Generator) -> Tensor:
-        return model.sample(n, (2,), generator=g).double() * sd + mu
+        return model.sample(n, (2,), generator=g, **(sample_kwargs or {})).double() * sd + mu
 
     return model, draw
 
@@ -153,10 +171,161 @@ def compare(truth: str, *, n_train: int = 4000, n_samples: int = 4000, n_ref: in
     return out
 
 
+def circles(n: int, *, factor: float = 0.5, noise: float = 0.05, seed: int = 0) -> Tensor:
+    """scikit-learn's ``make_circles`` layout (two concentric rings of radii 1 and ``factor``,
+    N(0, noise²) per coordinate) with independent uniform angles — ``make_circles`` puts its
+    angles on a grid, so two of its draws are not independent samples. (n, 2) float64."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, factor).double()
+    theta = 2 * math.pi * torch.rand(n, generator=g, dtype=torch.float64)
+    x = r[:, None] * torch.stack([theta.cos(), theta.sin()], 1)
+    return x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+
+def swiss_roll(n: int, *, noise: float = 0.5, seed: int = 0) -> Tensor:
+    """scikit-learn's ``make_swiss_roll`` (t = 1.5π(1 + 2u), (t cos t, t sin t), N(0, noise²)
+    per coordinate, independent draws) seen from its axis — coordinates 0 and 2 — and divided
+    by 10: a spiral of about 1.4 turns, arms 0.63 apart and 0.05 thick. (n, 2) float64."""
+    from sklearn.datasets import make_swiss_roll
+
+    x, _ = make_swiss_roll(n, noise=noise, random_state=seed)
+    return torch.from_numpy(x[:, [0, 2]] / 10).double()
+
+
+# the targets of the replicated comparison: none is a Gaussian mixture
+TARGETS: dict[str, Callable[..., Tensor]] = {"moons": TOYS["moons"], "circles": circles,
+                                             "swissroll": swiss_roll}
+
+
+def unbiased_distances(x: Tensor, y: Tensor, bandwidth: float) -> tuple[float, float]:
+    """The U-statistics of (the energy distance, the squared Gaussian-kernel MMD of
+    ``bandwidth``) between the samples x (n, D) and y (m, D): their expectations are the
+    population distances themselves (0 when the laws agree, so estimates can be negative),
+    unlike the V-statistic ``energy_distance``, whose floor is ≈ E‖X − X′‖(1/n + 1/m)."""
+    n, m = x.shape[0], y.shape[0]
+    dxy, dxx, dyy = torch.cdist(x, y), torch.cdist(x, x), torch.cdist(y, y)
+    energy = 2 * dxy.mean() - dxx.sum() / (n * (n - 1)) - dyy.sum() / (m * (m - 1))
+
+    def k(d: Tensor) -> Tensor:
+        return torch.exp(-0.5 * (d / bandwidth) ** 2)
+
+    mmd = (k(dxx).sum() - n) / (n * (n - 1)) + (k(dyy).sum() - m) / (m * (m - 1)) \
+        - 2 * k(dxy).mean()
+    return float(energy), float(mmd)
+
+
+def replicate(target: str, rep: int, *, n_train: int = 4000, n_samples: int = 4000,
+              diffusion: dict[str, Any] | None = None, nice_cfg: dict[str, Any] | None = None,
+              k_max: int | None = None, bandwidth: float = 0.1) -> dict[str, Any]:
+    """One replicate ``rep`` of the whole pipeline on one target: a fresh training set,
+    validation set and truth sample, each model trained with seed ``rep``; returns for every
+    model its (energy, MMD²) U-statistics against the truth sample, its parameter count and
+    its training seconds. Mixtures: every K in powers of two up to ``k_max`` (default
+    N/10) is fitted; "gmm_same_budget_as_X" is K = min(⌊(P_X + 1)/6⌋, N/10), the
+    "within budget" one the K ≤ that with the best validation log-likelihood."""
+    draw_truth = TARGETS[target]
+    s = 10_000 * rep
+    train, val = draw_truth(n_train, seed=s), draw_truth(2000, seed=s + 1)
+    ref = draw_truth(n_samples, seed=s + 2)
+    gen = torch.Generator().manual_seed(s + 3)
+    out: dict[str, Any] = {"target": target, "rep": rep}
+
+    def score(x: Tensor) -> tuple[float, float]:
+        return unbiased_distances(x.double(), ref, bandwidth)
+
+    out["truth"] = {"distance": score(draw_truth(n_samples, seed=s + 4)), "parameters": 0}
+    budgets = {}
+    dcfg = {"hidden": 64, "layers": 2, "levels": 100, "epochs": 400, "batch_size": 256,
+            "lr": 2e-3, **(diffusion or {})}
+    ncfg = {"hidden": 64, "layers": 2, "couplings": 6, "epochs": 400, "batch_size": 256,
+            "lr": 2e-3, **(nice_cfg or {})}
+    for name, fit, cfg in (("diffusion", train_diffusion, dcfg), ("nice", train_nice, ncfg)):
+        if cfg.get("epochs", 1) == 0:
+            continue
+        t0 = time.perf_counter()
+        model, draw = fit(train, seed=rep, **cfg)
+        seconds = time.perf_counter() - t0
+        p = sum(q.numel() for q in model.parameters())
+        budgets[name] = p
+        out[name] = {"distance": score(draw(n_samples, gen)), "parameters": p,
+                     "seconds": seconds}
+    cap = n_train // MIN_POINTS if k_max is None else k_max
+    ks = [2**i for i in range(int(math.log2(cap)) + 1)]
+    ks = sorted({*ks, cap, *(min(gmm_components(p), cap) for p in budgets.values())})
+    gmms = {k: GaussianMixture(k, covariance_type="full", random_state=rep).fit(train)
+            for k in ks}
+    val_ll = {k: float(g.score(val)) for k, g in gmms.items()}
+    for k, g in gmms.items():
+        out[f"gmm_{k}"] = {"distance": score(gmm_draw(g)(n_samples, gen)),
+                           "parameters": PER_COMPONENT * k - 1, "validation_ll": val_ll[k]}
+    for name, p in budgets.items():
+        k_p = min(gmm_components(p), cap)
+        best = max((k for k in ks if k <= k_p), key=val_ll.__getitem__)
+        out[f"gmm_same_budget_as_{name}"] = {**out[f"gmm_{k_p}"], "components": k_p}
+        out[f"gmm_within_budget_of_{name}"] = {**out[f"gmm_{best}"], "components": best}
+    return out
+
+
+def summarise(reps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean and standard error (s.d./√R over the R replicates) of each row's two distances,
+    and of its paired difference to the diffusion model (same truth sample, same replicate)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key in reps[0]:
+        if not isinstance(reps[0][key], dict):
+            continue
+        e = [r[key]["distance"][0] for r in reps]
+        m = [r[key]["distance"][1] for r in reps]
+        row: dict[str, Any] = {"parameters": reps[0][key]["parameters"],
+                               "energy": _mse(e), "mmd2": _mse(m)}
+        if "components" in reps[0][key]:
+            row["components"] = [r[key]["components"] for r in reps]
+        for ref in ("diffusion", "nice"):
+            if ref in reps[0] and key != ref:
+                row[f"energy_minus_{ref}"] = _mse([r[key]["distance"][0]
+                                                   - r[ref]["distance"][0] for r in reps])
+        rows[key] = row
+    return rows
+
+
+def _mse(values: list[float]) -> tuple[float, float]:
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return m, se
+
+
 def _fmt(values: list[float]) -> str:
     m = statistics.fmean(values)
     s = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{m:.5f} ± {s:.5f}"
+
+
+def main_replicated(args: argparse.Namespace) -> None:
+    dcfg, ncfg = json.loads(args.diffusion), json.loads(args.nice)
+    results: dict[str, Any] = {"diffusion_config": dcfg, "nice_config": ncfg,
+                               "n_train": args.n_train, "n_samples": args.n_samples,
+                               "bandwidth": args.bandwidth, "targets": {}}
+    for target in args.target or list(TARGETS):
+        reps = []
+        for rep in range(args.reps):
+            reps.append(replicate(target, rep, n_train=args.n_train, n_samples=args.n_samples,
+                                  diffusion=dcfg, nice_cfg=ncfg, bandwidth=args.bandwidth))
+            print(f"  {target} rep {rep}: " + ", ".join(
+                f"{k} {v['distance'][0]:.5f}" for k, v in reps[-1].items()
+                if (isinstance(v, dict) and not k.startswith("gmm_")) or k.startswith("gmm_w")),
+                flush=True)
+        rows = summarise(reps)
+        results["targets"][target] = {"replicates": reps, "summary": rows}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        print(f"== {target}: U-statistics against {args.n_samples} fresh truth draws, mean ± "
+              f"s.e. over {args.reps} replicates (data, training and sampling seeds)")
+        for key, row in rows.items():
+            diff = "".join(f"   {k.removeprefix('energy_minus_')}: {v[0]:+.5f} ± {v[1]:.5f}"
+                           for k, v in row.items() if k.startswith("energy_minus_"))
+            print(f"  {key:<28} P = {row['parameters']:>6}  energy {row['energy'][0]:.5f} ± "
+                  f"{row['energy'][1]:.5f}  MMD² {row['mmd2'][0]:.2e} ± {row['mmd2'][1]:.1e}"
+                  f"{diff}", flush=True)
 
 
 def main() -> None:
@@ -170,8 +339,20 @@ def main() -> None:
     ap.add_argument("--couplings", type=int, default=6, help="NICE couplings")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--replicated", action="store_true",
+                    help="the replicated comparison on TARGETS (U-statistics, standard errors)")
+    ap.add_argument("--target", choices=sorted(TARGETS), action="append")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--n-train", type=int, default=4000)
+    ap.add_argument("--n-samples", type=int, default=4000)
+    ap.add_argument("--bandwidth", type=float, default=0.1)
+    ap.add_argument("--diffusion", default="{}", help="JSON overrides of the diffusion config")
+    ap.add_argument("--nice", default="{}", help="JSON overrides of the NICE config")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.replicated:
+        main_replicated(args)
+        return
     results = []
     for truth in args.truth or ["moons", "checkerboard", "pinwheel"]:
         r = compare(truth, epochs=args.epochs, hidden=args.hidden, layers=args.layers,

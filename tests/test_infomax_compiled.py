@@ -3,10 +3,13 @@ form computes: the same loss, relative gradient and Newton direction at any W, a
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
+from genmodels.exceptions import ConvergenceWarning
 from genmodels.learning import _infomax_numba as kernel
 from genmodels.learning import infomax
 from genmodels.learning.infomax import fit_infomax, whiten
@@ -89,3 +92,49 @@ def test_estimator_mixing_is_the_pseudo_inverse(kwargs: dict) -> None:
                                atol=1e-12)
     if kwargs.get("whiten", "unit-variance") == "unit-variance":
         np.testing.assert_allclose(est.transform(X).std(0), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(3000, 4, 2), (20000, 3, 5), (2000, 8, 7)])
+def test_compiled_newton_loop_equals_python_loop(monkeypatch: pytest.MonkeyPatch, n: int,
+                                                 k: int, seed: int) -> None:
+    """The relative-Newton iterations in one compiled call take the same steps as the
+    Python loop over the same compiled passes: same iterations, log-likelihoods, unmixing."""
+    Z = _white(n, k, seed=seed)
+    W0 = torch.linalg.qr(torch.randn(k, k, generator=torch.Generator().manual_seed(seed),
+                                     dtype=torch.float64))[0]
+    fits = []
+    for whole_loop in (True, False):
+        if not whole_loop:  # the kernels without the compiled loop
+            monkeypatch.setattr(infomax, "_kernels",
+                                lambda: SimpleNamespace(logistic_pass=kernel.logistic_pass))
+        model = ICAModel(k)
+        with torch.no_grad():
+            model.unmixing.copy_(W0)
+        res = fit_infomax(model, Z, tol=1e-7, max_iter=100, solver="newton")
+        assert res.converged
+        fits.append((model.unmixing.detach().clone(), res))
+    (Wc, rc), (Wp, rp) = fits
+    assert rc.n_iter == rp.n_iter
+    np.testing.assert_allclose(rc.log_likelihood, rp.log_likelihood, rtol=1e-14, atol=0)
+    torch.testing.assert_close(Wc, Wp, rtol=0, atol=1e-10)
+
+
+def test_compiled_newton_loop_stops_at_max_iter_and_warns() -> None:
+    Z = _white(3000, 4, seed=2)
+    model = ICAModel(4)
+    with pytest.warns(ConvergenceWarning, match="did not converge in 2 iterations"):
+        res = fit_infomax(model, Z, tol=1e-12, max_iter=2, solver="newton")
+    assert res.n_iter == 2 and not res.converged and len(res.log_likelihood) == 3
+
+
+def test_compiled_newton_direction_equals_numpy() -> None:
+    g = np.random.default_rng(3)
+    for k in (1, 3, 8):
+        G = g.normal(size=(k, k))
+        moments = np.stack([-g.uniform(0.1, 0.5, k), g.uniform(0.5, 2.0, k),
+                            -g.uniform(0.1, 1.0, k)]) * 1000.0
+        E = np.empty((k, k))
+        kernel.newton_direction(G, moments, 1000.0, 0.05, E)
+        m = moments / 1000.0
+        ref = infomax._newton_direction(G, m[0], m[1], m[2], 0.05)
+        np.testing.assert_allclose(E, ref, rtol=1e-13, atol=1e-15)

@@ -14,6 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from genmodels.data import load_dataset
 from genmodels.estimators.bayesian_mixture import BayesianGaussianMixture
+from genmodels.inference import mean_field
 
 
 @pytest.mark.parametrize("kind", ["full", "diag", "spherical", "tied"])
@@ -79,3 +80,26 @@ def test_sklearn_check_estimator(estimator, check):  # type: ignore[no-untyped-d
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("degrees_of_freedom", 1.0, r"must be greater than n_features - 1 = 3 \(n_features: the "
+                                r"columns of {data}\), got 1.0"),
+    ("weight_concentration", 0.0, r"must be a finite number > 0, got 0.0"),
+    ("mean_precision", -1.0, r"must be a finite number > 0, got -1.0"),
+    ("mean", np.zeros(3), r"must have shape \(4,\), got \(3,\)"),
+    ("covariance", np.eye(3), r"for covariance_type='full' must have shape \(4, 4\), got "
+                              r"\(3, 3\)"),
+])
+def test_one_prior_check_for_the_kernel_and_the_estimator(field, value, message) -> None:
+    """``vbgmm_cavi`` and ``BayesianGaussianMixture`` refuse a prior through the same
+    ``check_vbgmm_prior``: the same words, each under its own names."""
+    X = load_dataset("iris").X
+    good = mean_field.VBGMMPrior("dirichlet_distribution", 1.0, 1.0, X.mean(0), 4.0,
+                                 torch.eye(4, dtype=X.dtype))
+    resp = torch.nn.functional.one_hot(torch.arange(X.shape[0]) % 2, 2).to(X.dtype)
+    bad = good._replace(**{field: value})
+    with pytest.raises(ValueError, match=f"^{field} " + message.format(data="y")):
+        mean_field.vbgmm_cavi(X, bad, "full", resp0=resp, max_iter=2)
+    with pytest.raises(ValueError, match=f"^{field}_prior " + message.format(data="X")):
+        BayesianGaussianMixture(2, **{f"{field}_prior": value}).fit(X.numpy())

@@ -127,3 +127,22 @@ def test_cpc_bounds_the_predictive_information_of_an_ar1_process():
         model.bounds(test[:4, :2])
     with pytest.raises(ValueError, match=r"CPC takes sequences \(B, T, D\)"):
         model.encode(test[0])
+
+
+def test_in_batch_loss_is_the_diagonal_cross_entropy_for_any_batch_size() -> None:
+    """The positives' labels (made once per batch size) are the diagonal at every size, in
+    any order of sizes; the batched form equals the mean over its score matrices."""
+    g = torch.Generator().manual_seed(4)
+    for B in (5, 3, 5, 8, 2):
+        scores = torch.randn(B, B, generator=g, dtype=torch.float64)
+        brute = torch.stack([torch.logsumexp(scores[i], 0) - scores[i, i] for i in range(B)])
+        torch.testing.assert_close(in_batch_info_nce_loss(scores), brute.mean())
+    stacked = torch.randn(3, 4, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(in_batch_info_nce_loss(stacked),
+                               torch.stack([in_batch_info_nce_loss(s) for s in stacked]).mean())
+    model = InfoNCE(BilinearCritic(3, 3, dot=True), 3)
+    batch = torch.randn(6, 6, generator=g)
+    y, z = batch[:, :3], batch[:, 3:]
+    torch.testing.assert_close(model.loss(batch), in_batch_info_nce_loss(z @ y.T))
+    with pytest.raises(ValueError, match="a batch must be"):
+        model.loss(batch[:, :3])

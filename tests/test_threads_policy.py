@@ -10,6 +10,7 @@ from genmodels._threads import (
     MIN_FLOPS_PER_THREAD,
     choose_threads,
     idle_cores,
+    own_running_threads,
     single_threaded,
     thread_ceiling,
     work_sized,
@@ -48,10 +49,13 @@ def test_busy_cores_are_not_used() -> None:
 
 
 def test_idle_cores_reads_the_running_count() -> None:
-    assert idle_cores(2, "0.5 0.4 0.3 1/120 999\n") == 2  # only this task runs
-    assert idle_cores(2, "1.5 0.4 0.3 2/120 999\n") == 1  # one competitor
-    assert idle_cores(2, "7.5 6.4 5.3 9/120 999\n") == 1  # oversubscribed: still one
-    assert idle_cores(16, "1 1 1 5/120 999\n") == 12
+    assert idle_cores(2, "0.5 0.4 0.3 1/120 999\n", own=1) == 2  # only this task runs
+    assert idle_cores(2, "1.5 0.4 0.3 2/120 999\n", own=1) == 1  # one competitor
+    assert idle_cores(2, "7.5 6.4 5.3 9/120 999\n", own=1) == 1  # oversubscribed: still one
+    assert idle_cores(16, "1 1 1 5/120 999\n", own=1) == 12
+    # this process's own spinning OpenMP workers are not competitors
+    assert idle_cores(2, "1.5 0.4 0.3 3/120 999\n", own=3) == 2
+    assert idle_cores(2, "1.5 0.4 0.3 4/120 999\n", own=3) == 1
     assert idle_cores(4, "garbage") == 4  # unreadable: assume idle
     assert 1 <= idle_cores() <= 1024
 
@@ -280,3 +284,26 @@ def test_numpy_blas_follows_torchs_count() -> None:
     finally:
         torch.set_num_threads(before)
     assert blas() == outside
+
+
+def test_own_running_threads_counts_this_process_busy_threads() -> None:
+    """A second thread of this process computing (torch releases the GIL) is seen as one of
+    its own running threads, so ``idle_cores`` does not count it as a competitor."""
+    import threading
+
+    assert own_running_threads() >= 1  # the caller itself
+    a = torch.ones(600, 600, dtype=torch.float64)
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            a @ a
+
+    t = threading.Thread(target=work)
+    t.start()
+    try:
+        seen = max(own_running_threads() for _ in range(2000))
+    finally:
+        stop.set()
+        t.join()
+    assert seen >= 2

@@ -17,9 +17,11 @@ threads, restoring the previous setting afterwards (``choose_threads`` is the pu
 
 * ``ceiling`` is torch's thread count when the outermost region is entered (one per core by
   default; see below for the user's settings);
-* ``idle cores`` = cores − (other runnable tasks), read from ``/proc/loadavg`` at entry (its
-  fourth field counts the tasks running now, this one included), so on a machine busy with
-  other work an operation that would have split across cores runs on the free ones only;
+* ``idle cores`` = cores − (other processes' runnable tasks), read from ``/proc/loadavg`` at
+  entry (its fourth field counts the threads running now) less this process's own running
+  threads (``/proc/self/task``: its OpenMP workers spin for a while after each parallel
+  operation and would count as competitors), so on a machine busy with other work an
+  operation that would have split across cores runs on the free ones only;
 * an extra thread is used only for every ``MIN_FLOPS_PER_THREAD`` flops of one operation
   (≈ 2 ms of one core's float64 matrix-multiply time here), so small recursions and small
   matrices run single-threaded.
@@ -98,11 +100,40 @@ def thread_ceiling() -> int:
     return _Region.ceiling if _Region.depth else torch.get_num_threads()
 
 
-def idle_cores(cores: int | None = None, loadavg: str | None = None) -> int:
-    """Cores not taken by other runnable tasks now: cores − (running − 1), at least 1.
+def own_running_threads() -> int:
+    """This process's threads in state R (running or runnable) now, the caller included:
+    ``/proc/self/task/*/stat``; 1 where that is unreadable. torch's OpenMP workers spin
+    for a while after each parallel operation, and ``/proc/loadavg`` counts them as
+    running tasks: they are not competitors."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    n = 0
+    for tid in tasks:
+        try:  # (os.open/os.read: a quarter of the cost of open())
+            fd = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY)
+            try:
+                stat = os.read(fd, 512)
+            finally:
+                os.close(fd)
+        except OSError:  # the thread ended meanwhile
+            continue
+        close = stat.rfind(b")")  # the state follows the command name "(...)"
+        n += stat[close + 2: close + 3] == b"R"
+    return max(1, n)
+
+
+def idle_cores(cores: int | None = None, loadavg: str | None = None,
+               own: int | None = None) -> int:
+    """Cores not taken by other processes' runnable tasks now: cores − (running − own),
+    between 1 and cores.
 
     ``loadavg`` is the text of ``/proc/loadavg`` (read when None; its fourth field is
-    ``running/total``, this task included). Without ``/proc`` every core counts as idle.
+    ``running/total``, every runnable thread of the machine); ``own`` is how many of those
+    are this process's (``own_running_threads()`` when None: the caller and any spinning
+    OpenMP workers of its own, which would otherwise make an idle machine look busy).
+    Without ``/proc`` every core counts as idle.
     """
     cores = _cores() if cores is None else cores
     if loadavg is None:
@@ -115,7 +146,9 @@ def idle_cores(cores: int | None = None, loadavg: str | None = None) -> int:
         running = int(loadavg.split()[3].split("/")[0])
     except (IndexError, ValueError):
         return cores
-    return max(1, min(cores, cores - (running - 1)))
+    if own is None:
+        own = own_running_threads()
+    return max(1, min(cores, cores - (running - own)))
 
 
 def choose_threads(flops: float, *, ceiling: int, idle: int | None = None,

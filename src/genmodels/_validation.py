@@ -106,10 +106,15 @@ def check_data_matrix(
     n_features: int | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    allow_nan: bool = False,
 ) -> Tensor:
     """Validate a design matrix: 2-D, finite, at least ``min_samples`` rows, and (when given)
-    ``n_features`` columns. Returns it as a tensor of shape (N, D)."""
-    t = as_tensor(X, name=name, dtype=dtype, device=device)
+    ``n_features`` columns. Returns it as a tensor of shape (N, D).
+
+    ``allow_nan=True`` leaves out the finiteness check (one pass over the data), for a caller
+    that fuses it into a pass of its own (``check_finite`` on a reduction, e.g. the trace of
+    XᵀX, which is non-finite exactly when ``check_finite`` would raise)."""
+    t = as_tensor(X, name=name, dtype=dtype, device=device, allow_nan=allow_nan)
     if t.dim() != 2:
         raise ValueError(
             f"{name} must be 2-dimensional (n_samples, n_features), got shape {tuple(t.shape)}. "

@@ -31,6 +31,7 @@ from genmodels.estimators.mixture import _seed
 from genmodels.inference.mean_field import (
     VBGMMPosterior,
     VBGMMPrior,
+    check_vbgmm_prior,
     vbgmm_cavi,
     vbgmm_predict_log_resp,
     vbgmm_weights,
@@ -41,6 +42,13 @@ from genmodels.models.mixture import INIT_METHODS, MixtureModel
 __all__ = ["BayesianGaussianMixture"]
 
 WEIGHT_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+#: the estimator's names of the prior's fields, in the refusals of ``check_vbgmm_prior``
+_PRIOR_NAMES = {"weight_type": "weight_concentration_prior_type",
+                "weight_concentration": "weight_concentration_prior",
+                "mean_precision": "mean_precision_prior", "mean": "mean_prior",
+                "degrees_of_freedom": "degrees_of_freedom_prior",
+                "covariance": "covariance_prior"}
 
 
 class BayesianGaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
@@ -93,43 +101,26 @@ class BayesianGaussianMixture(TorchEstimatorMixin, DensityMixin, BaseEstimator):
 
     # -- priors ---------------------------------------------------------------------------
     def _prior(self, t: torch.Tensor) -> VBGMMPrior:
+        """The priors, scikit-learn's defaults where unset, through ``check_vbgmm_prior`` (the
+        kernel's own check) under the estimator's parameter names."""
         k, d = self.n_components, t.shape[1]
-        dt = t.dtype
-        alpha0 = 1.0 / k if self.weight_concentration_prior is None else \
-            check_nonnegative_float(self.weight_concentration_prior,
-                                    "weight_concentration_prior", strictly=True)
-        beta0 = 1.0 if self.mean_precision_prior is None else \
-            check_nonnegative_float(self.mean_precision_prior, "mean_precision_prior",
-                                    strictly=True)
-        if self.mean_prior is None:
-            m0 = t.mean(0)
-        else:
-            m0 = as_tensor(self.mean_prior, name="mean_prior", dtype=dt).to(t.device)
-            if tuple(m0.shape) != (d,):
-                raise ValueError(f"mean_prior must have shape ({d},), got {tuple(m0.shape)}.")
-        nu0 = float(d) if self.degrees_of_freedom_prior is None else float(
-            self.degrees_of_freedom_prior)
-        if not nu0 > d - 1:
-            raise ValueError(f"degrees_of_freedom_prior must be greater than n_features - 1 "
-                             f"= {d - 1}, got {nu0}.")
         kind = self.covariance_type
         if self.covariance_prior is None:
             centred = t - t.mean(0)
             cov = centred.T @ centred / (t.shape[0] - 1)  # np.cov(X.T), ddof = 1
-            w0 = cov if kind in ("full", "tied") else (
+            w0: Any = cov if kind in ("full", "tied") else (
                 cov.diagonal().clone() if kind == "diag" else cov.diagonal().mean())
         else:
-            w0 = as_tensor(self.covariance_prior, name="covariance_prior", dtype=dt).to(
-                t.device)
-            want = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[kind]
-            if tuple(w0.shape) != want:
-                raise ValueError(f"covariance_prior for covariance_type={kind!r} must have "
-                                 f"shape {want}, got {tuple(w0.shape)}.")
-            if kind in ("full", "tied"):
-                covariance_structure("tied").check(w0, 1, d, name="covariance_prior")
-            elif bool((w0 <= 0).any()):
-                raise ValueError("covariance_prior must be positive.")
-        return VBGMMPrior(self.weight_concentration_prior_type, alpha0, beta0, m0, nu0, w0)
+            w0 = self.covariance_prior
+        prior = VBGMMPrior(
+            self.weight_concentration_prior_type,
+            1.0 / k if self.weight_concentration_prior is None
+            else self.weight_concentration_prior,
+            1.0 if self.mean_precision_prior is None else self.mean_precision_prior,
+            t.mean(0) if self.mean_prior is None else self.mean_prior,
+            float(d) if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior,
+            w0)
+        return check_vbgmm_prior(prior, d, kind, t, _PRIOR_NAMES, data="X")
 
     def _check_parameters(self) -> None:
         check_positive_int(self.n_components, "n_components")

@@ -45,6 +45,8 @@ from genmodels._validation import (
 )
 from genmodels.estimators._base import (
     TorchEstimatorMixin,
+    _string_columns,
+    check_common_hyperparameters,
     check_fitted,
     precheck_array,
     to_numpy,
@@ -70,6 +72,25 @@ def _private(t: Tensor, X: Any) -> bool:
     if isinstance(X, np.ndarray):
         return t.device.type != "cpu" or not np.may_share_memory(t.numpy(), X)
     return False
+
+
+def _blas_view(X: Any) -> Any:
+    """A floating 2-D array (or frame) whose layout BLAS reads as it is, rows or columns
+    contiguous with a leading-dimension stride (a C- or Fortran-ordered array, a column slice
+    of a wider one, a frame's values), as a tensor sharing its memory; anything else as it was.
+    Saves the C-ordered copy ``as_tensor`` makes (for digits' 1797 × 64 column slice, 45 us of a
+    0.7 ms PCA fit): the scatter's product and the column sums read the strided tensor alike."""
+    if hasattr(X, "to_numpy") and not isinstance(X, (Tensor, np.ndarray)):
+        X = X.to_numpy()
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind == "f"
+            and X.dtype.isnative and X.flags.writeable and X.flags.aligned):
+        return X
+    size = X.dtype.itemsize
+    (rows, cols), (s0, s1) = X.shape, X.strides
+    if (s1 == size and s0 >= cols * size and s0 % size == 0) or (
+            s0 == size and s1 >= rows * size and s1 % size == 0):
+        return torch.from_numpy(X)
+    return X
 
 
 class _DecompositionBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin,
@@ -201,9 +222,10 @@ class PCA(_DecompositionBase):
     @work_sized(lambda self, X: gemm_work(X, last_dim(X)))  # the scatter (or SVD), N D²
     def _fit(self, X: Any) -> None:
         solver = _SOLVERS[check_choice(self.svd_solver, "svd_solver", tuple(_SOLVERS))]
-        t = self._input(X, reset=True, min_samples=2)
+        t = self._fit_input(X)
         n, d = t.shape
-        res = pca(t, solver=solver, overwrite=_private(t, X))
+        # the finiteness check comes with the scatter's product (its trace is Σ x²)
+        res = pca(t, solver=solver, overwrite=_private(t, X), check=True)
         r = min(n, d)
         # (r,)- and (r, D)-sized bookkeeping in NumPy: microseconds instead of a torch call each
         variance = to_numpy(res.explained_variance)
@@ -217,6 +239,22 @@ class PCA(_DecompositionBase):
         self.explained_variance_ratio_ = ratio[:k]
         self.singular_values_ = to_numpy(res.singular_values)[:k].copy()
         self.noise_variance_ = float(variance[k:].mean()) if k < r else 0.0
+
+    def _fit_input(self, X: Any) -> Tensor:
+        """``_validate_X(X, reset=True, min_samples=2)`` less the finiteness check, which
+        ``pca(..., check=True)`` makes on a reduction it computes anyway (one pass over X
+        saved: about 10% of a fit at N = 100,000, D = 64)."""
+        check_common_hyperparameters(self)
+        X = precheck_array(X)
+        columns = _string_columns(X)
+        t = check_data_matrix(_blas_view(X), min_samples=2, dtype=self._torch_dtype,
+                              device=self.device, allow_nan=True)
+        self.n_features_in_ = int(t.shape[1])
+        if columns is not None:
+            self.feature_names_in_ = columns
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return t
 
     def _resolve_n_components(self, ratio: np.ndarray, r: int) -> int:
         nc = self.n_components

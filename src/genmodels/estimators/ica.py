@@ -142,40 +142,43 @@ class InfomaxICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimat
         latent = "switching" if self.extended else "logistic"
         model = ICAModel(K, latent, dtype=dt, device=dev)
         with torch.no_grad():  # a random rotation to start (the likelihood is rotation-sensitive)
-            q, r = torch.linalg.qr(torch.randn(K, K, generator=gen, dtype=dt, device=dev))
-            model.unmixing.copy_(q * torch.sign(torch.diagonal(r)))
+            # (the (K, K) arithmetic here and below in NumPy: each torch operation costs
+            # 10-40 us inside a fit, with the caches cold from the work between fits)
+            q, r = np.linalg.qr(to_numpy(torch.randn(K, K, generator=gen, dtype=dt,
+                                                     device=dev)))
+            model.unmixing.copy_(torch.from_numpy(q * np.sign(np.diagonal(r))))
         result = fit_infomax(
             model, Z, max_iter=self.max_iter, tol=self.tol, learning_rate=self.learning_rate,
             batch_size=self.batch_size, extended=self.extended, generator=gen,
             solver=self.solver,
         )
-        W = model.unmixing.detach().clone()
-        unmix = W @ V  # (K, D): the maximum-likelihood unmixing of the centred data
-        S = Xc @ unmix.mT
+        W = to_numpy(model.unmixing).copy()
+        V_np = to_numpy(V)
+        unmix = W @ V_np  # (K, D): the maximum-likelihood unmixing of the centred data
+        S = Xc @ torch.as_tensor(unmix, device=dev).mT
         # pinv(unmix) in closed form: V = Λ^{-1/2} Eᵀ has full row rank, so
-        # pinv(W V) = pinv(V) W⁻¹ = E Λ^{1/2} W⁻¹ (the dewhitening; no SVD; NumPy's K x K
-        # inverse: torch's costs ~80 us inside the fit)
-        mixing = dewhiten @ torch.as_tensor(np.linalg.inv(to_numpy(W)), dtype=dt, device=dev)
+        # pinv(W V) = pinv(V) W⁻¹ = E Λ^{1/2} W⁻¹ (the dewhitening; no SVD)
+        mixing = to_numpy(dewhiten) @ np.linalg.inv(W)
         if self.whiten == "unit-variance":
             # the centred data's sources have mean ~0 (to rounding), so std² = diag(SᵀS)/N:
             # torch's S.std(0) was 5x slower (and SᵀS needs no (N, K) temporary)
-            std = ((S.mT @ S).diagonal() / S.shape[0]).sqrt_()
+            std = np.sqrt(to_numpy((S.mT @ S).diagonal()) / S.shape[0])
             unmix = unmix / std[:, None]
             mixing = mixing * std
-            S.div_(std)
-        self.components_ = to_numpy(unmix)
-        self.mixing_ = to_numpy(mixing)
+            S.div_(torch.as_tensor(std, device=dev))
+        self.components_ = unmix
+        self.mixing_ = mixing
         self.mean_ = to_numpy(mean)
         if self.whiten is not False:
-            self.whitening_ = to_numpy(V)
+            self.whitening_ = V_np
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         curve = np.asarray(result.log_likelihood)
         if K == D:
             # back to data space: log|det V| = −½ Σ log λ (V = Λ^{-1/2} Eᵀ, E orthogonal)
-            curve = curve - 0.5 * float(lam.log().sum())
+            curve = curve - 0.5 * float(np.log(to_numpy(lam)).sum())
             with torch.no_grad():  # the fitted model, moved to data space
-                model.unmixing.copy_(W @ V)
+                model.unmixing.copy_(torch.from_numpy(W @ V_np))
                 model.mean.copy_(mean)
             self.model_ = model
         self.log_likelihood_curve_ = curve

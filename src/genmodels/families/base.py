@@ -213,6 +213,14 @@ class ExponentialFamily(ABC):
         return h
 
     @classmethod
+    def log_prob_unconstrained(cls, x: Tensor, h: Tensor) -> Tensor:
+        """log p(x | η) with η = ``natural_from_unconstrained(h)`` for a family with one
+        natural parameter per unit, from one network output per unit (a VAE decoder's):
+        x: (*), h: (*) → (*). Families whose map is the identity override it with their
+        closed form on h itself (Bernoulli), which saves a training step the view nodes."""
+        return cls.log_prob_natural(x, cls.natural_from_unconstrained(h.unsqueeze(-1)))
+
+    @classmethod
     def sample_natural(cls, natural: Tensor, generator: torch.Generator | None = None
                        ) -> Tensor:
         """One draw x ~ p(x | η) per member, through ``generator``. natural: (*, P) →

@@ -33,12 +33,17 @@ class Bernoulli(ExponentialFamily):
 
     @classmethod
     def log_prob_natural(cls, x: Tensor, natural: Tensor) -> Tensor:
-        """η x − softplus(η) as torch's fused cross entropy with logits (no log σ(η) that
-        rounds to 0). x: (*) in [0, 1]; natural: (*, 1) → (*)."""
-        eta = natural[..., 0]
-        xf = x.to(eta.dtype) if x.dtype != eta.dtype else x
-        eta, xf = torch.broadcast_tensors(eta, xf)
-        return -F_.binary_cross_entropy_with_logits(eta, xf, reduction="none")
+        """x: (*) in [0, 1]; natural: (*, 1) → (*) (``log_prob_unconstrained``)."""
+        return cls.log_prob_unconstrained(x, natural[..., 0])
+
+    @classmethod
+    def log_prob_unconstrained(cls, x: Tensor, h: Tensor) -> Tensor:
+        """η x − softplus(η) with η = h, as torch's fused cross entropy with logits (no
+        log σ(η) that rounds to 0). x: (*) in [0, 1]; h: (*) → (*)."""
+        xf = x.to(h.dtype) if x.dtype != h.dtype else x
+        if h.shape != xf.shape:  # (no broadcast nodes in the common equal-shape case)
+            h, xf = torch.broadcast_tensors(h, xf)
+        return -F_.binary_cross_entropy_with_logits(h, xf, reduction="none")
 
     @classmethod
     def support_error(cls, x: Tensor) -> str | None:

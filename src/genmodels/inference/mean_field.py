@@ -41,6 +41,7 @@ Notation: N data, D dims, K components.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -63,6 +64,7 @@ __all__ = [
     "VBGMMPosterior",
     "VBGMMPrior",
     "bayesian_linear_regression",
+    "check_vbgmm_prior",
     "mean_field",
     "vbgmm_cavi",
     "vbgmm_e_step",
@@ -242,29 +244,45 @@ class VBGMMFit(NamedTuple):
     converged: bool
 
 
-def _check_prior(prior: VBGMMPrior, D: int, structure: CovarianceStructure, like: Tensor
-                 ) -> VBGMMPrior:
-    """The prior's fields through the shared validation, tensors in ``like``'s dtype/device."""
-    check_choice(prior.weight_type, "weight_type", ("dirichlet_process", "dirichlet_distribution"))
-    alpha0 = check_nonnegative_float(prior.weight_concentration, "weight_concentration",
+def check_vbgmm_prior(prior: VBGMMPrior, D: int, structure: CovarianceStructure | str,
+                      like: Tensor, names: Mapping[str, str] | None = None, *,
+                      data: str = "y") -> VBGMMPrior:
+    """The prior's fields through the shared validation, tensors in ``like``'s dtype/device:
+    the one check of a VBGMM prior, used by ``vbgmm_cavi`` and ``BayesianGaussianMixture``.
+
+    ``names`` maps a field of ``VBGMMPrior`` to the name the caller's user knows it by (the
+    estimator's ``degrees_of_freedom_prior`` ...); a field not in it keeps its own name.
+    ``data`` names the data whose D columns the shapes refer to.
+    Refuses: an unknown weight type; α₀ or β₀ not finite and > 0; ν₀ not finite or ≤ D − 1
+    (the Wishart's condition); m₀ not of shape (D,) or not finite; W₀⁻¹ not of the structure's
+    shape, or not positive definite (full, tied) / positive (diag, spherical)."""
+    def n(field: str) -> str:
+        return (names or {}).get(field, field)
+
+    structure = covariance_structure(structure)
+    check_choice(prior.weight_type, n("weight_type"),
+                 ("dirichlet_process", "dirichlet_distribution"))
+    alpha0 = check_nonnegative_float(prior.weight_concentration, n("weight_concentration"),
                                      strictly=True)
-    beta0 = check_nonnegative_float(prior.mean_precision, "mean_precision", strictly=True)
-    nu0 = check_nonnegative_float(prior.degrees_of_freedom, "degrees_of_freedom")
-    if nu0 <= D - 1:
-        raise ValueError(f"degrees_of_freedom must be > D - 1 = {D - 1} (D: the features of "
-                         f"y), got {nu0!r}.")
-    m0 = as_tensor(prior.mean, name="mean", dtype=like.dtype, device=like.device)
+    beta0 = check_nonnegative_float(prior.mean_precision, n("mean_precision"), strictly=True)
+    nu0 = check_nonnegative_float(prior.degrees_of_freedom, n("degrees_of_freedom"))
+    if not nu0 > D - 1:
+        raise ValueError(f"{n('degrees_of_freedom')} must be greater than n_features - 1 "
+                         f"= {D - 1} (n_features: the columns of {data}), got {nu0}.")
+    m0 = as_tensor(prior.mean, name=n("mean"), dtype=like.dtype, device=like.device)
     if tuple(m0.shape) != (D,):
-        raise ValueError(f"the prior mean must have shape ({D},), got {tuple(m0.shape)}.")
-    cov = as_tensor(prior.covariance, name="covariance", dtype=like.dtype, device=like.device)
-    want = {"full": (D, D), "tied": (D, D), "diag": (D,), "spherical": ()}[structure.name]
+        raise ValueError(f"{n('mean')} must have shape ({D},), got {tuple(m0.shape)}.")
+    cov = as_tensor(prior.covariance, name=n("covariance"), dtype=like.dtype,
+                    device=like.device)
+    kind = structure.name
+    want = {"full": (D, D), "tied": (D, D), "diag": (D,), "spherical": ()}[kind]
     if tuple(cov.shape) != want:
-        raise ValueError(f"the prior covariance must have shape {want} for the "
-                         f"{structure.name!r} structure, got {tuple(cov.shape)}.")
-    if structure.name in ("full", "tied"):
-        covariance_structure("tied").check(cov, 1, D, name="covariance")
+        raise ValueError(f"{n('covariance')} for covariance_type={kind!r} must have shape "
+                         f"{want}, got {tuple(cov.shape)}.")
+    if kind in ("full", "tied"):
+        covariance_structure("tied").check(cov, 1, D, name=n("covariance"))
     elif bool((cov <= 0).any()):
-        raise ValueError("the prior covariance must be positive.")
+        raise ValueError(f"{n('covariance')} must be positive.")
     return prior._replace(weight_concentration=alpha0, mean_precision=beta0, mean=m0,
                           degrees_of_freedom=nu0, covariance=cov)
 
@@ -285,7 +303,7 @@ def vbgmm_cavi(y: Tensor, prior: VBGMMPrior, covariance_type: str = "full", *,
         raise ValueError("give exactly one of resp0 and posterior0.")
     structure = covariance_structure(covariance_type)
     y = check_data_matrix(y, name="y")
-    prior = _check_prior(prior, y.shape[1], structure, y)
+    prior = check_vbgmm_prior(prior, y.shape[1], structure, y)
     reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_nonnegative_float(tol, "tol")

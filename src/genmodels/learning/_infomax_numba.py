@@ -154,3 +154,92 @@ def logistic_pass(x: Any, lo: int, hi: int, phi_x: Any, moments: Any) -> float:
                     acc += ph[b] * xj[b]
                 phi_x[i, j] += acc
     return total + carry
+
+
+@_jit
+def newton_direction(G: Any, moments: Any, n: float, min_eigenvalue: float, E: Any) -> None:
+    """E = −H̃⁻¹Γ into E (K, K), from G (K, K) and the moment sums (3, K) of ``logistic_pass``
+    over n samples: the formulas of ``infomax._newton_direction`` (Γ = −G; the pair blocks
+    [[h_ij, 1], [1, h_ji]], h_ij = ⟨ψ′(x_i)⟩⟨x_j²⟩, shifted to the eigenvalue floor; the
+    diagonal h_ii = 1 + ⟨ψ′(x_i)x_i²⟩ floored), without NumPy's per-operation overhead."""
+    K = G.shape[0]
+    for i in range(K):
+        for j in range(K):
+            if i == j:
+                h = max(1.0 - moments[2, i] / n, min_eigenvalue)
+                E[i, i] = G[i, i] / h  # −Γ_ii / h_ii
+                continue
+            a = -(moments[0, i] / n) * (moments[1, j] / n)  # h_ij (ψ′ = −φ′)
+            b = -(moments[0, j] / n) * (moments[1, i] / n)  # h_ji
+            smallest = 0.5 * (a + b) - math.sqrt(0.25 * (a - b) ** 2 + 1.0)
+            shift = max(min_eigenvalue - smallest, 0.0)
+            a += shift
+            b += shift
+            E[i, j] = -(b * -G[i, j] + G[j, i]) / (a * b - 1.0)  # −(h_ji Γ_ij − Γ_ji)/det
+
+
+@_jit
+def logistic_loss(yT: Any, W: Any, x: Any, phi_x: Any, moments: Any) -> float:
+    """The loss L = −⟨Σ_k log ψ′(x_k)⟩ − log|det W| at W (K, K) for the whitened data yT
+    (K, N): x = W yT into x (BLAS), then ``logistic_pass`` (writing phi_x and moments).
+    A W with an infinity or NaN gives NaN (a diverged trial step)."""
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            if not math.isfinite(W[i, j]):
+                return math.nan
+    N = yT.shape[1]
+    np.dot(W, yT, x)
+    total = logistic_pass(x, 0, N, phi_x, moments)
+    return total / N - np.linalg.slogdet(W)[1]
+
+
+@_jit
+def newton_loop(yT: Any, W: Any, x: Any, loss: float, phi_x: Any, moments: Any, tol: float,
+                start: int, max_iter: int, min_eigenvalue: float, slack: float,
+                history: Any) -> tuple[Any, float, int, bool, int]:
+    """The relative-Newton iterations of ``infomax.fit_infomax`` (logistic latent, full batch)
+    from W at its loss and sums (phi_x, moments, updated in place to the last accepted point),
+    iterations start + 1 .. max_iter. Line search as there: η = 1, halved (at most 60 times)
+    until the loss is not worse than the current one beyond ``slack`` · |L|.
+
+    Writes −L after each iteration into history; returns (W, L, n_iter, converged, the
+    number of history entries written)."""
+    K, N = yT.shape
+    G = np.empty((K, K))
+    E = np.empty((K, K))
+    phi_t = np.empty((K, K))
+    mom_t = np.empty((3, K))
+    n_iter = start
+    converged = False
+    n_hist = 0
+    for it in range(start + 1, max_iter + 1):
+        n_iter = it
+        g_max = 0.0
+        for i in range(K):
+            for j in range(K):
+                G[i, j] = phi_x[i, j] / N + (1.0 if i == j else 0.0)  # I + ⟨φ(x)xᵀ⟩
+                g_max = max(g_max, abs(G[i, j]))
+        if g_max < tol:
+            converged = True
+            n_iter = it - 1
+            break
+        newton_direction(G, moments, float(N), min_eigenvalue, E)
+        EW = E @ W
+        eta = 1.0
+        accepted = False
+        for _ in range(60):
+            W_try = W + eta * EW
+            new = logistic_loss(yT, W_try, x, phi_t, mom_t)
+            if new == new and new <= loss + slack * abs(loss):
+                accepted = True
+                W, loss = W_try, new
+                phi_x[:] = phi_t
+                moments[:] = mom_t
+                break
+            eta *= 0.5
+        history[n_hist] = -loss
+        n_hist += 1
+        if not accepted:  # no descent step at rounding precision: a stationary point
+            converged = True
+            break
+    return W, loss, n_iter, converged, n_hist

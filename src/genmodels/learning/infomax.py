@@ -37,6 +37,7 @@ and converges in a handful of iterations. Everything is vectorised over samples.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genmodels._threads import numpy_blas_threads
 from genmodels.exceptions import ConvergenceWarning
 from genmodels.inference._hmm_compiled import scratch
 from genmodels.linalg import eps
@@ -92,17 +94,36 @@ def whiten_centred(yc: Tensor, mean: Tensor, n_components: int) -> Whitening:
     N, D = yc.shape
     K = n_components
     cov = (yc.mT @ yc) / N
+    if cov.device.type == "cpu":  # the (D, D) arithmetic in NumPy (a dozen torch operations
+        return _whiten_from_cov_numpy(cov, mean, N, K)  # cost ~100 us inside a fit)
     lam, E = _small_eigh(0.5 * (cov + cov.mT))
     lam, E = lam.flip(-1)[:K], E.flip(-1)[:, :K]
     floor = max(N, D) * eps(yc.dtype) * float(lam[0].clamp_min(0))
     if float(lam[-1]) <= floor:
-        rank = int((lam > floor).sum())
-        raise ValueError(
-            f"X has numerical rank {rank} < n_components = {K} (constant or linearly dependent "
-            "features); reduce n_components or remove the redundant features."
-        )
+        _rank_error(int((lam > floor).sum()), K)
     V = E.mT / lam.sqrt()[:, None]
     return Whitening(mean, V, E * lam.sqrt(), lam)
+
+
+def _whiten_from_cov_numpy(cov: Tensor, mean: Tensor, N: int, K: int) -> Whitening:
+    """The rest of :func:`whiten_centred` from the covariance (D, D) on the CPU, in NumPy."""
+    D = cov.shape[0]
+    c = cov.detach().numpy()
+    lam, E = np.linalg.eigh(0.5 * (c + c.T))
+    lam, E = lam[::-1][:K].copy(), E[:, ::-1][:, :K]
+    floor = max(N, D) * float(np.finfo(c.dtype).eps) * max(float(lam[0]), 0.0)
+    if float(lam[-1]) <= floor:
+        _rank_error(int((lam > floor).sum()), K)
+    root = np.sqrt(lam)
+    return Whitening(mean, torch.from_numpy(np.ascontiguousarray(E.T / root[:, None])),
+                     torch.from_numpy(E * root), torch.from_numpy(lam))
+
+
+def _rank_error(rank: int, K: int) -> None:
+    raise ValueError(
+        f"X has numerical rank {rank} < n_components = {K} (constant or linearly dependent "
+        "features); reduce n_components or remove the redundant features."
+    )
 
 
 def _small_eigh(a: Tensor) -> tuple[Tensor, Tensor]:
@@ -298,7 +319,9 @@ class _CompiledObjective:
 
     def __init__(self, kernels: Any, yT: Tensor) -> None:
         self.kernel = kernels.logistic_pass
+        self.loop: Any = getattr(kernels, "newton_loop", None)  # (None: the loop in Python)
         self.yT = yT
+        self.yT_np = yT.detach().numpy()
         K, self.N = yT.shape
         # the trial's latents, in reused memory (only the sums are kept; a fresh (K, N) array
         # per fit costs its page faults, ~1 ms at 50,000 x 8 on a busy machine). A nested
@@ -325,6 +348,26 @@ class _CompiledObjective:
     def newton_direction(self, G: np.ndarray, min_eigenvalue: float) -> np.ndarray:
         m = self.slots[self.cur][1] / self.N
         return _newton_direction(G, m[0], m[1], m[2], min_eigenvalue)
+
+    def newton_loop(self, W: np.ndarray, loss: float, *, tol: float, start: int,
+                    max_iter: int, slack: float, history: list[float]
+                    ) -> tuple[np.ndarray, float, int, bool]:
+        """``fit_infomax``'s relative-Newton iterations start + 1 .. max_iter from the current
+        point (W at ``loss``) in one compiled call (``_infomax_numba.newton_loop``); appends
+        to history; → (W, loss, n_iter, converged). The current point is the last accepted."""
+        phi_x, moments = self.slots[self.cur]
+        out = np.empty(max_iter - start)
+        K = W.shape[0]
+        # its x = W y by NumPy's BLAS (OpenBLAS's pool, not torch's), at the policy's count:
+        # OpenBLAS splits a product of more than 2¹⁸ multiply-adds across all its threads
+        # by itself (at K = 8 from N ≈ 4,100), which on a busy machine waits for a paused one
+        blas_work = math.inf if K * K * self.N > 1 << 18 else 0.0
+        with numpy_blas_threads(blas_work):
+            W, loss, n_iter, converged, n_hist = self.loop(
+                self.yT_np, np.ascontiguousarray(W), self.x_np, loss, phi_x, moments, tol,
+                start, max_iter, NEWTON_MIN_EIGENVALUE, slack, out)
+        history.extend(out[:n_hist].tolist())
+        return W, float(loss), int(n_iter), bool(converged)
 
 
 #: The floor on the eigenvalues of the Hessian approximation's blocks in the solver (Ablin et
@@ -440,6 +483,14 @@ def fit_infomax(
         history.append(-loss)
         n_iter = 1
     start = n_iter
+    if newton and isinstance(obj, _CompiledObjective) and obj.loop is not None \
+            and start < max_iter:
+        # the whole loop compiled (the same steps; Python's per-iteration overhead was about
+        # half of a fit at N = 5,000, K = 3)
+        W, loss, n_iter, converged = obj.newton_loop(W, loss, tol=tol, start=start,
+                                                     max_iter=max_iter, slack=slack,
+                                                     history=history)
+        start = max_iter  # (the loop below is skipped)
     for it in range(start + 1, max_iter + 1):
         n_iter = it
         G = obj.gradient()

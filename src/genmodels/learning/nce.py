@@ -49,6 +49,7 @@ treats the K examples as independent balanced binary problems (Eq. 10.13).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -349,6 +350,12 @@ def info_nce_loss(h_pos: Tensor, h_neg: Tensor) -> Tensor:
     return (torch.logsumexp(logits, 1) - h_pos).mean()  # Eq. 10.6 in log space
 
 
+@functools.lru_cache(maxsize=16)
+def _diagonal_labels(B: int, device: torch.device) -> Tensor:
+    """arange(B) on device, made once per (B, device) (read-only: cross_entropy's targets)."""
+    return torch.arange(B, device=device)
+
+
 def in_batch_info_nce_loss(scores: Tensor) -> Tensor:
     """InfoNCE with in-batch negatives: scores[i, j] = h(y_j, z_i) for a batch of B pairs
     (y_i, z_i); for each z_i the positive is y_i and the other B − 1 are its negatives, drawn
@@ -359,7 +366,7 @@ def in_batch_info_nce_loss(scores: Tensor) -> Tensor:
     if scores.shape[-1] < 2:
         raise ValueError("in-batch InfoNCE needs a batch of at least 2 pairs (K = B >= 2).")
     B = scores.shape[-1]
-    labels = torch.arange(B, device=scores.device)  # the positives: the diagonal
+    labels = _diagonal_labels(B, scores.device)  # the positives: the diagonal
     if scores.dim() > 2:
         scores, labels = scores.reshape(-1, B), labels.repeat(scores.numel() // (B * B))
     return F.cross_entropy(scores, labels)  # a fused log-softmax (Eq. 10.6)
@@ -516,9 +523,10 @@ class InfoNCE(nn.Module):
         largest = max((p.numel() for p in self.parameters()), default=0)
         return 2.0 * batch_size * max(batch_size * dim_z, largest)
 
-    @work_sized(lambda self, batch, *a, **k: self.flops_per_operation(
-        batch.shape[0], tuple(batch.shape[1:])))
     def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The in-batch InfoNCE loss of one batch (B, dim_y + dim_z). No thread-policy region
+        of its own (one costs ~10 µs, a tenth of a B = 64 step): the trainer's region, sized
+        by ``flops_per_operation``, covers it; called directly it runs at torch's setting."""
         return in_batch_info_nce_loss(self.scores(*self.split(batch)))
 
     @work_sized(lambda self, data, batch_size: self.flops_per_operation(

@@ -31,6 +31,7 @@ prior); the M step regresses y on the augmented regressor [E x; 1] instead.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_choice, check_positive_int, resolve_dtype
+from genmodels._validation import check_choice, check_finite, check_positive_int, resolve_dtype
 from genmodels.exceptions import DegenerateFitWarning
 from genmodels.io import SavableModule
 from genmodels.learning.em import EStep, Stats
@@ -552,18 +553,59 @@ def _flip_signs(components: Tensor) -> Tensor:
 
 def _flip_signs_array(a: np.ndarray) -> np.ndarray:
     """``_flip_signs`` of an (R, D) array, as a new C-contiguous array."""
-    flip = a[np.arange(a.shape[0]), np.abs(a).argmax(-1)] < 0
-    return np.ascontiguousarray(a * np.where(flip, -1.0, 1.0).astype(a.dtype)[:, None])
+    rows = np.arange(a.shape[0])
+    sign = np.where(a[rows, np.abs(a).argmax(-1)] < 0, a.dtype.type(-1), a.dtype.type(1))
+    return np.multiply(a, sign[:, None], out=np.empty(a.shape, a.dtype))  # C-ordered
 
 
-def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False) -> PCAResult:
+#: How large the squared mean of a column may be against its variance for ``pca`` to take the
+#: scatter as Σ y yᵀ − N m mᵀ (one matrix product over the raw data): that difference loses
+#: about log10 of the ratio in digits to cancellation (3 at most here), beyond which the
+#: scatter is summed about a shift instead (``centred_scatter``, one more pass).
+GRAM_CANCELLATION_LIMIT = 1e3
+
+
+def _gram_scatter(y: Tensor, *, check: bool) -> tuple[Tensor, Tensor] | None:
+    """The mean m (D,) and scatter Σ (y − m)(y − m)ᵀ (D, D) of y (N, D) on the CPU, as
+    s = Σ y (one matrix-vector product) and Σ y yᵀ − s sᵀ / N (one matrix product, no copy of
+    y), or None when a column's mean is too large against its spread for that difference
+    (``GRAM_CANCELLATION_LIMIT``). check: raise as ``check_finite(y)`` when y has a
+    non-finite entry or its squares overflow, read off the trace of yᵀy (Σ y², non-finite
+    exactly then) instead of a pass of its own."""
+    n = y.shape[0]
+    gram = y.mT @ y
+    g = gram.numpy()  # (D, D) bookkeeping in NumPy: a few us each instead of a torch call
+    diag = g.diagonal()  # Σ_n y_nd²
+    if check and not math.isfinite(float(diag.sum())):
+        check_finite(y, "X")  # the message naming the entry; then the overflow of the product
+        raise ValueError("X is too large to compute with: the sum of its squares overflows. "
+                         "Rescale it (e.g. standardise the columns) first.")
+    s = torch.mv(y.mT, y.new_ones(n)).numpy()  # Σ_n y_n
+    mean = s / n
+    mean_sq = s * mean  # N m²; the guard is N m² ≤ L (Σ y² − N m²)
+    limit = GRAM_CANCELLATION_LIMIT
+    if not (mean_sq * (1.0 + limit) <= limit * diag).all():
+        return None
+    g -= np.multiply.outer(s, mean)  # Σ y yᵀ − N m mᵀ, in gram's memory
+    return torch.from_numpy(mean), gram
+
+
+def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False,
+        check: bool = False) -> PCAResult:
     """Principal components analysis in closed form.
 
     y: (N, D), N ≥ 2. solver: ``"svd"`` (thin SVD of the centred data, O(N D min(N, D))),
     ``"covariance"`` (eigendecomposition of the D × D scatter matrix, O(N D² + D³); used by
     ``"auto"`` when N ≥ 10 D). overwrite: y may be centred in place (for a caller whose y is
-    a private copy; it is then left holding y − mean, or as it was when the scatter is summed
-    in blocks), saving an (N, D) copy.
+    a private copy; it may then be left holding y − mean), saving an (N, D) copy.
+    check: raise ``ValueError`` as ``genmodels._validation.check_finite(y, "X")`` does when y
+    has a non-finite entry or its squares overflow (for a caller that validated y without
+    that check: the covariance route reads it off the scatter's product, without a pass of
+    its own).
+
+    On the CPU the covariance route takes the scatter from one product over the raw data,
+    Σ y yᵀ − N m mᵀ, when no column's squared mean exceeds ``GRAM_CANCELLATION_LIMIT`` times its
+    variance (so at most three digits go to cancellation), else from ``centred_scatter``.
     """
     solver = check_choice(solver, "solver", ("auto", "svd", "covariance"))
     n, d = y.shape
@@ -571,17 +613,22 @@ def pca(y: Tensor, *, solver: str = "auto", overwrite: bool = False) -> PCAResul
         raise ValueError(f"PCA needs at least 2 samples, got {n}.")
     if solver == "auto":
         solver = "covariance" if n >= 10 * d else "svd"
+    fast = (y.device.type == "cpu" and not y.requires_grad
+            and y.dtype in (torch.float32, torch.float64))
+    if check and not (fast and solver == "covariance"):
+        check_finite(y, "X")
     if solver == "svd":
         mean = y.mean(0)
         _, s, Vt = torch.linalg.svd(y.sub_(mean) if overwrite else y - mean,
                                     full_matrices=False)
         components = Vt
-    else:  # the scatter without a centred copy of y; eigh reads its lower triangle only
-        mean, scatter = centred_scatter(y, overwrite=overwrite)
+    else:  # eigh reads the scatter's lower triangle only
+        moments = _gram_scatter(y, check=check) if fast else None
+        mean, scatter = centred_scatter(y, overwrite=overwrite) if moments is None else moments
         evals, evecs = torch.linalg.eigh(scatter)
         r = min(n, d)
         if evals.device.type == "cpu" and not evals.requires_grad:  # (R,) and (R, D) in NumPy
-            w = evals.numpy()[::-1][:r].clip(min=0.0)
+            w = np.maximum(evals.numpy()[::-1][:r], 0.0)
             V = _flip_signs_array(evecs.numpy()[:, ::-1].T[:r])
             return PCAResult(mean, torch.from_numpy(V), torch.from_numpy(w / (n - 1)),
                              torch.from_numpy(np.sqrt(w)), n)

@@ -491,6 +491,8 @@ class FamilyLikelihood(Likelihood):
         return self.family.natural_from_unconstrained(h.unflatten(-1, (-1, self.channels)))
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
+        if self.channels == 1:  # one output per variable: no (..., D, 1) view in the graph
+            return self.family.log_prob_unconstrained(y, h).sum(-1)
         return self.family.log_prob_natural(y, self.natural(h)).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
