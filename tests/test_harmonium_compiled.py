@@ -68,6 +68,27 @@ def test_the_fused_step_is_the_reference_sgd_then_the_float32_copy(momentum: flo
         assert norm == pytest.approx(norm_ref, rel=1e-12)
 
 
+@pytest.mark.parametrize("persistent", [True, False])
+def test_one_call_for_all_epochs_equals_one_call_per_epoch(persistent: bool) -> None:
+    """The estimator's fast path (one kernel call for every epoch) and its progress-bar path
+    (a call per epoch, seeds seed + e) give the same parameters, buffers and chains."""
+    rng = np.random.default_rng(3)
+    X = (rng.uniform(size=(200, 6)) < 0.4).astype(np.float64)
+    orders = np.stack([rng.permutation(200) for _ in range(4)])
+    init = [rng.normal(size=(20, 6)), rng.normal(size=20), rng.normal(size=6),
+            np.zeros((20, 6)), np.zeros(20), np.zeros(6),
+            (rng.uniform(size=(30, 6)) < 0.5).astype(np.float64)]
+    one = [a.copy() for a in init]
+    stat_one = kernel.cd_epochs(X, orders, 30, *one[:6], one[6], 2, persistent, 1.0, 0.5,
+                                0.01, True, 11)
+    many = [a.copy() for a in init]
+    stat_many = [kernel.cd_epochs(X, orders[e:e + 1], 30, *many[:6], many[6], 2, persistent,
+                                  1.0, 0.5, 0.01, e == 0, 11 + e)[0] for e in range(4)]
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(stat_one, stat_many)
+
+
 def test_the_compiled_epochs_visit_the_trainers_batches() -> None:
     from genmodels.estimators.rbm import _epoch_order
     from genmodels.learning.trainer import sharded_batches

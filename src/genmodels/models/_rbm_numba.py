@@ -277,9 +277,11 @@ def cd_epochs(X: Any, orders: Any, batch: int, W: Any, bx: Any, by: Any, bufW: A
     (M, D) the binary PCD chains (updated in place). ``first``: the momentum buffers are empty
     (the first step fills them). k ≥ 1. Returns each epoch's mean of ‖ΔW‖² over its
     minibatches (a progress statistic). (E,)
+
+    Epoch e draws its uniforms from the stream of seed + e and starts by recomputing the
+    chains' hidden probabilities, so one call for E epochs equals E calls of one epoch each
+    with seeds seed, seed + 1, … (the estimator's progress bar makes the calls one by one).
     """
-    key = _stream_key(seed)
-    counter = np.uint64(0)
     n, D = X.shape
     H = W.shape[0]
     WT = np.ascontiguousarray(W.T)  # the parameters as Wᵀ during the call, written back
@@ -317,6 +319,11 @@ def cd_epochs(X: Any, orders: Any, batch: int, W: Any, bx: Any, by: Any, bufW: A
     epochs = orders.shape[0]
     out = np.zeros(epochs)
     for e in range(epochs):
+        key = _stream_key(seed + e)
+        counter = np.uint64(0)
+        if persistent and e > 0:  # H⁻ of the chains with the parameters of now
+            for i in range(m):
+                _hidden_row(v_idx, ones, v_cnt, i, WT32, bx32, hn, bits, scale)
         total = 0.0
         nb = 0
         for start in range(0, n, batch):
