@@ -85,9 +85,10 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         momentum, weight_decay: of the SGD optimiser (Hinton 2010, §9–10).
         solver: ``"trainer"`` (the Boltzmann gradient through ``learning.trainer``),
             ``"compiled"`` (the same SGD update as a Numba kernel, ``models._rbm_numba``:
-            binary visibles, CD/PCD, float64 on the CPU) or ``"auto"`` (compiled where it
-            applies). The two draw different random numbers, so their fits differ by Monte
-            Carlo noise, not in expectation.
+            binary visibles, CD/PCD, dtype float64 on the CPU: float64 parameters and SGD,
+            float32 passes) or ``"auto"`` (compiled where it applies). The two draw
+            different random numbers, so their fits differ by Monte Carlo noise, not in
+            expectation.
         dtype, device: of the computation.
 
     Fitted attributes: ``components_`` (H, D) W; ``intercept_hidden_`` (H,) b_x;
