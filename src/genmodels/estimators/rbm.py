@@ -85,9 +85,10 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
         momentum, weight_decay: of the SGD optimiser (Hinton 2010, §9–10).
         solver: ``"trainer"`` (the Boltzmann gradient through ``learning.trainer``),
             ``"compiled"`` (the same SGD update as a Numba kernel, ``models._rbm_numba``:
-            binary visibles, CD/PCD, float64 on the CPU) or ``"auto"`` (compiled where it
-            applies). The two draw different random numbers, so their fits differ by Monte
-            Carlo noise, not in expectation.
+            binary visibles, CD/PCD, dtype float64 on the CPU: float64 parameters and SGD,
+            float32 passes) or ``"auto"`` (compiled where it applies). The two draw
+            different random numbers, so their fits differ by Monte Carlo noise, not in
+            expectation.
         dtype, device: of the computation.
 
     Fitted attributes: ``components_`` (H, D) W; ``intercept_hidden_`` (H,) b_x;
@@ -245,12 +246,15 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstim
             bar = tqdm(total=epochs, desc=type(self).__name__, unit="epoch")
         with torch.no_grad():
             W, bx, by = (p.detach().numpy() for p in (m.weight, m.b_x, m.b_y))
-            for e in range(epochs):  # one kernel call per epoch, for the progress bar
-                stat = cd_epochs(X.numpy(), orders[e:e + 1], batch_size, W, bx, by, buf_w,
+            # one kernel call for all epochs, or one per epoch for the progress bar (the
+            # same numbers: the kernel draws epoch e from the stream seed + e)
+            step = 1 if bar is not None else epochs
+            for e in range(0, epochs, step):
+                stat = cd_epochs(X.numpy(), orders[e:e + step], batch_size, W, bx, by, buf_w,
                                  buf_x, buf_y, chains, k, persistent, lr, mom, wd,
                                  self._first_step, seed + e)
                 self._first_step = False
-                self.train_history_.append(float(stat[0]))
+                self.train_history_ += [float(v) for v in stat]
                 if bar is not None:
                     bar.update(1)
         if bar is not None:
