@@ -102,9 +102,10 @@ def train_diffusion(train: Tensor, *, hidden: int, layers: int, levels: int, epo
 
 
 def train_nice(train: Tensor, *, hidden: int, layers: int, couplings: int, epochs: int,
-               batch_size: int, lr: float, seed: int) -> tuple[Any, Callable[..., Tensor]]:
+               batch_size: int, lr: float, seed: int, prior: str = "logistic"
+               ) -> tuple[Any, Callable[..., Tensor]]:
     """NICE with the standardisation inside the flow; returns (flow, draw(n, generator))."""
-    flow = nice(2, n_couplings=couplings, hidden=hidden, n_hidden=layers, prior="logistic",
+    flow = nice(2, n_couplings=couplings, hidden=hidden, n_hidden=layers, prior=prior,
                 preprocess=ElementwiseAffine(train.mean(0), train.std(0)), seed=seed)
     flow.initialise_scaling(train.float(), torch.Generator().manual_seed(seed))
     Trainer(flow, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
