@@ -102,9 +102,10 @@ def train_diffusion(train: Tensor, *, hidden: int, layers: int, levels: int, epo
 
 
 def train_nice(train: Tensor, *, hidden: int, layers: int, couplings: int, epochs: int,
-               batch_size: int, lr: float, seed: int) -> tuple[Any, Callable[..., Tensor]]:
+               batch_size: int, lr: float, seed: int, prior: str = "logistic"
+               ) -> tuple[Any, Callable[..., Tensor]]:
     """NICE with the standardisation inside the flow; returns (flow, draw(n, generator))."""
-    flow = nice(2, n_couplings=couplings, hidden=hidden, n_hidden=layers, prior="logistic",
+    flow = nice(2, n_couplings=couplings, hidden=hidden, n_hidden=layers, prior=prior,
                 preprocess=ElementwiseAffine(train.mean(0), train.std(0)), seed=seed)
     flow.initialise_scaling(train.float(), torch.Generator().manual_seed(seed))
     Trainer(flow, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -281,8 +282,9 @@ def summarise(reps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             row["components"] = [r[key]["components"] for r in reps]
         for ref in ("diffusion", "nice"):
             if ref in reps[0] and key != ref:
-                row[f"energy_minus_{ref}"] = _mse([r[key]["distance"][0]
-                                                   - r[ref]["distance"][0] for r in reps])
+                for i, stat in enumerate(("energy", "mmd2")):
+                    row[f"{stat}_minus_{ref}"] = _mse([r[key]["distance"][i]
+                                                       - r[ref]["distance"][i] for r in reps])
         rows[key] = row
     return rows
 
@@ -306,7 +308,7 @@ def main_replicated(args: argparse.Namespace) -> None:
                                "bandwidth": args.bandwidth, "targets": {}}
     for target in args.target or list(TARGETS):
         reps = []
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             reps.append(replicate(target, rep, n_train=args.n_train, n_samples=args.n_samples,
                                   diffusion=dcfg, nice_cfg=ncfg, bandwidth=args.bandwidth))
             print(f"  {target} rep {rep}: " + ", ".join(
@@ -323,6 +325,8 @@ def main_replicated(args: argparse.Namespace) -> None:
         for key, row in rows.items():
             diff = "".join(f"   {k.removeprefix('energy_minus_')}: {v[0]:+.5f} ± {v[1]:.5f}"
                            for k, v in row.items() if k.startswith("energy_minus_"))
+            diff += "".join(f"   MMD² − {k.removeprefix('mmd2_minus_')}: {v[0]:+.1e} ± {v[1]:.0e}"
+                            for k, v in row.items() if k.startswith("mmd2_minus_"))
             print(f"  {key:<28} P = {row['parameters']:>6}  energy {row['energy'][0]:.5f} ± "
                   f"{row['energy'][1]:.5f}  MMD² {row['mmd2'][0]:.2e} ± {row['mmd2'][1]:.1e}"
                   f"{diff}", flush=True)
@@ -343,6 +347,7 @@ def main() -> None:
                     help="the replicated comparison on TARGETS (U-statistics, standard errors)")
     ap.add_argument("--target", choices=sorted(TARGETS), action="append")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--first-rep", type=int, default=0, help="replicates first-rep, ...")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-samples", type=int, default=4000)
     ap.add_argument("--bandwidth", type=float, default=0.1)
