@@ -41,4 +41,5 @@ if __name__ == "__main__":
     rank, world = init_distributed("gloo")
     out = {mode: train(mode) for mode in ("toy", "vae", "gumbel")}  # one launch, all tests
     torch.save({**out, "rank": rank, "world": world}, sys.argv[1])
-    dist.destroy_process_group()
+    dist.barrier()  # both ranks done before either tears gloo down (an early teardown under
+    dist.destroy_process_group()  # load aborted the other: "terminate called without ...")
