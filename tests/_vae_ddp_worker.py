@@ -1,10 +1,10 @@
 """One process of the two-process data-parallel trainer tests (launched by test_vae_trainer.py).
 
 Usage: python _vae_ddp_worker.py OUT_FILE (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set as
-torchrun sets them). Trains the toy regression model (SGD), then a VAE with Gaussian and one
-with Gumbel-softmax recognition (Monte Carlo noise, Adam), each for two epochs, and saves for
-each, under "toy", "vae" and "gumbel", the gradients this process saw at the first step after
-DDP's all-reduce, and the final parameters.
+torchrun sets them). Trains the toy regression model (SGD), then a VAE with Gaussian, one with
+Gumbel-softmax and one with score-function (REINFORCE) recognition (Monte Carlo noise, Adam),
+each for two epochs, and saves for each, under "toy", "vae", "gumbel" and "score", the
+gradients this process saw at the first step after DDP's all-reduce, and the final parameters.
 """
 
 import sys
@@ -19,8 +19,8 @@ from test_vae_trainer import Regression, make_vae, toy_data, vae_data
 
 
 def train(mode: str) -> dict:
-    if mode in ("vae", "gumbel"):
-        data, model = vae_data(), make_vae("diagonal" if mode == "vae" else "gumbel")
+    if mode in ("vae", "gumbel", "score"):
+        data, model = vae_data(), make_vae("diagonal" if mode == "vae" else mode)
         kw: dict = dict(lr=1e-2)
     else:
         data, model = toy_data(), Regression(seed=0)
@@ -39,7 +39,7 @@ if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     rank, world = init_distributed("gloo")
-    out = {mode: train(mode) for mode in ("toy", "vae", "gumbel")}  # one launch, all tests
+    out = {mode: train(mode) for mode in ("toy", "vae", "gumbel", "score")}  # one launch, all tests
     torch.save({**out, "rank": rank, "world": world}, sys.argv[1])
     dist.barrier()  # both ranks done before either tears gloo down (an early teardown under
     dist.destroy_process_group()  # load aborted the other: "terminate called without ...")

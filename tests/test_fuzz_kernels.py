@@ -408,6 +408,104 @@ def _trainer_args() -> dict[str, Any]:
             "epochs": 2, "batch_size": 8, "lr": 1e-2, "seed": 0, "min_delta": 0.0}
 
 
+_PYKALMAN_FIELDS = ("transition_matrices", "observation_matrices", "transition_covariance",
+                    "observation_covariance", "transition_offsets", "observation_offsets",
+                    "initial_state_mean", "initial_state_covariance")
+
+
+def _pykalman_args() -> dict[str, Any]:
+    f = _lgssm_fields()
+    return {"X": np.random.default_rng(10).normal(size=(8, 3)),
+            "transition_matrices": f["dynamics"], "observation_matrices": f["emission"],
+            "transition_covariance": f["dynamics_covariance"],
+            "observation_covariance": f["emission_covariance"],
+            "transition_offsets": f["dynamics_offset"],
+            "observation_offsets": f["emission_offset"],
+            "initial_state_mean": f["initial_mean"],
+            "initial_state_covariance": f["initial_covariance"]}
+
+
+def _kalman_face(method: str) -> Callable[..., Any]:
+    """``KalmanFilter(**params).method(X, ...)``: the pykalman face."""
+    def call(**kw: Any) -> Any:
+        from genmodels.estimators.kalman import KalmanFilter
+
+        X = kw.pop("X")
+        other = {k: kw.pop(k) for k in ("n_iter",) if k in kw}
+        kf = KalmanFilter(**kw)
+        if method == "em":
+            kf.em(X, **other)
+            return [getattr(kf, f) for f in _PYKALMAN_FIELDS], kf.loglikelihood(X)
+        return getattr(kf, method)(X)
+    return call
+
+
+def _kalman_sample(**kw: Any) -> Any:
+    from genmodels.estimators.kalman import KalmanFilter
+
+    n = kw.pop("n_timesteps")
+    kw.pop("X")
+    states, obs = KalmanFilter(**kw).sample(n, random_state=0)
+    return states, np.asarray(obs)
+
+
+def _lgssm_model(**kw: Any) -> Any:
+    from genmodels.models.lgssm import LinearGaussianSSM
+
+    model = LinearGaussianSSM(kw.pop("state_dim"), kw.pop("obs_dim"),
+                              reg_covar=kw.pop("reg_covar"))
+    model.set_params(**{f: kw.pop(f) for f in _LGSSM_FIELDS})
+    return model, kw
+
+
+def _lgssm_args() -> dict[str, Any]:
+    return {**_kalman_args(), "state_dim": 2, "obs_dim": 3, "reg_covar": 0.0, "max_iter": 3,
+            "tol": 1e-6}
+
+
+def _lgssm_fit(**kw: Any) -> Any:
+    model, kw = _lgssm_model(**kw)
+    res = model.fit(kw.pop("y"), **kw)
+    return res.log_likelihood, [getattr(model, f) for f in _LGSSM_FIELDS]
+
+
+def _lgssm_log_marginal(**kw: Any) -> Any:
+    model, kw = _lgssm_model(**kw)
+    return model.log_marginal(kw.pop("y"))
+
+
+def _glm_data() -> tuple[torch.Tensor, torch.Tensor]:
+    r = np.random.default_rng(11)
+    X = np.c_[np.ones(30), r.normal(size=30)]
+    y = r.poisson(np.exp(0.3 + 0.5 * X[:, 1]))
+    return torch.as_tensor(X), torch.as_tensor(y, dtype=torch.float64)
+
+
+def _glm_fit(**kw: Any) -> Any:
+    from genmodels.models.glm import GLM
+
+    X, y = _glm_data()
+    res = GLM(y, X, "poisson").fit(**kw)
+    return res.params, res.llf, res.deviance
+
+
+def _glm_fit_args() -> dict[str, Any]:
+    return {"start_params": torch.tensor([0.1, 0.1], dtype=torch.float64), "max_iter": 50,
+            "tol": 1e-8, "alpha": 0.0}
+
+
+def _glm_predict(**kw: Any) -> Any:
+    from genmodels.models.glm import GLM
+
+    X, y = _glm_data()
+    return GLM(y, X, "poisson").fit().predict(kw["exog"], offset=kw["offset"])
+
+
+def _glm_predict_args() -> dict[str, Any]:
+    X, _ = _glm_data()
+    return {"exog": X[:5], "offset": torch.linspace(-1.0, 1.0, 5, dtype=torch.float64)}
+
+
 ENTRIES: dict[str, Entry] = {
     "hmm.forward_filter": Entry(lambda **k: hmm.forward_filter(**k).log_marginal, _hmm_args,
                                 ("log_init", "log_trans", "log_lik")),
@@ -476,6 +574,10 @@ ENTRIES: dict[str, Entry] = {
                                  # the shape of a batch is the model's contract, not the trainer's
                                  kinds=("nan", "inf", "empty", "strings", "object", "complex",
                                         "complex_tensor", "magnitude", "numpy", "list")),
+    # the GLM's start and prediction offset (the design and response: the public-API fuzz)
+    "GLM.fit": Entry(_glm_fit, _glm_fit_args, ("start_params",),
+                     {"max_iter": "pos_int", "tol": "nonneg_float", "alpha": "nonneg_float"}),
+    "GLMResults.predict": Entry(_glm_predict, _glm_predict_args, ("exog", "offset")),
 }
 
 
@@ -534,3 +636,22 @@ def test_the_property_catches_what_it_must():
     with pytest.raises(AssertionError, match="refused"):
         _outcome(lambda: hmm.forward_filter(torch.zeros(2), torch.zeros(2, 2), [[0.0, 0.0]]),
                  ("log_init",), must_accept=True)
+
+#: the pykalman face and the state-space model, every parameter spoiled: not yet in ENTRIES
+#: (230 of their cases fail: raw np.asarray / torch.as_tensor conversions; see the notes)
+STATE_SPACE_PENDING: dict[str, Entry] = {
+    "KalmanFilter.filter": Entry(_kalman_face("filter"), _pykalman_args,
+                                 ("X", *_PYKALMAN_FIELDS)),
+    "KalmanFilter.smooth": Entry(_kalman_face("smooth"), _pykalman_args, ("X",)),
+    "KalmanFilter.loglikelihood": Entry(_kalman_face("loglikelihood"), _pykalman_args, ("X",)),
+    "KalmanFilter.em": Entry(_kalman_face("em"), lambda: {**_pykalman_args(), "n_iter": 2},
+                             ("X",), {"n_iter": "pos_int"}),
+    "KalmanFilter.sample": Entry(_kalman_sample, lambda: {**_pykalman_args(), "n_timesteps": 4},
+                                 ("transition_matrices", "observation_covariance"),
+                                 {"n_timesteps": "pos_int"}),
+    "LinearGaussianSSM.fit": Entry(_lgssm_fit, _lgssm_args, ("y", *_LGSSM_FIELDS),
+                                   {"state_dim": "pos_int", "obs_dim": "pos_int",
+                                    "reg_covar": "nonneg_float", "max_iter": "pos_int",
+                                    "tol": "nonneg_float"}),
+    "LinearGaussianSSM.log_marginal": Entry(_lgssm_log_marginal, _lgssm_args, ("y",)),
+}

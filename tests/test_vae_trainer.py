@@ -210,12 +210,15 @@ def test_two_gloo_processes_equal_one_process(two_gloo_runs: list[dict]):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("recognition", ["diagonal", "gumbel"])
+@pytest.mark.parametrize("recognition", ["diagonal", "gumbel", "score"])
 def test_two_gloo_processes_train_the_vae_as_one(two_gloo_runs: list[dict], recognition: str):
     """The VAE itself, whose loss draws Monte Carlo noise every step: with the noise drawn by
     global sample index (per_sample_noise), two processes give the single-process gradients and
-    parameters. (With seed + rank noise, as before, the first gradients already differ.)"""
-    outs = [o["vae" if recognition == "diagonal" else "gumbel"] for o in two_gloo_runs]
+    parameters. (With seed + rank noise, as before, the first gradients already differ; the
+    score-function estimator drew its samples from the generator directly until it drew them
+    by global index too.) The score-function VAE uses two samples per datum, so its baseline is
+    the leave-one-out mean of the same datum's other sample, the same on every process."""
+    outs = [o["vae" if recognition == "diagonal" else recognition] for o in two_gloo_runs]
     torch.set_num_threads(1)
     model = make_vae(recognition)
     grads: list[list[Tensor]] = []

@@ -261,9 +261,18 @@ class ScoreFunction:
 
     def __call__(self, f: Objective, dist: Distribution, num_samples: int = 1, *,
                  generator: torch.Generator | None = None,
-                 context: Tensor | None = None) -> GradientEstimate:
+                 context: Tensor | None = None, sample: Tensor | None = None
+                 ) -> GradientEstimate:
+        """``sample``: the S draws (S, *batch, *event) when the caller draws them itself (e.g.
+        by global sample index, so data-parallel processes draw the single-process noise);
+        otherwise drawn from ``dist`` with ``generator``."""
         S = _check_num_samples(num_samples)
-        x = draw(dist, S, generator).detach()
+        if sample is not None:
+            want = (S, *dist.batch_shape, *dist.event_shape)
+            if tuple(sample.shape) != want:
+                raise ValueError(f"sample must have shape {want} (num_samples, *batch, "
+                                 f"*event), got {tuple(sample.shape)}.")
+        x = (draw(dist, S, generator) if sample is None else sample).detach()
         fx = _check_values(f(x), x, dist)  # may carry f's own parameters
         fd = fx.detach()
         logq = dist.log_prob(x)  # (S, *batch)

@@ -307,7 +307,7 @@ def irls(
         eta = X @ beta + off
         mu = link.inverse(eta)
         if not family.valid_mean(mu):
-            raise ValueError("the start params give fitted means outside the mean space.")
+            raise ValueError("start_params give fitted means outside the mean space.")
         n_iter = 0
         checked_rank = False
     obj = objective(beta, mu)

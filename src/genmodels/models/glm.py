@@ -32,7 +32,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genmodels._validation import as_tensor, check_data_matrix
+from genmodels._validation import (
+    as_tensor,
+    check_data_matrix,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from genmodels.learning.irls import IRLSResult, irls, weighted_gram
 from genmodels.models.glm_families import (
     Binomial,
@@ -51,6 +56,38 @@ def _names(exog: Any, d: int) -> list[str]:
     if cols is not None:
         return [str(c) for c in cols]
     return [f"x{j + 1}" for j in range(d)]
+
+
+def _check_coefficients(value: Any, name: str, X: Tensor) -> Tensor:
+    """(D,) coefficients for the design X (N, D): finite, one per column, and giving a finite
+    linear predictor X d (coefficients of 1e300 overflow it)."""
+    d = as_tensor(value, name=name, dtype=X.dtype, device=X.device).reshape(-1)
+    if d.shape[0] != X.shape[1]:
+        raise ValueError(f"{name} must have one entry per column of exog ({X.shape[1]}), got "
+                         f"{d.shape[0]}.")
+    if not bool(torch.isfinite(X @ d).all()):
+        raise ValueError(f"{name} is too large: the linear predictor exog @ {name} overflows.")
+    return d
+
+
+def _add_offset(eta: Tensor, offset: Any) -> Tensor:
+    """η + offset, the offset (M,) one entry per predicted row (not broadcast from fewer)."""
+    if offset is None:
+        return eta
+    off = as_tensor(offset, name="offset", dtype=eta.dtype, device=eta.device).reshape(-1)
+    if off.shape[0] != eta.shape[0]:
+        raise ValueError(f"offset has {off.shape[0]} entries but exog has {eta.shape[0]} rows.")
+    return eta + off
+
+
+def _finite_means(mu: Tensor, offset: Any) -> Tensor:
+    """The predicted means, refused rather than returned as ±inf/NaN (an exog or offset so
+    large that g⁻¹ overflows)."""
+    if not bool(torch.isfinite(mu).all()):
+        which = "exog or offset" if offset is not None else "exog"
+        raise ValueError(f"the predicted means overflow: {which} too large for the fitted "
+                         "coefficients (rescale the input).")
+    return mu
 
 
 class GLM:
@@ -157,14 +194,15 @@ class GLM:
     ) -> GLMResults:
         """Maximum likelihood (or, with alpha > 0, MAP under a N(0, φ/alpha) prior on the
         non-constant coefficients: minimises ½ deviance + ½ alpha ‖d‖²) by IRLS."""
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}.")
+        alpha = check_nonnegative_float(alpha, "alpha")
+        max_iter = check_positive_int(max_iter, "max_iter")
+        tol = check_nonnegative_float(tol, "tol")
         X = self.exog
         const = ((X - X[:1]).abs().amax(0) == 0) & (X[0] != 0)
         mask = (~const).to(X.dtype)
         start = None
         if start_params is not None:
-            start = as_tensor(start_params, name="start_params", dtype=X.dtype).reshape(-1)
+            start = _check_coefficients(start_params, "start_params", X)
         r = irls(X, self.endog, self.family, self.link, prior_weights=self._prior,
                  offset=self.offset, l2=float(alpha), penalty_mask=mask, start=start,
                  max_iter=max_iter, tol=tol, column_names=self.exog_names, warn=warn)
@@ -313,10 +351,8 @@ class GLMResults:
             return self.eta if linear else self.mu
         X = check_data_matrix(exog, name="exog", n_features=self.params.shape[0],
                               dtype=self.params.dtype)
-        eta = X @ self.params
-        if offset is not None:
-            eta = eta + as_tensor(offset, name="offset", dtype=eta.dtype).reshape(-1)
-        return eta if linear else self.link.inverse(eta)
+        eta = _add_offset(X @ self.params, offset)
+        return eta if linear else _finite_means(self.link.inverse(eta), offset)
 
     # ----------------------------------------------------------------------------------------
     def summary(self) -> str:
@@ -396,10 +432,7 @@ class FittedGLM:
     def predict(self, exog: Any, *, offset: Any = None) -> Tensor:
         X = check_data_matrix(exog, name="exog", n_features=self.params.shape[0],
                               dtype=self.params.dtype)
-        eta = X @ self.params
-        if offset is not None:
-            eta = eta + as_tensor(offset, name="offset", dtype=eta.dtype).reshape(-1)
-        return self.link.inverse(eta)
+        return _finite_means(self.link.inverse(_add_offset(X @ self.params, offset)), offset)
 
     # genmodels.io.Savable
     def get_config(self) -> dict[str, Any]:

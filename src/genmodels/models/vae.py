@@ -405,8 +405,11 @@ class ScoreFunctionRecognition(_Categorical):
             baseline = MovingAverageBaseline(self.decay)
             if not bool(self.running_f.isnan()):
                 baseline.average = float(self.running_f)
+        # the draws by global sample index (``_hard``), as the other recognition models: data-
+        # parallel processes then see the single-process draws of their rows
+        x = self._hard(p, n_samples, generator).unflatten(-1, p.logits.shape[-2:])
         est = ScoreFunction(baseline)(lambda x: f(x.flatten(-2)), dist, n_samples,
-                                      generator=generator)
+                                      generator=generator, sample=x)
         if isinstance(baseline, MovingAverageBaseline) and self.training:
             self.running_f.fill_(baseline.average if baseline.average is not None else math.nan)
         return est.loss
