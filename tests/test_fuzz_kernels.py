@@ -581,6 +581,31 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
+#: the pykalman face and the state-space model, every parameter spoiled: all pass alone
+#: (420 cases, 14 s), but merged into ENTRIES the worker that also runs test_contract_models /
+#: test_saved_work hits a RecursionError in hypothesis' settings.database fallback chain
+#: (hypothesis 6.170.17; count-dependent): enable with ENTRIES.update(STATE_SPACE_PENDING) once
+#: that is understood.
+STATE_SPACE_PENDING: dict[str, Entry] = dict({
+    "KalmanFilter.filter": Entry(_kalman_face("filter"), _pykalman_args,
+                                 ("X", *_PYKALMAN_FIELDS)),
+    "KalmanFilter.smooth": Entry(_kalman_face("smooth"), _pykalman_args, ("X",)),
+    "KalmanFilter.loglikelihood": Entry(_kalman_face("loglikelihood"), _pykalman_args, ("X",)),
+    "KalmanFilter.em": Entry(_kalman_face("em"), lambda: {**_pykalman_args(), "n_iter": 2},
+                             ("X",), {"n_iter": "pos_int"}),
+    "KalmanFilter.sample": Entry(_kalman_sample, lambda: {**_pykalman_args(), "n_timesteps": 4},
+                                 ("transition_matrices", "observation_covariance"),
+                                 {"n_timesteps": "pos_int"}),
+    # (its parameters' conversions are the ones KalmanFilter.filter spoils one by one)
+    "LinearGaussianSSM.fit": Entry(_lgssm_fit, _lgssm_args, ("y", "dynamics",
+                                                             "emission_covariance"),
+                                   {"state_dim": "pos_int", "obs_dim": "pos_int",
+                                    "reg_covar": "nonneg_float", "max_iter": "pos_int",
+                                    "tol": "nonneg_float"}),
+    "LinearGaussianSSM.log_marginal": Entry(_lgssm_log_marginal, _lgssm_args, ("y",)),
+})
+
+
 # ------------------------------------------------------------------------------ the tests
 def _cases() -> list[tuple[str, str, str]]:
     return [(name, arg, kind) for name, e in ENTRIES.items() for arg in e.arrays
@@ -636,22 +661,3 @@ def test_the_property_catches_what_it_must():
     with pytest.raises(AssertionError, match="refused"):
         _outcome(lambda: hmm.forward_filter(torch.zeros(2), torch.zeros(2, 2), [[0.0, 0.0]]),
                  ("log_init",), must_accept=True)
-
-#: the pykalman face and the state-space model, every parameter spoiled: not yet in ENTRIES
-#: (230 of their cases fail: raw np.asarray / torch.as_tensor conversions; see the notes)
-STATE_SPACE_PENDING: dict[str, Entry] = {
-    "KalmanFilter.filter": Entry(_kalman_face("filter"), _pykalman_args,
-                                 ("X", *_PYKALMAN_FIELDS)),
-    "KalmanFilter.smooth": Entry(_kalman_face("smooth"), _pykalman_args, ("X",)),
-    "KalmanFilter.loglikelihood": Entry(_kalman_face("loglikelihood"), _pykalman_args, ("X",)),
-    "KalmanFilter.em": Entry(_kalman_face("em"), lambda: {**_pykalman_args(), "n_iter": 2},
-                             ("X",), {"n_iter": "pos_int"}),
-    "KalmanFilter.sample": Entry(_kalman_sample, lambda: {**_pykalman_args(), "n_timesteps": 4},
-                                 ("transition_matrices", "observation_covariance"),
-                                 {"n_timesteps": "pos_int"}),
-    "LinearGaussianSSM.fit": Entry(_lgssm_fit, _lgssm_args, ("y", *_LGSSM_FIELDS),
-                                   {"state_dim": "pos_int", "obs_dim": "pos_int",
-                                    "reg_covar": "nonneg_float", "max_iter": "pos_int",
-                                    "tol": "nonneg_float"}),
-    "LinearGaussianSSM.log_marginal": Entry(_lgssm_log_marginal, _lgssm_args, ("y",)),
-}

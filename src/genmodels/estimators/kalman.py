@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from genmodels._validation import make_generator, resolve_dtype
+from genmodels._validation import (
+    as_tensor,
+    check_finite,
+    check_positive_int,
+    make_generator,
+    resolve_dtype,
+)
 from genmodels.inference.kalman import LGSSMParams, check_params, kalman_filter, kalman_smoother
 from genmodels.models.lgssm import LinearGaussianSSM
 
@@ -112,6 +118,9 @@ class KalmanFilter(BaseEstimator):
                 K = np.shape(v)[-1]
         if self.observation_matrices is not None:
             om = np.shape(self.observation_matrices)
+            if len(om) not in (2, 3) or 0 in om:
+                raise ValueError("observation_matrices must have shape (n_dim_obs, n_dim_state) "
+                                 f"or (T, n_dim_obs, n_dim_state), got {om}.")
             M = om[-2] if M is None else M
             K = om[-1] if K is None else K
         for name in ("observation_covariance", "observation_offsets"):
@@ -129,15 +138,23 @@ class KalmanFilter(BaseEstimator):
         values, varying = {}, {}
         for pk_name, gm_name in _PARAM_MAP.items():
             v = getattr(self, pk_name)
-            if v is not None:
-                arr = np.asarray(v, dtype=float)
+            if v is not None:  # the shared checks: numeric, real, finite, named
+                arr = self._np(as_tensor(v, name=pk_name, dtype=dt))
                 if pk_name in _TIME_VARYING and arr.ndim == _TIME_VARYING[pk_name] + 1:
                     varying[gm_name] = arr
                 else:
                     values[gm_name] = arr
-        model.set_params(**values)
-        if varying:
-            model.set_time_varying(**varying)
+        pk_of = {g: p for p, g in _PARAM_MAP.items()}
+        for gm_name, arr in values.items():  # one at a time: a refusal names the argument
+            try:
+                model.set_params(**{gm_name: arr})
+            except ValueError as e:
+                raise ValueError(f"{pk_of[gm_name]}: {e}") from None
+        for gm_name, arr in varying.items():
+            try:
+                model.set_time_varying(**{gm_name: arr})
+            except ValueError as e:
+                raise ValueError(f"{pk_of[gm_name]}: {e}") from None
         return model
 
     def _time_varying(self) -> set[str]:
@@ -145,14 +162,15 @@ class KalmanFilter(BaseEstimator):
         return {n for n, d in _TIME_VARYING.items()
                 if getattr(self, n) is not None and np.ndim(getattr(self, n)) == d + 1}
 
-    def _obs(self, X: Any) -> torch.Tensor:
-        """Observations (T, M) as a tensor with NaN where masked."""
+    def _obs(self, X: Any, *, whole: bool = True) -> torch.Tensor:
+        """Observations (T, M) as a tensor with NaN where masked; ``whole``: a whole series,
+        whose T the time-varying parameters must match (not one step of ``filter_update``)."""
         if isinstance(X, np.ma.MaskedArray):
-            arr = np.ma.filled(X.astype(float), np.nan)
-        elif isinstance(X, torch.Tensor):
-            arr = X.detach().cpu().numpy().astype(float)
-        else:
-            arr = np.asarray(X, dtype=float)
+            if X.dtype.kind not in "biuf":
+                raise ValueError(f"X must be numeric, got an array of dtype {X.dtype}.")
+            X = np.ma.filled(X.astype(float), np.nan)
+        # the shared checks (numeric, real; NaN allowed: missing observations)
+        arr = self._np(as_tensor(X, name="X", dtype=torch.float64, allow_nan=True))
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
@@ -161,7 +179,26 @@ class KalmanFilter(BaseEstimator):
             raise ValueError("X is empty: at least one time step is required.")
         if np.isinf(arr).any():
             raise ValueError("X contains infinite values; mask missing entries instead.")
-        return torch.as_tensor(arr, dtype=resolve_dtype(self.dtype), device=self.device)
+        M = self._dims(arr)[1]
+        if arr.shape[1] != M:
+            given = [n for n in ("n_dim_obs", "observation_matrices", "observation_covariance",
+                                 "observation_offsets") if getattr(self, n) is not None]
+            raise ValueError(f"X has {arr.shape[1]} columns but n_dim_obs = {M} (from "
+                             f"{', '.join(given)}).")
+        if whole:
+            self._check_steps(arr.shape[0])
+        t = torch.as_tensor(arr, dtype=resolve_dtype(self.dtype), device=self.device)
+        check_finite(torch.nan_to_num(t, nan=0.0), "X")  # magnitudes that overflow
+        return t
+
+    def _check_steps(self, T: int) -> None:
+        """Time-varying parameters must have T − 1 (transition) or T (observation) steps."""
+        for name in sorted(self._time_varying()):
+            steps = np.shape(getattr(self, name))[0]
+            need = T - 1 if name.startswith("transition") else T
+            if steps != need:
+                raise ValueError(f"{name} is time-varying with {steps} steps, so n_timesteps "
+                                 f"must be {steps + 1 if need == T - 1 else steps}, got {T}.")
 
     @staticmethod
     def _np(t: torch.Tensor) -> np.ndarray:
@@ -211,7 +248,13 @@ class KalmanFilter(BaseEstimator):
                              f"time-varying parameters ({sorted(varying)}), which EM holds "
                              "fixed; leave them out of em_vars.")
         frozen = {g for p, g in _PARAM_MAP.items() if p not in free}
-        model.fit(obs, max_iter=int(n_iter), tol=0.0, frozen=frozen, warn=False)
+        model.fit(obs, max_iter=check_positive_int(n_iter, "n_iter"), tol=0.0, frozen=frozen,
+                  warn=False)
+        for pk_name, gm_name in _PARAM_MAP.items():
+            try:  # data so large that EM's estimates cannot be computed with
+                check_finite(getattr(model, gm_name), pk_name)
+            except ValueError as e:
+                raise ValueError(f"X is too large to learn from: {e}") from None
         for pk_name, gm_name in _PARAM_MAP.items():
             if pk_name not in varying:
                 setattr(self, pk_name, self._np(getattr(model, gm_name)))
@@ -225,13 +268,8 @@ class KalmanFilter(BaseEstimator):
     def sample(self, n_timesteps: int, initial_state: Any = None, random_state: Any = None
                ) -> tuple[np.ndarray, np.ma.MaskedArray]:
         """Draw (states (T, K), observations (T, M) as a masked array) from the model."""
-        T = int(n_timesteps)
-        for name in sorted(self._time_varying()):
-            steps = np.shape(getattr(self, name))[0]
-            need = T - 1 if name.startswith("transition") else T
-            if steps != need:
-                raise ValueError(f"{name} is time-varying with {steps} steps, so n_timesteps "
-                                 f"must be {steps + 1 if need == T - 1 else steps}, got {T}.")
+        T = check_positive_int(n_timesteps, "n_timesteps")
+        self._check_steps(T)
         model = self._model()
         seed = random_state if random_state is not None else self.random_state
         gen = make_generator(seed if seed is not None else 0)
@@ -243,7 +281,7 @@ class KalmanFilter(BaseEstimator):
                                      initial_covariance=torch.zeros_like(params.dynamics))
         from genmodels.inference.kalman import sample_lgssm
 
-        states, obs = sample_lgssm(params, int(n_timesteps), generator=gen)  # T checked there
+        states, obs = sample_lgssm(params, T, generator=gen)  # T checked there
         return self._np(states), np.ma.array(self._np(obs))
 
     def filter_update(
@@ -295,6 +333,6 @@ class KalmanFilter(BaseEstimator):
         if observation is None:
             y = torch.full((1, M), float("nan"), dtype=dt)
         else:
-            y = self._obs(np.ma.atleast_1d(observation).reshape(1, -1))
+            y = self._obs(np.ma.atleast_1d(observation).reshape(1, -1), whole=False)
         step = kalman_filter(p._replace(initial_mean=m_pred, initial_covariance=P_pred), y)
         return self._np(step.means[0]), self._np(step.covariances[0])

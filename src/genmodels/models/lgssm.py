@@ -38,10 +38,17 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from genmodels._validation import check_nonnegative_float, check_positive_int, make_generator
+from genmodels._validation import (
+    as_tensor,
+    check_finite,
+    check_nonnegative_float,
+    check_positive_int,
+    make_generator,
+)
 from genmodels.inference.kalman import (
     TIME_VARYING,
     GaussianSmoothed,
@@ -186,7 +193,7 @@ class LinearGaussianSSM(SavableModule):
             if name not in PARAMETER_NAMES:
                 raise ValueError(f"unknown parameter {name!r}; choose from {PARAMETER_NAMES}.")
             old = getattr(self, name)
-            t = torch.as_tensor(value, dtype=old.dtype, device=old.device)
+            t = as_tensor(value, name=name, dtype=old.dtype, device=old.device)
             if t.shape != old.shape:
                 raise ValueError(f"{name} must have shape {tuple(old.shape)}, got "
                                  f"{tuple(t.shape)}.")
@@ -210,7 +217,7 @@ class LinearGaussianSSM(SavableModule):
                 self.time_varying.pop(name, None)
                 continue
             old = getattr(self, name)
-            t = torch.as_tensor(value, dtype=old.dtype, device=old.device)
+            t = as_tensor(value, name=name, dtype=old.dtype, device=old.device)
             if t.dim() != old.dim() + 1 or t.shape[1:] != old.shape:
                 raise ValueError(f"time-varying {name} must have shape (T, *{tuple(old.shape)}) "
                                  f"with the time axis first, got {tuple(t.shape)}.")
@@ -263,6 +270,19 @@ class LinearGaussianSSM(SavableModule):
         return n
 
     # ---------------------------------------------------------------- inference
+
+    def _observations(self, y: Any) -> Tensor:
+        """y (T, M) or (N, T, M) through the shared checks: numeric, real, NaN = missing, no
+        ±inf, no magnitudes whose squares overflow, M = obs_dim."""
+        t = as_tensor(y, name="y", dtype=self.dynamics.dtype, device=self.dynamics.device,
+                      allow_nan=True)
+        if t.dim() not in (2, 3) or t.shape[-1] != self.obs_dim or t.shape[-2] == 0:
+            raise ValueError(f"y must have shape (T, {self.obs_dim}) or (N, T, {self.obs_dim}) "
+                             f"with T >= 1, got {tuple(t.shape)}.")
+        if bool(torch.isinf(t).any()):
+            raise ValueError("y contains infinite values; use NaN for missing observations.")
+        check_finite(torch.nan_to_num(t, nan=0.0), "y")
+        return t
 
     def _unpack(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         if isinstance(batch, tuple):
@@ -561,12 +581,12 @@ class LinearGaussianSSM(SavableModule):
             each length become padding (``sequence_mask``), as in ``log_marginal``.
         tol: on the per-time-step log-likelihood change.
         """
-        if isinstance(y, list):
+        if isinstance(y, list) and y and np.ndim(y[0]) >= 2:  # a list of (T_n, M) sequences
             y = pad_sequences(y, self.dynamics.dtype)
+        y = self._observations(y)  # (a list of rows is one sequence, as an array would be)
         if lengths is not None:
-            y = _blank_padding(torch.as_tensor(y, dtype=self.dynamics.dtype), lengths)
-        batch: Batch = (torch.as_tensor(y, dtype=self.dynamics.dtype), inputs) \
-            if inputs is not None else torch.as_tensor(y, dtype=self.dynamics.dtype)
+            y = _blank_padding(y, lengths)
+        batch: Batch = (y, inputs) if inputs is not None else y
         frozen_set = frozenset(frozen)
         unknown = frozen_set - set(PARAMETER_NAMES)
         if unknown:
