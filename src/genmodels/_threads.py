@@ -177,7 +177,9 @@ def _enter(flops: float) -> tuple[int, int]:
     if forced is not None:
         n = forced
     else:
-        idle = idle_cores() if flops >= 2 * MIN_FLOPS_PER_THREAD else None
+        # (no reading of the machine's load where the answer cannot change it: one thread)
+        big = flops >= 2 * MIN_FLOPS_PER_THREAD and _Region.ceiling > 1
+        idle = idle_cores() if big else None
         n = choose_threads(flops, ceiling=_Region.ceiling, idle=idle)
     _Region.depth += 1
     if n != previous:
