@@ -581,12 +581,8 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
-#: the pykalman face and the state-space model, every parameter spoiled: all pass alone
-#: (420 cases, 14 s), but merged into ENTRIES the worker that also runs test_contract_models /
-#: test_saved_work hits a RecursionError in hypothesis' settings.database fallback chain
-#: (hypothesis 6.170.17; count-dependent): enable with ENTRIES.update(STATE_SPACE_PENDING) once
-#: that is understood.
-STATE_SPACE_PENDING: dict[str, Entry] = dict({
+#: the pykalman face and the state-space model, every parameter spoiled.
+STATE_SPACE: dict[str, Entry] = dict({
     "KalmanFilter.filter": Entry(_kalman_face("filter"), _pykalman_args,
                                  ("X", *_PYKALMAN_FIELDS)),
     "KalmanFilter.smooth": Entry(_kalman_face("smooth"), _pykalman_args, ("X",)),
@@ -604,6 +600,7 @@ STATE_SPACE_PENDING: dict[str, Entry] = dict({
                                     "tol": "nonneg_float"}),
     "LinearGaussianSSM.log_marginal": Entry(_lgssm_log_marginal, _lgssm_args, ("y",)),
 })
+ENTRIES.update(STATE_SPACE)
 
 
 # ------------------------------------------------------------------------------ the tests
@@ -618,16 +615,35 @@ def test_valid_arguments_give_a_finite_result(name):
     _outcome(lambda: e.call(**e.good()), ("",), must_accept=True)
 
 
-@pytest.mark.parametrize(("name", "arg", "kind"), _cases())
-@CASE
-@given(where=st.integers(0, 1000), exp=st.sampled_from([-300, -150, 150, 300]))
-def test_spoiled_arrays_are_refused_by_name_or_give_a_finite_result(name, arg, kind, where,
-                                                                     exp):
+def _check_spoiled(name: str, arg: str, kind: str, where: int, exp: int) -> None:
     e = ENTRIES[name]
     kw = e.good()
     kw[arg] = _spoil_array(kw[arg], kind, where, exp)
     _outcome(lambda: e.call(**kw), (arg, *e.names.get(arg, ())),
              must_accept=kind in e.equivalent, must_refuse=kind in NOT_NUMBERS)
+
+
+#: Cases per test function. hypothesis' pytest plugin wraps a parametrized @given test's
+#: settings in a new child of the previous ones at every invocation (hypothesis 6.170,
+#: _hypothesis_pytestplugin), so one function with ~950 invocations in a process overflows
+#: the stack walking that chain (RecursionError in settings.database): the cases are split.
+SPOIL_CHUNK = 300
+
+
+def _spoil_test(cases: list[tuple[str, str, str]]) -> Any:
+    @pytest.mark.parametrize(("name", "arg", "kind"), cases)
+    @CASE
+    @given(where=st.integers(0, 1000), exp=st.sampled_from([-300, -150, 150, 300]))
+    def test(name: str, arg: str, kind: str, where: int, exp: int) -> None:
+        _check_spoiled(name, arg, kind, where, exp)
+
+    return test
+
+
+_ALL_CASES = _cases()
+for _i in range(0, len(_ALL_CASES), SPOIL_CHUNK):
+    _name = f"test_spoiled_arrays_are_refused_by_name_or_give_a_finite_result_{_i // SPOIL_CHUNK}"
+    globals()[_name] = _spoil_test(_ALL_CASES[_i: _i + SPOIL_CHUNK])
 
 
 def _scalar_cases() -> list[tuple[str, str, Any]]:

@@ -168,19 +168,22 @@ def _free_port() -> int:
 def two_gloo_runs(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """One two-process launch of _vae_ddp_worker.py (both models), shared by the tests."""
     tmp_path = tmp_path_factory.mktemp("ddp")
-    port = _free_port()
     worker = Path(__file__).with_name("_vae_ddp_worker.py")
     src = str(Path(__file__).resolve().parents[1] / "src")
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        procs.append(subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"r{rank}.pt")],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0, out.decode()[-3000:]
+    for _attempt in range(3):  # a fresh port each time: the free one found may be taken
+        port = _free_port()   # by another test process before gloo binds it
+        procs = []
+        for rank in range(2):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                       PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(worker), str(tmp_path / f"r{rank}.pt")],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        outs_text = [p.communicate(timeout=120)[0].decode() for p in procs]
+        if all(p.returncode == 0 for p in procs):
+            break
+    assert all(p.returncode == 0 for p in procs), "\n".join(t[-3000:] for t in outs_text)
     outs = [torch.load(tmp_path / f"r{r}.pt") for r in range(2)]
     assert [o["world"] for o in outs] == [2, 2]
     return outs
