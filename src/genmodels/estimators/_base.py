@@ -8,6 +8,7 @@ model and learning layers, and return NumPy arrays as scikit-learn does.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,11 +63,16 @@ class TorchEstimatorMixin:
     def _torch_dtype(self) -> torch.dtype:
         return resolve_dtype(self.dtype)
 
-    def _validate_X(self, X: Any, *, reset: bool, min_samples: int = 1) -> Tensor:
+    def _validate_X(self, X: Any, *, reset: bool, min_samples: int = 1,
+                    allow_nan: bool = False,
+                    view: Callable[[Any], Any] | None = None) -> Tensor:
         """X as an (N, D) tensor of the estimator's dtype and device.
 
         reset=True (in ``fit``) records ``n_features_in_`` (and ``feature_names_in_`` for
         frames); otherwise the number of features must match the fitted one.
+        allow_nan: leave out the finiteness pass, for a caller that reads it off a reduction
+        of its own (PCA's Gram trace). view: a conversion applied after the pre-checks (PCA's
+        no-copy ``_blas_view``).
         """
         name = type(self).__name__
         if reset:
@@ -75,8 +81,8 @@ class TorchEstimatorMixin:
             check_fitted(self, "n_features_in_")
         X = precheck_array(X)
         columns = _string_columns(X)
-        t = check_data_matrix(X, min_samples=min_samples, dtype=self._torch_dtype,
-                              device=self.device)
+        t = check_data_matrix(X if view is None else view(X), min_samples=min_samples,
+                              dtype=self._torch_dtype, device=self.device, allow_nan=allow_nan)
         if reset:
             self.n_features_in_ = int(t.shape[1])
             if columns is not None:

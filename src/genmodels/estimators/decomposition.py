@@ -45,8 +45,6 @@ from genmodels._validation import (
 )
 from genmodels.estimators._base import (
     TorchEstimatorMixin,
-    _string_columns,
-    check_common_hyperparameters,
     check_fitted,
     precheck_array,
     to_numpy,
@@ -222,9 +220,10 @@ class PCA(_DecompositionBase):
     @work_sized(lambda self, X: gemm_work(X, last_dim(X)))  # the scatter (or SVD), N D²
     def _fit(self, X: Any) -> None:
         solver = _SOLVERS[check_choice(self.svd_solver, "svd_solver", tuple(_SOLVERS))]
-        t = self._fit_input(X)
+        # no finiteness pass here: pca(..., check=True) reads it off the scatter's product
+        # (its trace is Σ x²), one pass over X saved (~10% of a fit at N = 100,000, D = 64)
+        t = self._validate_X(X, reset=True, min_samples=2, allow_nan=True, view=_blas_view)
         n, d = t.shape
-        # the finiteness check comes with the scatter's product (its trace is Σ x²)
         res = pca(t, solver=solver, overwrite=_private(t, X), check=True)
         r = min(n, d)
         # (r,)- and (r, D)-sized bookkeeping in NumPy: microseconds instead of a torch call each
@@ -239,22 +238,6 @@ class PCA(_DecompositionBase):
         self.explained_variance_ratio_ = ratio[:k]
         self.singular_values_ = to_numpy(res.singular_values)[:k].copy()
         self.noise_variance_ = float(variance[k:].mean()) if k < r else 0.0
-
-    def _fit_input(self, X: Any) -> Tensor:
-        """``_validate_X(X, reset=True, min_samples=2)`` less the finiteness check, which
-        ``pca(..., check=True)`` makes on a reduction it computes anyway (one pass over X
-        saved: about 10% of a fit at N = 100,000, D = 64)."""
-        check_common_hyperparameters(self)
-        X = precheck_array(X)
-        columns = _string_columns(X)
-        t = check_data_matrix(_blas_view(X), min_samples=2, dtype=self._torch_dtype,
-                              device=self.device, allow_nan=True)
-        self.n_features_in_ = int(t.shape[1])
-        if columns is not None:
-            self.feature_names_in_ = columns
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        return t
 
     def _resolve_n_components(self, ratio: np.ndarray, r: int) -> int:
         nc = self.n_components
