@@ -51,10 +51,15 @@ def vae_data(n: int = 64) -> Tensor:
     return torch.where(flip, 1.0 - bits, bits)
 
 
-def make_vae(recognition: str = "diagonal") -> VAE:
-    """The VAE of the data-parallel test (Monte Carlo noise in every step, two samples per
-    datum; diagonal Gaussian or Gumbel-softmax recognition)."""
-    return VAE(12, 2, hidden=[8], likelihood="bernoulli", n_samples=2, seed=0,
+#: the data-parallel VAEs: mode -> make_vae's (recognition, n_samples)
+RECOGNITION = {"vae": ("diagonal", 2), "gumbel": ("gumbel", 2), "score": ("score", 2),
+               "score1": ("score", 1)}
+
+
+def make_vae(recognition: str = "diagonal", n_samples: int = 2) -> VAE:
+    """The VAE of the data-parallel test (Monte Carlo noise in every step; diagonal Gaussian,
+    Gumbel-softmax or score-function recognition)."""
+    return VAE(12, 2, hidden=[8], likelihood="bernoulli", n_samples=n_samples, seed=0,
                recognition=recognition, dtype=torch.float64)
 
 
@@ -213,17 +218,19 @@ def test_two_gloo_processes_equal_one_process(two_gloo_runs: list[dict]):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("recognition", ["diagonal", "gumbel", "score"])
-def test_two_gloo_processes_train_the_vae_as_one(two_gloo_runs: list[dict], recognition: str):
+@pytest.mark.parametrize("mode", ["vae", "gumbel", "score", "score1"])
+def test_two_gloo_processes_train_the_vae_as_one(two_gloo_runs: list[dict], mode: str):
     """The VAE itself, whose loss draws Monte Carlo noise every step: with the noise drawn by
     global sample index (per_sample_noise), two processes give the single-process gradients and
     parameters. (With seed + rank noise, as before, the first gradients already differ; the
     score-function estimator drew its samples from the generator directly until it drew them
-    by global index too.) The score-function VAE uses two samples per datum, so its baseline is
-    the leave-one-out mean of the same datum's other sample, the same on every process."""
-    outs = [o["vae" if recognition == "diagonal" else recognition] for o in two_gloo_runs]
+    by global index too.) With two samples per datum the score-function baseline is the
+    leave-one-out mean of the same datum's other sample; with one ("score1") it is the running
+    mean of f, which must be the global batch's (``global_batch_mean``): with each process's
+    own half-batch mean the parameters part after the first step."""
+    outs = [o[mode] for o in two_gloo_runs]
     torch.set_num_threads(1)
-    model = make_vae(recognition)
+    model = make_vae(*RECOGNITION[mode])
     grads: list[list[Tensor]] = []
 
     def keep(epoch: int, step: int, loss: float) -> None:

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from genmodels._validation import global_rng_from
+from genmodels.learning.trainer import global_batch_mean
 
 Objective = Callable[[Tensor], Tensor]
 
@@ -154,7 +155,9 @@ class MovingAverageBaseline(Baseline):
 
     Unbiased because b uses only earlier calls' draws (the first call uses b = 0). Tracks
     b ≈ E[f], near the optimum b* when the score and f are weakly dependent; a scalar over all
-    batch elements (the "running average reward" of REINFORCE, Williams 1992).
+    batch elements (the "running average reward" of REINFORCE, Williams 1992). In a
+    data-parallel step ⟨f⟩ is the global batch's (``global_batch_mean``), so every process keeps
+    the average one process would.
     """
 
     def __init__(self, decay: float = 0.9) -> None:
@@ -167,7 +170,7 @@ class MovingAverageBaseline(Baseline):
         return 0.0 if self.average is None else self.average
 
     def update(self, f: Tensor) -> None:
-        m = float(f.mean())
+        m = float(global_batch_mean(f))
         if self.average is None:
             self.average = m
         else:

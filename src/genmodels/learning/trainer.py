@@ -17,7 +17,8 @@ stochastic gradient descent. What they share is the loop, and the loop lives her
   Under data parallelism every process holds the *same* generator stream, and per-datum noise
   drawn through ``per_sample_noise`` is drawn for the whole global batch and sliced to this
   process's rows: the noise of a datum depends on its global sample index, not on the number
-  of processes, so two processes train exactly as one does (to rounding).
+  of processes, so two processes train exactly as one does (to rounding). State a model keeps
+  across steps from batch statistics (a running baseline) uses ``global_batch_mean``.
 
 The model contract (``LossModel``): ``model.loss(batch, generator) -> 0-d Tensor``, the mean loss
 over the batch (mean, not sum, so that shards average to the global batch).
@@ -48,8 +49,8 @@ from genmodels._validation import (
 )
 from genmodels.io import atomic_torch_save
 
-__all__ = ["LossModel", "TrainResult", "Trainer", "fit", "init_distributed", "noise_shard",
-           "per_sample_noise", "sharded_batches"]
+__all__ = ["LossModel", "TrainResult", "Trainer", "fit", "global_batch_mean", "init_distributed",
+           "noise_shard", "per_sample_noise", "sharded_batches"]
 
 #: (rank, world): which rows of the global batch this process's loss sees (set by the trainer).
 _NOISE_SHARD: ContextVar[tuple[int, int]] = ContextVar("genmodels_noise_shard", default=(0, 1))
@@ -85,6 +86,24 @@ def per_sample_noise(draw: Callable[[tuple[int, ...]], Tensor], shape: tuple[int
     full = draw((*shape[:d], shape[d] * world, *shape[d + 1:]))
     rows = torch.arange(rank, shape[d] * world, world, device=full.device)
     return full.index_select(d, rows)
+
+
+def global_batch_mean(t: Tensor) -> Tensor:
+    """The mean of ``t``'s entries over the global batch (a scalar).
+
+    Alone, ``t.mean()``. Inside ``noise_shard(rank, world)`` with ``world`` > 1 and a process
+    group initialised, the processes' sums and counts are all-reduced, so every process gets the
+    mean one process would compute over the whole batch — for statistics a model keeps across
+    steps (a running baseline), which DDP's gradient all-reduce does not reach. Every process
+    of the group must call it at the same point of the step.
+    """
+    _rank, world = _NOISE_SHARD.get()
+    if world == 1 or not (dist.is_available() and dist.is_initialized()):
+        return t.mean()
+    stats = torch.stack([t.sum().double(), torch.tensor(float(t.numel()), device=t.device,
+                                                        dtype=torch.float64)])
+    dist.all_reduce(stats)
+    return (stats[0] / stats[1]).to(t.dtype)
 
 
 @runtime_checkable
