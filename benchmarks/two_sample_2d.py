@@ -34,7 +34,9 @@ truth against itself is 0 in expectation), reported as mean ± s.e. over the rep
 each row's paired difference to diffusion / NICE (same truth sample in every replicate) with
 its s.e. Mixtures: every K in powers of two up to N/10, the same-budget K = min(⌊(P + 1)/6⌋,
 N/10) and the best within it by validation log-likelihood. ``--diffusion`` / ``--nice`` take
-JSON overrides of the model settings (width, depth, levels, schedule, epochs, sample_kwargs).
+JSON overrides of the model settings (width, depth, levels, schedule, epochs, sample_kwargs,
+"ema": sample with the moving average of the weights; NICE "builder": "realnvp" for affine
+couplings).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from genmodels.learning.score_matching import energy_distance
 from genmodels.learning.trainer import Trainer
 from genmodels.models.denoisers import MLPDenoiser
 from genmodels.models.diffusion import GaussianDiffusion, GaussianSchedule
-from genmodels.models.flows import ElementwiseAffine, nice
+from genmodels.models.flows import ElementwiseAffine, nice, realnvp
 from genmodels.recipes.diffusion import TOYS
 
 PER_COMPONENT = 6  # a full-covariance 2-D Gaussian component: 2 + 3 + 1 numbers
@@ -81,19 +83,40 @@ def _cosine(epochs: int) -> Callable[[torch.optim.Optimizer], Any]:
     return lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
 
+def _fit(model: torch.nn.Module, data: Tensor, *, epochs: int, batch_size: int, lr: float,
+         seed: int, ema: float = 0.0) -> None:
+    """Adam through the ``Trainer``, the learning rate annealed by a cosine; with ``ema`` > 0
+    the model ends with the exponential moving average of its weights over the steps (decay
+    ``ema``; Ho et al. 2020 sample with it) instead of the last iterate."""
+    average = None
+    if ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema))
+    Trainer(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+            scheduler=_cosine(epochs), progress=False,
+            callback=None if average is None else lambda *_: average.update_parameters(model)
+            ).fit(data)
+    if average is not None:
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), average.module.parameters()):
+                p.copy_(q)
+
+
 def train_diffusion(train: Tensor, *, hidden: int, layers: int, levels: int, epochs: int,
                     batch_size: int, lr: float, seed: int, schedule: str = "linear",
-                    sample_kwargs: dict[str, Any] | None = None
+                    sample_kwargs: dict[str, Any] | None = None, ema: float = 0.0
                     ) -> tuple[Any, Callable[..., Tensor]]:
     """A diffusion model on the standardised data; returns (model, draw(n, generator)).
-    ``sample_kwargs`` go to ``GaussianDiffusion.sample`` (e.g. the DDIM sampler)."""
+    ``sample_kwargs`` go to ``GaussianDiffusion.sample`` (e.g. the DDIM sampler); ``ema``:
+    see ``_fit``."""
     mu, sd = train.mean(0), train.std(0)
     net = MLPDenoiser(2, hidden, layers, 16, seed=seed)
     sched = getattr(GaussianSchedule, schedule)(levels)
     model = GaussianDiffusion(net, sched, "eps",
                               reverse_variance="transition")
-    Trainer(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            scheduler=_cosine(epochs), progress=False).fit(((train - mu) / sd).float())
+    _fit(model, ((train - mu) / sd).float(), epochs=epochs, batch_size=batch_size, lr=lr,
+         seed=seed, ema=ema)
 
     def draw(n: int, g: torch.Generator) -> Tensor:
         return model.sample(n, (2,), generator=g, **(sample_kwargs or {})).double() * sd + mu
@@ -102,14 +125,15 @@ def train_diffusion(train: Tensor, *, hidden: int, layers: int, levels: int, epo
 
 
 def train_nice(train: Tensor, *, hidden: int, layers: int, couplings: int, epochs: int,
-               batch_size: int, lr: float, seed: int, prior: str = "logistic"
-               ) -> tuple[Any, Callable[..., Tensor]]:
-    """NICE with the standardisation inside the flow; returns (flow, draw(n, generator))."""
-    flow = nice(2, n_couplings=couplings, hidden=hidden, n_hidden=layers, prior=prior,
+               batch_size: int, lr: float, seed: int, prior: str = "logistic",
+               builder: str = "nice", ema: float = 0.0) -> tuple[Any, Callable[..., Tensor]]:
+    """NICE (or, ``builder="realnvp"``, affine couplings) with the standardisation inside the
+    flow; returns (flow, draw(n, generator)). ``ema``: see ``_fit``."""
+    make = {"nice": nice, "realnvp": realnvp}[builder]
+    flow = make(2, n_couplings=couplings, hidden=hidden, n_hidden=layers, prior=prior,
                 preprocess=ElementwiseAffine(train.mean(0), train.std(0)), seed=seed)
     flow.initialise_scaling(train.float(), torch.Generator().manual_seed(seed))
-    Trainer(flow, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            scheduler=_cosine(epochs), progress=False).fit(train.float())
+    _fit(flow, train.float(), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, ema=ema)
 
     def draw(n: int, g: torch.Generator) -> Tensor:
         return flow.sample(n, generator=g).double()
