@@ -105,16 +105,16 @@ def _fit(model: torch.nn.Module, data: Tensor, *, epochs: int, batch_size: int, 
 
 def train_diffusion(train: Tensor, *, hidden: int, layers: int, levels: int, epochs: int,
                     batch_size: int, lr: float, seed: int, schedule: str = "linear",
-                    sample_kwargs: dict[str, Any] | None = None, ema: float = 0.0
-                    ) -> tuple[Any, Callable[..., Tensor]]:
+                    sample_kwargs: dict[str, Any] | None = None, ema: float = 0.0,
+                    reverse_variance: str = "transition") -> tuple[Any, Callable[..., Tensor]]:
     """A diffusion model on the standardised data; returns (model, draw(n, generator)).
     ``sample_kwargs`` go to ``GaussianDiffusion.sample`` (e.g. the DDIM sampler); ``ema``:
-    see ``_fit``."""
+    see ``_fit``; ``reverse_variance``: σ_l² of the ancestral sampler, β_l ("transition") or
+    the posterior's β̃_l ("posterior"), Ho et al. 2020's two choices."""
     mu, sd = train.mean(0), train.std(0)
     net = MLPDenoiser(2, hidden, layers, 16, seed=seed)
     sched = getattr(GaussianSchedule, schedule)(levels)
-    model = GaussianDiffusion(net, sched, "eps",
-                              reverse_variance="transition")
+    model = GaussianDiffusion(net, sched, "eps", reverse_variance=reverse_variance)
     _fit(model, ((train - mu) / sd).float(), epochs=epochs, batch_size=batch_size, lr=lr,
          seed=seed, ema=ema)
 
@@ -222,21 +222,29 @@ TARGETS: dict[str, Callable[..., Tensor]] = {"moons": TOYS["moons"], "circles": 
                                              "swissroll": swiss_roll}
 
 
-def unbiased_distances(x: Tensor, y: Tensor, bandwidth: float) -> tuple[float, float]:
+def unbiased_distances(x: Tensor, y: Tensor, bandwidth: float, block: int = 2048
+                       ) -> tuple[float, float]:
     """The U-statistics of (the energy distance, the squared Gaussian-kernel MMD of
     ``bandwidth``) between the samples x (n, D) and y (m, D): their expectations are the
     population distances themselves (0 when the laws agree, so estimates can be negative),
-    unlike the V-statistic ``energy_distance``, whose floor is ≈ E‖X − X′‖(1/n + 1/m)."""
+    unlike the V-statistic ``energy_distance``, whose floor is ≈ E‖X − X′‖(1/n + 1/m).
+    The pairwise sums are taken over ``block`` rows at a time, so memory stays
+    O(block · max(n, m)) for samples of tens of thousands."""
     n, m = x.shape[0], y.shape[0]
-    dxy, dxx, dyy = torch.cdist(x, y), torch.cdist(x, x), torch.cdist(y, y)
-    energy = 2 * dxy.mean() - dxx.sum() / (n * (n - 1)) - dyy.sum() / (m * (m - 1))
 
-    def k(d: Tensor) -> Tensor:
-        return torch.exp(-0.5 * (d / bandwidth) ** 2)
+    def sums(a: Tensor, b: Tensor) -> tuple[float, float]:
+        """Σ‖a_i − b_j‖ and Σ exp(−‖a_i − b_j‖²/2h²) over every pair."""
+        dist, kern = 0.0, 0.0
+        for start in range(0, a.shape[0], block):
+            d = torch.cdist(a[start:start + block], b)
+            dist += float(d.sum())
+            kern += float(torch.exp(-0.5 * (d / bandwidth) ** 2).sum())
+        return dist, kern
 
-    mmd = (k(dxx).sum() - n) / (n * (n - 1)) + (k(dyy).sum() - m) / (m * (m - 1)) \
-        - 2 * k(dxy).mean()
-    return float(energy), float(mmd)
+    (dxy, kxy), (dxx, kxx), (dyy, kyy) = sums(x, y), sums(x, x), sums(y, y)
+    energy = 2 * dxy / (n * m) - dxx / (n * (n - 1)) - dyy / (m * (m - 1))
+    mmd = (kxx - n) / (n * (n - 1)) + (kyy - m) / (m * (m - 1)) - 2 * kxy / (n * m)
+    return energy, mmd
 
 
 def replicate(target: str, rep: int, *, n_train: int = 4000, n_samples: int = 4000,

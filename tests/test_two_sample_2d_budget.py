@@ -75,8 +75,9 @@ def test_unbiased_distances_against_brute_force(bench) -> None:  # type: ignore[
 
     e = 2 * mean(dist, x, y, False) - mean(dist, x, x, True) - mean(dist, y, y, True)
     m = mean(k, x, x, True) + mean(k, y, y, True) - 2 * mean(k, x, y, False)
-    got = bench.unbiased_distances(x, y, h)
-    assert got == pytest.approx((e, m), rel=1e-12, abs=1e-14)
+    for block in (2048, 3):  # one block, and blocks that do not divide n or m
+        got = bench.unbiased_distances(x, y, h, block=block)
+        assert got == pytest.approx((e, m), rel=1e-12, abs=1e-14)
 
 
 def test_trained_diffusion_on_rings_between_small_and_same_budget_mixtures(  # type: ignore[no-untyped-def]
