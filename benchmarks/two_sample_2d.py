@@ -35,8 +35,10 @@ each row's paired difference to diffusion / NICE (same truth sample in every rep
 its s.e. Mixtures: every K in powers of two up to N/10, the same-budget K = min(⌊(P + 1)/6⌋,
 N/10) and the best within it by validation log-likelihood. ``--diffusion`` / ``--nice`` take
 JSON overrides of the model settings (width, depth, levels, schedule, epochs, sample_kwargs,
-"ema": sample with the moving average of the weights; NICE "builder": "realnvp" for affine
-couplings).
+"ema": sample with the moving average of the weights, "reverse_variance": "posterior" for the
+ancestral sampler's β̃_l; NICE "builder": "realnvp" for affine couplings, "prior").
+``--n-samples`` sets both the model's and the truth's sample sizes (16,000 shrinks the
+paired standard errors 1.2–2× against the default 4,000).
 """
 
 from __future__ import annotations
