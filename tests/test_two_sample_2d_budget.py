@@ -78,6 +78,8 @@ def test_unbiased_distances_against_brute_force(bench) -> None:  # type: ignore[
     for block in (2048, 3):  # one block, and blocks that do not divide n or m
         got = bench.unbiased_distances(x, y, h, block=block)
         assert got == pytest.approx((e, m), rel=1e-12, abs=1e-14)
+    given = bench.unbiased_distances(x, y, h, y_sums=bench.pair_sums(y, y, h))
+    assert given == pytest.approx((e, m), rel=1e-12, abs=1e-14)
 
 
 def test_trained_diffusion_on_rings_between_small_and_same_budget_mixtures(  # type: ignore[no-untyped-def]
